@@ -1,0 +1,51 @@
+"""Flue for Python: the agent harness framework.
+
+Where to find things (one hop):
+
+- plugin API (every hook):         ``flue.hookspecs``
+- authoring formats (files):       ``flue.authoring`` (agents, skills, workflows, channels)
+- project discovery + diagnostics: ``flue.project``, ``flue.diagnostics``, ``flue.config``
+- events:                          ``flue.events``
+- tools and the ``@tool`` decorator: ``flue.tools``
+- sandbox contract:                ``flue.sandbox.base``
+- persistence contract:            ``flue.persistence.base``
+- the CLI:                         ``flue.cli``
+
+Public names are imported lazily so ``import flue`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flue.hookspecs import hookimpl
+from flue.version import __version__
+
+if TYPE_CHECKING:
+    from flue.diagnostics import Diagnostic, ProjectError
+    from flue.project import Project, load_project
+    from flue.tools import Tool, ToolContext, ToolError, tool
+
+_LAZY: dict[str, str] = {
+    "Diagnostic": "flue.diagnostics",
+    "ProjectError": "flue.diagnostics",
+    "Project": "flue.project",
+    "load_project": "flue.project",
+    "Tool": "flue.tools",
+    "ToolContext": "flue.tools",
+    "ToolError": "flue.tools",
+    "tool": "flue.tools",
+}
+
+__all__ = ["__version__", "hookimpl", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flue' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

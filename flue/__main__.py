@@ -1,0 +1,3 @@
+from flue.cli import main
+
+raise SystemExit(main())

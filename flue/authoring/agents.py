@@ -1,0 +1,191 @@
+"""Agent definitions: ``agents/<name>.md`` (frontmatter + instructions body) or
+``agents/<name>.yaml`` (the same keys plus ``instructions``).
+
+Frontmatter keys (all optional)::
+
+    description: one line shown in listings
+    model: provider/model          # or false: every call must pass a model
+    profile: other-agent           # extend another agent file (its values are the base)
+    tools: [bash, read, search_kb] # built-in and plugin tools by name; omit for the defaults
+    skills: [review]               # packaged skills from skills/<name>/
+    subagents: [researcher]        # agents usable by session.task(agent=...) and the task tool
+    sandbox: virtual               # or local, or {kind: <plugin kind>, <options>...}
+    cwd: /workspace                # working directory inside the sandbox
+    files: {notes.md: "..."}       # seed files written under the cwd at init()
+    mcp: {github: {url: ..., headers: {...}, transport: http}}
+    thinking: off|minimal|low|medium|high|xhigh
+    compaction: false | {threshold: 0.8, keep_recent_tokens: 20000}
+    durability: {max_attempts: 10, timeout: 3600}
+    max_turns: 50
+    http: true | {auth: {bearer_env: MY_TOKEN}}
+
+Every agent file can be used as a profile or a subagent by its name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from flue.authoring.source import load_markdown, load_yaml, read_text
+from flue.authoring.templates import check_template
+from flue.diagnostics import Diagnostic, pydantic_diagnostics
+
+ThinkingLevel = Literal["off", "minimal", "low", "medium", "high", "xhigh"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SandboxSpec(BaseModel):
+    """``kind`` names a sandbox registered by a plugin; other keys are its options."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str = "virtual"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class AuthSpec(Strict):
+    """Declarative HTTP auth. ``bearer_env`` names an env var holding the token."""
+
+    bearer_env: str | None = None
+    header: str = "authorization"
+
+
+class HttpSpec(Strict):
+    enabled: bool = True
+    auth: AuthSpec | None = None
+
+
+class McpServerSpec(Strict):
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    transport: Literal["http", "sse"] = "http"
+
+
+class CompactionSpec(Strict):
+    threshold: float = Field(0.8, gt=0, le=1)
+    keep_recent_tokens: int = Field(20_000, ge=0)
+    context_window: int | None = Field(None, gt=0)
+
+
+class DurabilitySpec(Strict):
+    max_attempts: int = Field(10, ge=1)
+    timeout: float = Field(3600, gt=0, description="seconds before a submission settles as failed")
+
+
+class AgentDefinition(Strict):
+    name: str
+    file: str | None = None
+    description: str | None = None
+    model: str | Literal[False] | None = None
+    profile: str | None = None
+    instructions: str = ""
+    tools: list[str] | None = None
+    skills: list[str] = Field(default_factory=list)
+    subagents: list[str] = Field(default_factory=list)
+    sandbox: SandboxSpec | None = None
+    cwd: str | None = None
+    files: dict[str, str] = Field(default_factory=dict)
+    mcp: dict[str, McpServerSpec] = Field(default_factory=dict)
+    thinking: ThinkingLevel | None = None
+    compaction: CompactionSpec | Literal[False] | None = None
+    durability: DurabilitySpec | None = None
+    max_turns: int | None = Field(None, ge=1)
+    http: HttpSpec | None = None
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _sandbox_shorthand(cls, v: Any) -> Any:
+        return {"kind": v} if isinstance(v, str) else v
+
+    @field_validator("http", mode="before")
+    @classmethod
+    def _http_shorthand(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        if v is False:
+            return None
+        return v
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_value(cls, v: Any) -> Any:
+        if v is True:
+            raise ValueError("model must be 'provider/model' or false")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model_shape(cls, v: Any) -> Any:
+        if isinstance(v, str) and "/" not in v:
+            raise ValueError(f"model '{v}' must look like 'provider/model' (for example 'anthropic/claude-sonnet-4-6')")
+        return v
+
+    @model_validator(mode="after")
+    def _name_rules(self) -> AgentDefinition:
+        if not self.name or ":" in self.name:
+            raise ValueError(f"agent name '{self.name}' must be non-empty and contain no ':'")
+        return self
+
+    @property
+    def exposed(self) -> bool:
+        return self.http is not None and self.http.enabled
+
+
+AGENT_KEYS = set(AgentDefinition.model_fields) - {"name", "file"}
+
+
+def parse_agent_file(path: Path, *, rel: str) -> tuple[AgentDefinition | None, list[Diagnostic]]:
+    """Parse one agent file (``.md`` or ``.yaml``/``.yml``)."""
+    name = path.stem
+    if path.suffix == ".md":
+        meta, body, key_lines, body_line, diags = load_markdown(path, rel)
+        if meta is None:
+            return None, diags
+        if "instructions" in meta:
+            return None, [
+                Diagnostic(
+                    code="agent.unknown-key",
+                    file=rel,
+                    line=key_lines.get("instructions"),
+                    message="'instructions' belongs in the Markdown body of a .md agent, not its frontmatter",
+                    hint="move the text below the closing '---'",
+                )
+            ]
+        data = {**meta, "instructions": body.strip()}
+    else:
+        text, diags = read_text(path, rel)
+        if text is None:
+            return None, diags
+        data, key_lines, diags = load_yaml(text, file=rel)
+        if diags:
+            return None, diags
+        data = data or {}
+        if not isinstance(data, dict):
+            return None, [Diagnostic(code="agent.not-mapping", file=rel, line=1, message="agent YAML must be a mapping")]
+        body_line = key_lines.get("instructions", 1)
+    if "name" in data or "file" in data:
+        key = "name" if "name" in data else "file"
+        return None, [
+            Diagnostic(
+                code="agent.unknown-key",
+                file=rel,
+                line=key_lines.get(key),
+                message=f"unknown key '{key}'",
+                hint="an agent's name is its file name; rename the file instead",
+            )
+        ]
+    instructions = data.get("instructions")
+    tdiags = check_template(instructions, file=rel, line_offset=body_line, what="instructions") if isinstance(instructions, str) else []
+    try:
+        agent = AgentDefinition.model_validate({**data, "name": name, "file": rel})
+    except Exception as exc:  # pydantic.ValidationError
+        return None, pydantic_diagnostics(exc, file=rel, code_prefix="agent", line_of=key_lines) + tdiags
+    return agent, tdiags

@@ -1,0 +1,128 @@
+"""Skills in the Agent Skills format: ``skills/<name>/SKILL.md``.
+
+Frontmatter: ``name`` (must equal the folder; lowercase letters, digits and
+single hyphens; at most 64 characters), ``description`` (required, at most 1024
+characters), optional ``license``, ``allowed-tools``, ``metadata``. The body is
+the instructions (a Jinja2 template over the call's ``args``). Sibling files in
+the folder belong to the skill.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from flue.authoring.source import load_markdown
+from flue.authoring.templates import check_template
+from flue.diagnostics import Diagnostic, pydantic_diagnostics
+
+SKILL_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# Files that must never be packaged with a skill (likely secrets).
+SECRET_PATTERNS = (".env", ".dev.vars", "id_rsa", "id_ed25519", ".pem", ".key", "credentials")
+
+
+def skill_name_problem(name: str) -> str | None:
+    if not name:
+        return "a skill name must not be empty"
+    if len(name) > 64:
+        return f"skill name '{name}' is longer than 64 characters"
+    if not SKILL_NAME.match(name):
+        return f"skill name '{name}' must use lowercase letters, digits and single hyphens"
+    return None
+
+
+class SkillDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    description: str = Field(min_length=1, max_length=1024)
+    license: str | None = None
+    allowed_tools: list[str] | str | None = Field(None, alias="allowed-tools")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    body: str = ""
+    file: str | None = None
+    directory: str | None = None
+    files: list[str] = Field(default_factory=list, description="sibling files, relative to the skill folder")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, v: str) -> str:
+        problem = skill_name_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    def read_files(self) -> dict[str, bytes]:
+        """The skill's sibling files by relative path (read on demand)."""
+        base = Path(self.directory or ".")
+        return {rel: (base / rel).read_bytes() for rel in self.files}
+
+
+def parse_skill_dir(folder: Path, *, rel: str) -> tuple[SkillDefinition | None, list[Diagnostic]]:
+    path = folder / "SKILL.md"
+    meta, body, key_lines, body_line, diags = load_markdown(path, rel)
+    if meta is None:
+        return None, diags
+    out: list[Diagnostic] = []
+    name = meta.get("name")
+    if name is None:
+        meta["name"] = folder.name
+        out.append(
+            Diagnostic(
+                code="skill.missing-key",
+                file=rel,
+                line=1,
+                message="missing required key 'name'",
+                hint=f"add 'name: {folder.name}' to the frontmatter",
+            )
+        )
+    elif isinstance(name, str) and skill_name_problem(name):
+        return None, [
+            Diagnostic(
+                code="skill.invalid-name",
+                file=rel,
+                line=key_lines.get("name"),
+                message=skill_name_problem(name) or "",
+                hint="use lowercase letters, digits and single hyphens, e.g. 'code-review'",
+            )
+        ]
+    elif name != folder.name:
+        out.append(
+            Diagnostic(
+                code="skill.name-mismatch",
+                file=rel,
+                line=key_lines.get("name"),
+                message=f"skill name '{name}' does not match its folder '{folder.name}'",
+                hint=f"rename the folder or set 'name: {folder.name}'",
+            )
+        )
+    siblings, secret = [], []
+    for f in sorted(folder.rglob("*")):
+        if f.is_file() and f.name != "SKILL.md":
+            r = f.relative_to(folder).as_posix()
+            (secret if any(p in f.name for p in SECRET_PATTERNS) else siblings).append(r)
+    for s in secret:
+        out.append(
+            Diagnostic(
+                code="skill.secret-file",
+                file=f"{rel.rsplit('/', 1)[0]}/{s}",
+                message="a file that looks like a secret sits in a skill folder and will not be packaged",
+                hint="keep credentials outside skill folders",
+                severity="warning",
+            )
+        )
+    try:
+        skill = SkillDefinition.model_validate(
+            {**meta, "body": body.strip(), "file": rel, "directory": str(folder), "files": siblings}
+        )
+    except Exception as exc:
+        for d in pydantic_diagnostics(exc, file=rel, code_prefix="skill", line_of=key_lines):
+            if d.message.startswith("'name'"):
+                d.code = "skill.invalid-name"
+            out.append(d)
+        return None, out
+    out += check_template(skill.body, file=rel, line_offset=body_line, what="skill body")
+    return skill, out

@@ -1,0 +1,79 @@
+"""Reading YAML and frontmatter with line numbers for diagnostics."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flue.diagnostics import Diagnostic
+
+_FRONTMATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*(?:\r?\n|\Z)", re.S | re.M)
+
+
+def load_yaml(text: str, *, file: str, line_offset: int = 0) -> tuple[Any, dict[str, int], list[Diagnostic]]:
+    """Parse YAML; return (data, top-level key -> line, diagnostics)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 + line_offset if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, {}, [
+            Diagnostic(
+                code="yaml.syntax",
+                file=file,
+                line=line,
+                message=f"YAML syntax error: {problem}",
+                hint="check indentation, colons and quoting on that line",
+            )
+        ]
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                lines[str(key.value)] = key.start_mark.line + 1 + line_offset
+    return data, lines, []
+
+
+def split_frontmatter(text: str) -> tuple[str | None, str, int]:
+    """Return (frontmatter text or None, body, line number where the body starts)."""
+    m = _FRONTMATTER.match(text)
+    if not m:
+        return None, text, 1
+    body_start = text.count("\n", 0, m.end()) + 1
+    return m.group(1), text[m.end() :], body_start
+
+
+def read_text(path: Path, file: str) -> tuple[str | None, list[Diagnostic]]:
+    try:
+        return path.read_text(encoding="utf-8"), []
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Diagnostic(code="file.unreadable", file=file, message=f"cannot read file: {exc}")]
+
+
+def load_markdown(path: Path, file: str) -> tuple[dict[str, Any] | None, str, dict[str, int], int, list[Diagnostic]]:
+    """Parse a Markdown file with YAML frontmatter via python-frontmatter.
+
+    Returns (metadata, body, key lines, body start line, diagnostics).
+    """
+    import frontmatter
+
+    text, diags = read_text(path, file)
+    if text is None:
+        return None, "", {}, 1, diags
+    raw, _, body_line = split_frontmatter(text)
+    if raw is None:
+        return {}, text, {}, 1, []
+    data, key_lines, diags = load_yaml(raw, file=file, line_offset=1)
+    if diags:
+        return None, "", {}, body_line, diags
+    if data is not None and not isinstance(data, dict):
+        return None, "", {}, body_line, [
+            Diagnostic(code="frontmatter.not-mapping", file=file, line=2, message="frontmatter must be a YAML mapping")
+        ]
+    post = frontmatter.loads(text)
+    return dict(post.metadata), post.content, key_lines, body_line, []

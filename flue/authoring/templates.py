@@ -1,0 +1,75 @@
+"""Jinja2 is the template language of instructions, skills and YAML workflows.
+
+One sandboxed environment with ``StrictUndefined`` so a misspelt variable is an
+error rather than an empty string.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from flue.diagnostics import Diagnostic
+
+
+@lru_cache(maxsize=1)
+def environment():  # -> jinja2.sandbox.SandboxedEnvironment
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["tojson"] = _tojson
+    return env
+
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    import json
+
+    return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
+
+
+def check_template(source: str, *, file: str, line_offset: int = 0, what: str = "template") -> list[Diagnostic]:
+    """Compile a template; a syntax error becomes a diagnostic with its line."""
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        environment().parse(source)
+    except TemplateSyntaxError as exc:
+        line = (exc.lineno or 1) + line_offset - 1 if exc.lineno else None
+        return [
+            Diagnostic(
+                code="template.syntax",
+                file=file,
+                line=line,
+                message=f"Jinja2 syntax error in {what}: {exc.message}",
+                hint="check the {{ }} and {% %} pairs on that line",
+            )
+        ]
+    return []
+
+
+def render(source: str, variables: dict[str, Any]) -> str:
+    """Render a template string. Raises jinja2 errors on undefined names."""
+    if "{" not in source:
+        return source
+    return environment().from_string(source).render(**variables)
+
+
+def evaluate(source: str, variables: dict[str, Any]) -> Any:
+    """Render a value, keeping native types when it is exactly one ``{{ expr }}``."""
+    stripped = source.strip()
+    if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
+        expr = environment().compile_expression(stripped[2:-2].strip(), undefined_to_none=False)
+        return expr(**variables)
+    return render(source, variables)
+
+
+def evaluate_tree(value: Any, variables: dict[str, Any]) -> Any:
+    """Evaluate templates inside strings, lists and mappings."""
+    if isinstance(value, str):
+        return evaluate(value, variables)
+    if isinstance(value, list):
+        return [evaluate_tree(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: evaluate_tree(v, variables) for k, v in value.items()}
+    return value

@@ -1,0 +1,67 @@
+"""The ``flue`` command line.
+
+Each command lives in ``flue/cli/<command>.py`` with ``register(subparsers)``
+and ``main(args) -> int``; only the chosen command's module is imported, so
+``flue --help`` stays fast (and never imports litellm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from flue.version import __version__
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("flue.cli.init_cmd", "write a small working project"),
+    "info": ("flue.cli.info", "show the project as found: agents, workflows, skills, channels, plugins, diagnostics"),
+}
+
+
+def build_parser(load: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flue",
+        description="Flue for Python: the agent harness framework.",
+        epilog="Run 'flue <command> --help' for a command's options.",
+    )
+    parser.add_argument("-v", "--version", action="version", version=f"flue {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (module, help_text) in COMMANDS.items():
+        if name == load:
+            importlib.import_module(module).register(sub.add_parser(name, help=help_text, description=help_text))
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def add_project_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by commands that load a project."""
+    p.add_argument("--root", default=".", help="project root (default: current directory)")
+    p.add_argument("--env", dest="env_file", default=None, help="load this .env file instead of <root>/.env")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "help":
+        argv = ["--help"]
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is not None and command not in COMMANDS:
+        build_parser().print_usage(sys.stderr)
+        print(f"flue: unknown command '{command}' (choose from {', '.join(COMMANDS)})", file=sys.stderr)
+        return 1
+    parser = build_parser(load=command)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.main(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

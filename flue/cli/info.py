@@ -1,0 +1,83 @@
+"""``flue info``: the project as found, for a person (rich) or a program (--json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from flue.cli import add_project_flags
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    add_project_flags(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the readable report")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from flue.config import load_env_file
+    from flue.project import load_project
+
+    root = Path(args.root)
+    try:
+        load_env_file(root, args.env_file)
+    except FileNotFoundError as exc:
+        print(f"flue: {exc}", file=sys.stderr)
+        return 1
+    project = load_project(root)
+    doc = project.info()
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        _render(doc)
+    return 1 if project.errors else 0
+
+
+def _render(doc: dict) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    console.print(f"[bold]root[/bold]        {doc['root']}")
+    console.print(f"[bold]source root[/bold] {doc['sourceRoot']}")
+    console.print(f"[bold]config[/bold]      {doc['config'] or '(none)'}")
+
+    def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+        if not rows:
+            console.print(f"\n[bold]{title}[/bold]: none")
+            return
+        t = Table(title=title, title_justify="left", title_style="bold", show_edge=False)
+        for c in columns:
+            t.add_column(c)
+        for r in rows:
+            t.add_row(*[escape(x or "") for x in r])
+        console.print()
+        console.print(t)
+
+    table(
+        "agents",
+        ["name", "model", "http", "description", "file"],
+        [[a["name"], str(a["model"] or "-"), "yes" if a["http"] else "", a["description"], a["file"]] for a in doc["agents"]],
+    )
+    table(
+        "workflows",
+        ["name", "kind", "http", "description", "file"],
+        [[w["name"], w["kind"], "yes" if w["http"] else "", (w["description"] or "").split("\n")[0], w["file"]] for w in doc["workflows"]],
+    )
+    table("skills", ["name", "description", "file"], [[s["name"], s["description"], s["file"]] for s in doc["skills"]])
+    table("channels", ["name", "kind", "file"], [[c["name"], c["kind"], c["file"]] for c in doc["channels"]])
+    table("plugins", ["name", "source", "origin"], [[p["name"], p["source"], p["origin"]] for p in doc["plugins"]])
+    diags = doc["diagnostics"]
+    if not diags:
+        console.print("\n[green]no diagnostics[/green]")
+        return
+    console.print(f"\n[bold]diagnostics[/bold] ({len(diags)})")
+    for d in diags:
+        where = (d["file"] or "<project>") + (f":{d['line']}" if d["line"] else "")
+        color = "red" if d["severity"] == "error" else "yellow"
+        console.print(f"  [{color}]{d['severity']}[/{color}] {escape(where)} [dim]{d['code']}[/dim]\n    {escape(d['message'])}")
+        if d["hint"]:
+            console.print(f"    [dim]hint: {escape(d['hint'])}[/dim]")

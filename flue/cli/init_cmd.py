@@ -1,0 +1,54 @@
+"""``flue init [DIR]``: write a small working project."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("directory", nargs="?", default=".", help="where to write the project (default: .)")
+    p.add_argument("--force", action="store_true", help="overwrite files that already exist")
+
+
+def scaffold_files() -> dict[str, bytes]:
+    from importlib.resources import files
+
+    base = files("flue") / "scaffold" / "project"
+    out: dict[str, bytes] = {}
+
+    def walk(node, prefix: str) -> None:
+        for child in node.iterdir():
+            if child.name == "__pycache__":
+                continue
+            rel = f"{prefix}{child.name}"
+            if child.is_dir():
+                walk(child, rel + "/")
+            else:
+                out[rel] = child.read_bytes()
+
+    walk(base, "")
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    target = Path(args.directory)
+    files = scaffold_files()
+    existing = sorted(rel for rel in files if (target / rel).exists())
+    if existing and not args.force:
+        print(f"flue init: refusing to overwrite {', '.join(existing)} (use --force)", file=sys.stderr)
+        return 1
+    for rel, data in sorted(files.items()):
+        path = target / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        print(f"  wrote {path}", file=sys.stderr)
+    print(
+        f"\nA Flue project is ready in {target}.\n"
+        f"  cd {target} && cp .env.example .env   # add your API key\n"
+        "  flue info                              # see what was found\n"
+        "  flue run hello --payload '{\"name\": \"Ada\"}'",
+        file=sys.stderr,
+    )
+    return 0

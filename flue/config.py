@@ -1,0 +1,133 @@
+"""Project configuration: optional ``flue.yaml`` at the project root, and ``.env``.
+
+``flue.yaml`` keys (unknown keys are errors naming the key path)::
+
+    port: 3583                     # flue dev / flue start port (CLI --port wins)
+    model: anthropic/claude-sonnet-4-6   # default model for agents without one
+    persistence:                   # where sessions, submissions, runs and streams live
+      kind: sqlite                 # built in; plugins add others (e.g. postgres)
+      path: .flue/state.db         # omit for in-memory
+    providers:                     # register or reconfigure model providers
+      local:
+        api: openai-completions    # or anthropic-messages
+        base_url: http://127.0.0.1:8000/v1
+        api_key_env: LOCAL_KEY     # or api_key: literal (keep secrets in .env)
+        headers: {X-Team: core}
+    plugins:                       # per-plugin options; false disables a plugin
+      my-plugin: {option: 1}
+
+``.env`` in the project root is loaded by the CLI; ``--env FILE`` picks another.
+Values already set in the shell win.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from flue.authoring.source import load_yaml, read_text
+from flue.diagnostics import Diagnostic, pydantic_diagnostics
+
+CONFIG_NAMES = ("flue.yaml", "flue.yml")
+DEFAULT_DEV_PORT = 3583
+DEFAULT_START_PORT = 3000
+
+
+class ProviderConfig(BaseModel):
+    """A model provider registration (``registerProvider``/``configureProvider``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    api: Literal["openai-completions", "anthropic-messages"] | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    def resolved_api_key(self, environ: dict[str, str] | None = None) -> str | None:
+        env = os.environ if environ is None else environ
+        if self.api_key_env:
+            return env.get(self.api_key_env)
+        return self.api_key
+
+
+class PersistenceConfig(BaseModel):
+    """``kind`` picks an adapter (``sqlite`` built in); other keys are its options."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str = "sqlite"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class FlueConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    port: int | None = Field(None, ge=1, le=65535)
+    model: str | None = None
+    persistence: PersistenceConfig = Field(default_factory=PersistenceConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    plugins: dict[str, dict[str, Any] | bool | None] = Field(default_factory=dict)
+
+    @field_validator("persistence", mode="before")
+    @classmethod
+    def _persistence_shorthand(cls, v: Any) -> Any:
+        return {"kind": v} if isinstance(v, str) else v
+
+    def plugin_options(self, name: str) -> dict[str, Any]:
+        opts = self.plugins.get(name)
+        return opts if isinstance(opts, dict) else {}
+
+    def plugin_disabled(self, name: str) -> bool:
+        return self.plugins.get(name) is False
+
+
+def find_config_file(root: Path) -> Path | None:
+    for name in CONFIG_NAMES:
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def load_config(root: Path) -> tuple[FlueConfig, Path | None, list[Diagnostic]]:
+    """Load ``flue.yaml``; on errors return defaults plus diagnostics."""
+    path = find_config_file(root)
+    if path is None:
+        return FlueConfig(), None, []
+    rel = path.name
+    text, diags = read_text(path, rel)
+    if text is None:
+        return FlueConfig(), path, diags
+    data, key_lines, diags = load_yaml(text, file=rel)
+    if diags:
+        return FlueConfig(), path, diags
+    if data is None:
+        return FlueConfig(), path, []
+    if not isinstance(data, dict):
+        return FlueConfig(), path, [Diagnostic(code="config.not-mapping", file=rel, line=1, message="flue.yaml must be a mapping")]
+    try:
+        return FlueConfig.model_validate(data), path, []
+    except Exception as exc:
+        return FlueConfig(), path, pydantic_diagnostics(exc, file=rel, code_prefix="config", line_of=key_lines)
+
+
+def load_env_file(root: Path, env_file: str | Path | None = None) -> Path | None:
+    """Load ``.env`` (or ``env_file``) into ``os.environ`` without overriding the shell.
+
+    An explicitly named file must exist.
+    """
+    from dotenv import load_dotenv
+
+    if env_file is not None:
+        path = Path(env_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--env file not found: {path}")
+    else:
+        path = root / ".env"
+        if not path.is_file():
+            return None
+    load_dotenv(path, override=False)
+    return path

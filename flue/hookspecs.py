@@ -1,0 +1,160 @@
+"""The plugin API: every hook a plugin may implement, documented for its authors.
+
+A plugin is any object or module with functions marked ``@flue.hookimpl``::
+
+    # plugins/hello.py (project plugin), or a module in your distribution
+    from flue import hookimpl
+
+    @hookimpl
+    def flue_tools():
+        from flue import tool
+
+        @tool
+        async def shout(text: str) -> str:
+            "Upper-case some text."
+            return text.upper()
+
+        return [shout]
+
+Plugins come from three places, in this order:
+
+1. **built-ins** registered by the framework itself (``flue.plugins.BUILTIN_PLUGINS``);
+2. **installed distributions** declaring an entry point in the group ``flue``::
+
+       [project.entry-points.flue]
+       postgres = "flue_postgres.plugin"
+
+3. **project plugins**: every ``plugins/*.py`` in the project's source root.
+
+A plugin that fails to import or register becomes a diagnostic naming it; it
+never crashes ``flue info`` or the server. ``flue.yaml`` may hold options for a
+plugin under ``plugins: {<name>: {...}}`` (read them in ``flue_configure``) or
+disable it with ``plugins: {<name>: false}``.
+
+Hooks are called with keyword arguments; implement only the parameters you
+need. Return values of "collecting" hooks are merged; where two plugins provide
+the same name the later plugin (project plugins last) wins, and a diagnostic
+says so.
+
+This module is a stable promise: hooks may gain optional parameters, never lose
+them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from aiohttp import web
+
+    from flue.authoring.channels import ChannelKind
+    from flue.blueprints import Blueprint
+    from flue.config import FlueConfig, PersistenceConfig, ProviderConfig
+    from flue.events import BaseEvent
+    from flue.models.base import ModelProvider
+    from flue.persistence.base import PersistenceAdapter
+    from flue.sandbox.base import SandboxFactory
+    from flue.tools import Tool
+
+PROJECT_NAME = "flue"
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class FlueSpec:
+    """Hook specifications. Implement them as plain functions with ``@hookimpl``."""
+
+    @hookspec
+    def flue_configure(self, config: FlueConfig, root: Path) -> None:
+        """Called once after the project is loaded, before any other hook is used.
+
+        Read your options with ``config.plugin_options("<your plugin name>")``.
+        Raise an exception to report bad options: it becomes a diagnostic.
+        """
+
+    @hookspec
+    def flue_sandboxes(self) -> dict[str, Any]:
+        """Return ``{kind: make_factory}`` where ``make_factory(options: dict) -> SandboxFactory``.
+
+        Agents select a kind with ``sandbox: <kind>`` or ``sandbox: {kind: <kind>, ...options}``.
+        ``options`` are the remaining keys of that mapping. The factory's
+        ``create_session_env(request)`` is called once per ``init()`` and must
+        return an object satisfying ``flue.sandbox.base.SandboxEnv``. Built-in
+        kinds: ``virtual`` (bashkit) and ``local`` (host). Never delete or stop a
+        sandbox you did not create.
+        """
+
+    @hookspec
+    def flue_model_providers(self) -> dict[str, ProviderConfig | ModelProvider]:
+        """Return ``{provider_id: registration}`` for ``provider_id/model`` strings.
+
+        A ``flue.config.ProviderConfig`` registers an OpenAI- or
+        Anthropic-compatible endpoint called through litellm (``api``,
+        ``base_url``, ``api_key``/``api_key_env``, ``headers``); with no ``api``
+        it reconfigures a catalog provider (e.g. a gateway for ``anthropic``).
+        An object implementing ``flue.models.base.ModelProvider`` handles the
+        calls itself (used by in-process models such as the scripted test model).
+        ``providers:`` in ``flue.yaml`` override plugin registrations.
+        """
+
+    @hookspec(firstresult=True)
+    def flue_persistence(self, config: PersistenceConfig, root: Path) -> PersistenceAdapter | None:
+        """Return a persistence adapter when ``config.kind`` is yours, else ``None``.
+
+        ``flue.yaml``'s ``persistence: {kind: ..., ...options}`` selects the
+        adapter; ``config.options`` holds the other keys. The first non-None
+        result wins. See ``flue.persistence.base.PersistenceAdapter`` for the
+        contract, and ``flue.testing.persistence_contract`` for the test suite
+        every adapter should pass.
+        """
+
+    @hookspec
+    def flue_channel_kinds(self) -> dict[str, ChannelKind]:
+        """Return ``{kind: ChannelKind}`` for ``channels/<name>.yaml`` files with that ``kind``.
+
+        A ``ChannelKind`` carries a pydantic ``options`` model used to validate
+        the channel file, and the request handlers for ``/channels/<name>/*``.
+        """
+
+    @hookspec
+    def flue_tools(self) -> list[Tool]:
+        """Return tools that agents may list by name under ``tools:``.
+
+        Names must not collide with built-in tool names (``bash``, ``read``,
+        ``write``, ``edit``, ``grep``, ``glob``, ``task``).
+        """
+
+    @hookspec
+    def flue_observe(self, event: BaseEvent, context: dict[str, Any]) -> None:
+        """Observe every event (workflow runs and agent activity), as it happens.
+
+        ``context`` holds ``project`` (the loaded Project) and the ids of where
+        the event came from. May be sync or async; it must be quick and must not
+        raise (errors are reported once and ignored). Use it for tracing,
+        metrics and logging.
+        """
+
+    @hookspec
+    def flue_app(self, app: web.Application, runtime: Any) -> None:
+        """Add aiohttp middleware or routes to the server (the ``app.ts`` seam).
+
+        Called once while the application is assembled, before Flue's own
+        routes are added; ``app.middlewares.append(...)`` and
+        ``app.router.add_get(...)`` are both fine. ``runtime`` gives access to
+        the project, ``dispatch`` and the stores.
+        """
+
+    @hookspec
+    def flue_blueprints(self) -> list[Blueprint]:
+        """Return blueprints for ``flue add``: Markdown guides (sandbox, channel,
+        database, tooling) that a coding agent applies to a project."""
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm.add_hookspecs(FlueSpec)
+    return pm

@@ -1,0 +1,377 @@
+"""A Flue project as found on disk: config, source root, definitions, plugins, diagnostics.
+
+``load_project(root)`` never raises on bad project files: every problem is a
+:class:`~flue.diagnostics.Diagnostic`. Source root: ``<root>/.flue/`` if it
+exists, else ``<root>/src/``, else ``<root>/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from flue.authoring.agents import AgentDefinition, parse_agent_file
+from flue.authoring.channels import ChannelDefinition, parse_channel_file
+from flue.authoring.skills import SkillDefinition, parse_skill_dir
+from flue.authoring.templates import check_template
+from flue.authoring.workflows import WorkflowDefinition, parse_python_workflow, parse_yaml_workflow
+from flue.config import FlueConfig, load_config
+from flue.diagnostics import Diagnostic, ProjectError
+from flue.plugins import PluginInfo, collect_named, load_plugins
+
+AGENT_SUFFIXES = (".md", ".yaml", ".yml")
+WORKFLOW_SUFFIXES = (".py", ".yaml", ".yml")
+CHANNEL_SUFFIXES = (".yaml", ".yml")
+
+
+def resolve_source_root(root: Path) -> Path:
+    for candidate in (root / ".flue", root / "src"):
+        if candidate.is_dir():
+            return candidate
+    return root
+
+
+@dataclass
+class Project:
+    root: Path
+    source_root: Path
+    config: FlueConfig
+    config_file: Path | None = None
+    agents: dict[str, AgentDefinition] = field(default_factory=dict)
+    workflows: dict[str, WorkflowDefinition] = field(default_factory=dict)
+    skills: dict[str, SkillDefinition] = field(default_factory=dict)
+    channels: dict[str, ChannelDefinition] = field(default_factory=dict)
+    plugins: list[PluginInfo] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    pm: pluggy.PluginManager | None = None
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def raise_on_errors(self) -> None:
+        if self.errors:
+            raise ProjectError(self.errors)
+
+    def rel(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def agent(self, name: str) -> AgentDefinition:
+        try:
+            return self.agents[name]
+        except KeyError:
+            raise KeyError(f"unknown agent '{name}' (available: {', '.join(sorted(self.agents)) or 'none'})") from None
+
+    def workflow(self, name: str) -> WorkflowDefinition:
+        try:
+            return self.workflows[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown workflow '{name}' (available: {', '.join(sorted(self.workflows)) or 'none'})"
+            ) from None
+
+    def info(self) -> dict[str, Any]:
+        """The ``flue info --json`` document."""
+        return {
+            "root": str(self.root),
+            "sourceRoot": str(self.source_root),
+            "config": self.rel(self.config_file) if self.config_file else None,
+            "agents": [
+                {
+                    "name": a.name,
+                    "file": a.file,
+                    "description": a.description,
+                    "model": a.model if a.model is not None else self.config.model,
+                    "profile": a.profile,
+                    "http": a.exposed,
+                }
+                for a in self.agents.values()
+            ],
+            "workflows": [
+                {"name": w.name, "file": w.file, "kind": w.kind, "description": w.description, "http": w.exposed}
+                for w in self.workflows.values()
+            ],
+            "skills": [
+                {"name": s.name, "file": s.file, "description": s.description, "files": s.files}
+                for s in self.skills.values()
+            ],
+            "channels": [{"name": c.name, "file": c.file, "kind": c.kind} for c in self.channels.values()],
+            "plugins": [p.model_dump() for p in self.plugins],
+            "diagnostics": [d.model_dump() for d in self.diagnostics],
+        }
+
+
+def load_project(root: str | Path = ".", *, extra_plugins: list[tuple[str, Any]] | None = None) -> Project:
+    root = Path(root).resolve()
+    source_root = resolve_source_root(root)
+    config, config_file, diags = load_config(root)
+    project = Project(root=root, source_root=source_root, config=config, config_file=config_file, diagnostics=diags)
+    if not root.is_dir():
+        project.diagnostics.append(Diagnostic(code="project.missing-root", message=f"project root {root} is not a directory"))
+        return project
+
+    _discover(project, "agents", AGENT_SUFFIXES, lambda p, rel: parse_agent_file(p, rel=rel), project.agents)
+    _discover(project, "workflows", WORKFLOW_SUFFIXES, _parse_workflow, project.workflows)
+    _discover(project, "channels", CHANNEL_SUFFIXES, lambda p, rel: parse_channel_file(p, rel=rel), project.channels)
+    _discover_skills(project)
+
+    disabled = {name for name, v in config.plugins.items() if v is False}
+    pm, infos, pdiags = load_plugins(source_root, disabled=disabled, extra=extra_plugins)
+    project.pm, project.plugins = pm, infos
+    project.diagnostics += pdiags
+    _configure_plugins(project)
+    _check_references(project)
+    _check_channels(project)
+    return project
+
+
+def _parse_workflow(path: Path, rel: str):
+    return parse_python_workflow(path, rel=rel) if path.suffix == ".py" else parse_yaml_workflow(path, rel=rel)
+
+
+def _discover(project: Project, folder: str, suffixes: tuple[str, ...], parse, into: dict[str, Any]) -> None:
+    base = project.source_root / folder
+    if not base.is_dir():
+        return
+    seen: dict[str, str] = {}
+    for path in sorted(base.iterdir()):
+        if not path.is_file() or path.suffix not in suffixes or path.name.startswith((".", "_")):
+            continue
+        rel = project.rel(path)
+        name = path.stem
+        if name in seen:
+            project.diagnostics.append(
+                Diagnostic(
+                    code=f"{folder[:-1]}.duplicate-name",
+                    file=rel,
+                    message=f"{folder[:-1]} '{name}' is defined twice: {seen[name]} and {rel}",
+                    hint="keep one file per name; delete or rename the other",
+                )
+            )
+            into.pop(name, None)
+            continue
+        seen[name] = rel
+        definition, diags = parse(path, rel)
+        project.diagnostics += diags
+        if definition is not None:
+            into[name] = definition
+
+
+def _discover_skills(project: Project) -> None:
+    base = project.source_root / "skills"
+    if not base.is_dir():
+        return
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        rel = project.rel(folder / "SKILL.md")
+        if not (folder / "SKILL.md").is_file():
+            project.diagnostics.append(
+                Diagnostic(
+                    severity="warning",
+                    code="skill.missing-file",
+                    file=project.rel(folder),
+                    message="skill folder has no SKILL.md",
+                    hint="add SKILL.md with 'name' and 'description' frontmatter",
+                )
+            )
+            continue
+        skill, diags = parse_skill_dir(folder, rel=rel)
+        project.diagnostics += diags
+        if skill is not None:
+            project.skills[skill.name] = skill
+
+
+def _configure_plugins(project: Project) -> None:
+    assert project.pm is not None
+    for impl in project.pm.hook.flue_configure.get_hookimpls():
+        name = project.pm.get_name(impl.plugin)
+        try:
+            kwargs = {"config": project.config, "root": project.root}
+            impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+        except Exception as exc:
+            project.diagnostics.append(
+                Diagnostic(code="plugin.configure-failed", message=f"plugin '{name}' rejected its configuration: {exc}")
+            )
+
+
+def _missing(project: Project, kind: str, name: str, file: str | None, field_name: str, available: list[str]) -> None:
+    project.diagnostics.append(
+        Diagnostic(
+            code=f"reference.missing-{kind}",
+            file=file,
+            message=f"{field_name} refers to {kind} '{name}', which does not exist",
+            hint=f"available {kind}s: {', '.join(sorted(available)) or 'none'}",
+        )
+    )
+
+
+def _check_references(project: Project) -> None:
+    agents, skills = project.agents, project.skills
+    tool_names = _known_tool_names(project)
+    for agent in agents.values():
+        if agent.profile is not None:
+            if agent.profile not in agents:
+                _missing(project, "profile", agent.profile, agent.file, "profile", list(agents))
+            elif _profile_cycle(agents, agent.name):
+                project.diagnostics.append(
+                    Diagnostic(code="agent.profile-cycle", file=agent.file, message=f"profile chain of '{agent.name}' loops back on itself")
+                )
+        for s in agent.skills:
+            if s not in skills:
+                _missing(project, "skill", s, agent.file, "skills", list(skills))
+        for sub in agent.subagents:
+            if sub not in agents:
+                _missing(project, "subagent", sub, agent.file, "subagents", list(agents))
+        for t in agent.tools or []:
+            if tool_names is not None and t not in tool_names:
+                _missing(project, "tool", t, agent.file, "tools", sorted(tool_names))
+    for wf in project.workflows.values():
+        if wf.kind == "yaml":
+            _check_yaml_workflow(project, wf)
+
+
+def _profile_cycle(agents: dict[str, AgentDefinition], start: str) -> bool:
+    seen, cur = set(), start
+    while cur in agents and agents[cur].profile:
+        if cur in seen:
+            return True
+        seen.add(cur)
+        cur = agents[cur].profile  # type: ignore[assignment]
+    return cur in seen
+
+
+def _known_tool_names(project: Project) -> set[str] | None:
+    """Built-in tool names plus plugin tools; None if plugins could not be asked."""
+    from flue.tools import BUILTIN_TOOL_NAMES
+
+    if project.pm is None:
+        return None
+    named, diags = collect_named(project.pm, "flue_tools", "tool")
+    project.diagnostics += diags
+    clash = set(named) & set(BUILTIN_TOOL_NAMES)
+    for name in sorted(clash):
+        project.diagnostics.append(
+            Diagnostic(code="tool.builtin-collision", message=f"plugin '{named[name][0]}' registers tool '{name}', a built-in tool name")
+        )
+    return set(BUILTIN_TOOL_NAMES) | set(named)
+
+
+def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
+    seen_ids: list[str] = []
+    default_agent = wf.agent
+    if default_agent and default_agent not in project.agents:
+        _missing(project, "agent", default_agent, wf.file, "agent", list(project.agents))
+    for i, step in enumerate(wf.steps, start=1):
+        where = f"step {i}" + (f" ('{step.id}')" if step.id else "")
+        if step.id is not None:
+            if step.id in seen_ids:
+                project.diagnostics.append(Diagnostic(code="workflow.duplicate-step", file=wf.file, message=f"{where}: step id '{step.id}' is used twice"))
+            seen_ids.append(step.id)
+        agent = step.agent or default_agent
+        if step.kind != "shell" or agent is not None:
+            if agent is None:
+                project.diagnostics.append(
+                    Diagnostic(
+                        code="workflow.missing-agent",
+                        file=wf.file,
+                        message=f"{where}: no agent to run it",
+                        hint="set 'agent:' on the step or at the top of the workflow",
+                    )
+                )
+            elif agent not in project.agents:
+                _missing(project, "agent", agent, wf.file, f"{where} agent", list(project.agents))
+        if step.skill is not None and step.skill not in project.skills:
+            _missing(project, "skill", step.skill, wf.file, f"{where} skill", list(project.skills))
+        if step.subagent is not None and step.subagent not in project.agents:
+            _missing(project, "subagent", step.subagent, wf.file, f"{where} subagent", list(project.agents))
+        earlier = set(seen_ids[:-1] if step.id else seen_ids)
+        for text in _strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill"})):
+            _check_step_template(project, wf, where, text, earlier)
+    for text in _strings(wf.return_):
+        _check_step_template(project, wf, "return", text, set(seen_ids))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    return []
+
+
+def _check_step_template(project: Project, wf: WorkflowDefinition, where: str, text: str, known: set[str]) -> None:
+    diags = check_template(text, file=wf.file or "", what=where)
+    if diags:
+        project.diagnostics += diags
+        return
+    from jinja2 import nodes
+
+    tree = project_env().parse(text)
+    for node in tree.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.name == "steps" and node.attr not in known:
+            project.diagnostics.append(
+                Diagnostic(
+                    code="workflow.unknown-step",
+                    file=wf.file,
+                    message=f"{where} refers to steps.{node.attr}, which is not an earlier step",
+                    hint=f"earlier step ids: {', '.join(sorted(known)) or 'none'}",
+                )
+            )
+    for node in tree.find_all(nodes.Name):
+        if node.ctx == "load" and node.name not in {"payload", "steps", "env", "run_id"} and not _is_local(tree, node.name):
+            project.diagnostics.append(
+                Diagnostic(
+                    code="workflow.unknown-variable",
+                    file=wf.file,
+                    message=f"{where} uses '{node.name}', which is not defined",
+                    hint="templates can use payload, steps.<id>, env and run_id",
+                )
+            )
+
+
+def _is_local(tree: Any, name: str) -> bool:
+    from jinja2 import nodes
+
+    return any(n.name == name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param"))
+
+
+def project_env():
+    from flue.authoring.templates import environment
+
+    return environment()
+
+
+def _check_channels(project: Project) -> None:
+    if project.pm is None or not project.channels:
+        return
+    kinds, diags = collect_named(project.pm, "flue_channel_kinds", "channel kind")
+    project.diagnostics += diags
+    for ch in project.channels.values():
+        kind = kinds.get(ch.kind)
+        if kind is None:
+            project.diagnostics.append(
+                Diagnostic(
+                    severity="warning",
+                    code="channel.unknown-kind",
+                    file=ch.file,
+                    message=f"no installed plugin provides channel kind '{ch.kind}'",
+                    hint=f"known kinds: {', '.join(sorted(kinds)) or 'none'}",
+                )
+            )
+            continue
+        model = getattr(kind[1], "options", None)
+        if model is not None:
+            from flue.diagnostics import pydantic_diagnostics
+
+            try:
+                model.model_validate(ch.options)
+            except Exception as exc:
+                project.diagnostics += pydantic_diagnostics(exc, file=ch.file, code_prefix="channel")
+

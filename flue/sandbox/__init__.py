@@ -1,0 +1,1 @@
+"""Sandboxes: the filesystem and shell an agent acts through (see ``base``)."""

@@ -1,0 +1,12 @@
+"""Greet someone by name with the greet skill."""
+
+http = True
+
+
+async def run(ctx):
+    name = ctx.payload.get("name", "world")
+    harness = await ctx.init("assistant")
+    session = await harness.session()
+    reply = await session.skill("greet", args={"name": name})
+    ctx.log.info("greeted", name=name)
+    return {"greeting": reply.text}
