@@ -1,0 +1,1 @@
+"""Persistence: the adapter contract (``base``) and the built-in SQLite adapter."""

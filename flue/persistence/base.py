@@ -1,0 +1,184 @@
+"""The persistence adapter contract (public).
+
+An adapter holds Flue's runtime state: session histories, agent submissions
+(admission, claims, leases, journals), workflow run records and event streams.
+Adapters come from the ``flue_persistence`` hook; ``flue.yaml`` ``persistence:``
+selects one. The built-in adapter is SQLite (``flue.persistence.sqlite``).
+
+Lifecycle at startup: ``await adapter.migrate()`` (optional: create the schema
+idempotently and stamp :data:`SCHEMA_VERSION`), then ``stores = await
+adapter.connect()``; at shutdown ``await adapter.close()`` (optional). A store
+stamped with a version this code does not know must refuse to start with
+:class:`SchemaVersionError`.
+
+Offsets follow the Durable Streams format ``<readSeq>_<seq>`` (two 16-digit
+zero-padded numbers; Flue uses readSeq 0) plus the sentinel ``-1`` meaning
+"before the first event". :func:`format_offset` / :func:`parse_offset` convert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+SCHEMA_VERSION = 1
+OFFSET_BEFORE_START = "-1"
+_PAD = 16
+
+
+class SchemaVersionError(RuntimeError):
+    """The store was written by a newer or unknown version of Flue."""
+
+
+class StreamNotFound(KeyError):
+    """Appending to or closing a stream that does not exist."""
+
+
+class StreamClosed(RuntimeError):
+    """Appending to a closed stream."""
+
+
+def format_offset(seq: int) -> str:
+    """Offset *after* ``seq`` events (seq 0 = before the first event)."""
+    return f"{0:0{_PAD}d}_{seq:0{_PAD}d}"
+
+
+def parse_offset(offset: str) -> int:
+    """Return the number of events before this offset. Raises ValueError on bad input."""
+    if offset == OFFSET_BEFORE_START:
+        return 0
+    read_seq, sep, seq = offset.partition("_")
+    if not sep or not read_seq.isdigit() or not seq.isdigit() or len(read_seq) > _PAD + 4 or len(seq) > _PAD + 4:
+        raise ValueError(f"invalid offset {offset!r}")
+    return int(seq)
+
+
+class Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+# -- sessions -----------------------------------------------------------------
+
+
+class SessionData(Camel):
+    """Everything a session needs to continue: its message history and metadata.
+
+    ``messages`` are OpenAI-style chat messages (role/content/tool_calls/...)
+    as plain JSON; ``metadata`` holds usage totals and compaction state.
+    """
+
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Keyed by a storage key such as ``agents/<name>/<id>/<harness>/<session>``."""
+
+    async def save(self, key: str, data: SessionData) -> None: ...
+    async def load(self, key: str) -> SessionData | None: ...
+    async def delete(self, key: str) -> None: ...
+
+
+# -- workflow runs ------------------------------------------------------------
+
+RunStatus = Literal["active", "completed", "errored"]
+
+
+class RunRecord(Camel):
+    run_id: str
+    workflow: str
+    status: RunStatus = "active"
+    payload: Any = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    started_at: str
+    ended_at: str | None = None
+    duration_ms: float | None = None
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    async def create_run(self, record: RunRecord) -> RunRecord:
+        """Persist a new active run; first writer wins on a duplicate run id."""
+        ...
+
+    async def end_run(
+        self, run_id: str, *, status: RunStatus, result: Any = None, error: dict[str, Any] | None = None,
+        ended_at: str, duration_ms: float,
+    ) -> None:
+        """Finalize a run. No-op when the run is unknown."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self, *, workflow: str | None = None, status: RunStatus | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[RunRecord], str | None]:
+        """Newest first; returns (records, next cursor or None)."""
+        ...
+
+
+# -- event streams ------------------------------------------------------------
+
+
+class StreamMeta(Camel):
+    path: str
+    next_offset: str
+    length: int
+    closed: bool = False
+    created_at: str
+
+
+class ReadResult(Camel):
+    events: list[dict[str, Any]]
+    next_offset: str
+    up_to_date: bool
+    closed: bool
+
+
+StreamListener = Callable[[str], None]
+
+
+@runtime_checkable
+class EventStreamStore(Protocol):
+    """Append-only JSON event streams at paths like ``runs/<runId>`` or ``agents/<name>/<id>``."""
+
+    async def create_stream(self, path: str) -> StreamMeta:
+        """Idempotent."""
+        ...
+
+    async def append_events(self, path: str, events: list[dict[str, Any]]) -> str:
+        """Append in order and return the new next offset. Raises StreamNotFound / StreamClosed."""
+        ...
+
+    async def read_events(self, path: str, offset: str = OFFSET_BEFORE_START, limit: int | None = None) -> ReadResult:
+        """Events strictly after ``offset``. A missing stream reads as empty and up to date."""
+        ...
+
+    async def close_stream(self, path: str) -> None: ...
+
+    async def get_stream_meta(self, path: str) -> StreamMeta | None: ...
+
+    def subscribe(self, path: str, listener: StreamListener) -> Callable[[], None]:
+        """Call ``listener(path)`` after appends to or closure of ``path`` made through this store
+        instance. Returns an unsubscribe function. Readers in other processes poll."""
+        ...
+
+
+# -- the adapter --------------------------------------------------------------
+
+
+class PersistenceStores(Protocol):
+    sessions: SessionStore
+    runs: RunStore
+    streams: EventStreamStore
+    submissions: Any  # flue.persistence.submissions.SubmissionStore
+
+
+@runtime_checkable
+class PersistenceAdapter(Protocol):
+    async def connect(self) -> PersistenceStores: ...
