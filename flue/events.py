@@ -224,27 +224,35 @@ Subscriber = Callable[[BaseEvent], Awaitable[None] | None]
 
 
 class EventSink:
-    """Fan-out of events to subscribers, with context ids stamped on each event.
+    """A node in a tree of event fan-outs.
 
-    ``child(**ids)`` returns a sink that stamps extra ids (harness, session,
-    operation, turn...) and forwards to the same subscribers. A failing
-    subscriber is reported once on stderr and never breaks the emitter.
+    ``emit`` stamps this sink's ids on the event (without overwriting ids the
+    event already has), calls this sink's subscribers, then passes the event
+    up to the parent. So subscribing on the root sees everything, and
+    subscribing on ``sink.child(run_id=...)`` sees only that run's events.
+    A failing subscriber is reported once on stderr and never breaks the emitter.
     """
 
-    def __init__(self, subscribers: list[Subscriber] | None = None, ids: dict[str, Any] | None = None):
-        self._subscribers: list[Subscriber] = subscribers if subscribers is not None else []
-        self._ids = ids or {}
+    def __init__(
+        self,
+        subscribers: list[Subscriber] | None = None,
+        ids: dict[str, Any] | None = None,
+        parent: EventSink | None = None,
+    ):
+        self._subscribers: list[Subscriber] = list(subscribers or [])
+        self._ids = {k: v for k, v in (ids or {}).items() if v is not None}
+        self._parent = parent
 
     @property
     def ids(self) -> dict[str, Any]:
-        return dict(self._ids)
+        return {**(self._parent.ids if self._parent else {}), **self._ids}
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         self._subscribers.append(fn)
         return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
 
     def child(self, **ids: Any) -> EventSink:
-        return EventSink(self._subscribers, {**self._ids, **{k: v for k, v in ids.items() if v is not None}})
+        return EventSink(ids=ids, parent=self)
 
     async def emit(self, event: BaseEvent) -> BaseEvent:
         for key, value in self._ids.items():
@@ -259,6 +267,8 @@ class EventSink:
                 raise
             except Exception as exc:  # an observer must never break the run
                 _report_subscriber_error(fn, exc)
+        if self._parent is not None:
+            await self._parent.emit(event)
         return event
 
 
