@@ -169,6 +169,22 @@ class EventStreamStore(Protocol):
         ...
 
 
+# -- sandbox snapshots ----------------------------------------------------------
+
+
+@runtime_checkable
+class SnapshotStore(Protocol):
+    """Opaque blobs keyed by agent-instance scope (e.g. ``agents/<name>/<id>``).
+
+    The runtime saves a virtual sandbox's filesystem here so it survives
+    restarts. ``save_snapshot`` replaces the previous blob for the scope.
+    """
+
+    async def save_snapshot(self, scope: str, data: bytes) -> None: ...
+    async def load_snapshot(self, scope: str) -> bytes | None: ...
+    async def delete_snapshot(self, scope: str) -> None: ...
+
+
 # -- the adapter --------------------------------------------------------------
 
 
@@ -177,6 +193,7 @@ class PersistenceStores(Protocol):
     runs: RunStore
     streams: EventStreamStore
     submissions: Any  # flue.persistence.submissions.SubmissionStore
+    snapshots: SnapshotStore
 
 
 @runtime_checkable

@@ -1,0 +1,197 @@
+"""Helpers for persistence adapter authors (public, like ``base`` and ``submissions``).
+
+Everything here is backend-neutral: time conversion, canonical JSON and
+hashing, run-list cursors, the schema-version check, and an in-process
+listener registry. The built-in SQLite adapter and the PostgreSQL plugin both
+use it, so third-party adapters that do too behave the same way.
+
+Time convention: records carry ISO-8601 UTC strings with millisecond precision
+(``2026-05-01T12:00:00.000Z``, what JavaScript's ``toISOString()`` prints);
+adapters store integer epoch milliseconds next to them so that comparisons
+(lease expiry, deadlines, ordering) are numeric. Methods that depend on the
+clock take an optional ``now: datetime`` so tests can move time by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flue.persistence.base import SCHEMA_VERSION, SchemaVersionError
+
+log = logging.getLogger("flue.persistence")
+
+DEFAULT_LIST_LIMIT = 50
+MAX_LIST_LIMIT = 500
+
+
+# -- time -----------------------------------------------------------------------
+
+
+def now_ms(now: datetime | None = None) -> int:
+    """Epoch milliseconds of ``now`` (a timezone-aware datetime) or of the wall clock."""
+    if now is None:
+        now = datetime.now(UTC)
+    elif now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (e.g. datetime.now(UTC))")
+    return int(now.timestamp() * 1000)
+
+
+def ms_to_iso(ms: int) -> str:
+    dt = datetime.fromtimestamp(ms / 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def iso_to_ms(value: str) -> int:
+    """Parse an ISO-8601 timestamp; naive values are taken as UTC."""
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def utc_now_iso(now: datetime | None = None) -> str:
+    return ms_to_iso(now_ms(now))
+
+
+# -- JSON ---------------------------------------------------------------------------
+
+
+def dumps(value: Any) -> str:
+    """JSON text for storage. Raises TypeError/ValueError on values JSON cannot hold."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def canonical_json(value: Any) -> str:
+    """Key-sorted compact JSON: equal values give equal text (used for input hashes)."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
+
+
+def input_hash(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+# -- run listing ------------------------------------------------------------------
+
+
+def clamp_limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_LIST_LIMIT
+    return max(1, min(int(limit), MAX_LIST_LIMIT))
+
+
+def encode_run_cursor(started_ms: int, run_id: str) -> str:
+    """Opaque keyset cursor: list_runs continues strictly after (started_ms, run_id)."""
+    raw = json.dumps([started_ms, run_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_run_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        started_ms, run_id = json.loads(raw)
+        if not isinstance(started_ms, int) or not isinstance(run_id, str):
+            raise TypeError
+    except Exception:
+        raise ValueError(f"invalid run cursor {cursor!r}") from None
+    return started_ms, run_id
+
+
+# -- schema version -----------------------------------------------------------------
+
+
+def check_schema_version(stored: str | int | None, where: str) -> None:
+    """Refuse to open a store this Flue does not understand.
+
+    ``stored`` is the stamped value (``None`` when nothing is stamped);
+    ``where`` names the database for the message (e.g. ``SQLite database x.db``).
+    """
+    if stored is None:
+        raise SchemaVersionError(
+            f"{where} has no Flue schema version stamp; run the adapter's migrate() first "
+            "(Flue's server does this at startup)"
+        )
+    try:
+        version = int(str(stored))
+    except ValueError:
+        version = None
+    if version is None or version < 1:
+        raise SchemaVersionError(
+            f"{where} carries an unknown Flue schema version {stored!r} (this Flue knows {SCHEMA_VERSION}); "
+            "point persistence at a database written by Flue"
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{where} was written by a newer Flue (schema {version}, this Flue knows {SCHEMA_VERSION}); "
+            "upgrade Flue or point persistence at another database"
+        )
+    # Older known versions would be upgraded by migrate(); version 1 is the first.
+
+
+# -- in-process notification --------------------------------------------------------
+
+Listener = Callable[[str], None]
+
+
+class Listeners:
+    """Per-key listener registry for ``subscribe`` methods.
+
+    A listener runs on the event loop that was running when it subscribed: when
+    a write completes on another thread or loop it is handed over with
+    ``call_soon_threadsafe``. A listener that raises is logged and ignored,
+    so one bad subscriber cannot break a writer.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[str, list[tuple[Listener, asyncio.AbstractEventLoop | None]]] = {}
+
+    def add(self, key: str, listener: Listener) -> Callable[[], None]:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        entry = (listener, loop)
+        with self._lock:
+            self._by_key.setdefault(key, []).append(entry)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                entries = self._by_key.get(key)
+                if entries and entry in entries:
+                    entries.remove(entry)
+                    if not entries:
+                        del self._by_key[key]
+
+        return unsubscribe
+
+    def notify(self, key: str, value: str | None = None) -> None:
+        """Call the listeners of ``key`` with ``value`` (default: the key itself)."""
+        arg = key if value is None else value
+        with self._lock:
+            entries = list(self._by_key.get(key, ()))
+        if not entries:
+            return
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for listener, loop in entries:
+            if loop is None or loop is current:
+                _call(listener, arg)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(_call, listener, arg)
+
+
+def _call(listener: Listener, key: str) -> None:
+    try:
+        listener(key)
+    except Exception:
+        log.exception("persistence listener for %r failed", key)
