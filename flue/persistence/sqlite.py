@@ -1,0 +1,262 @@
+"""The built-in persistence adapter: SQLite from the standard library.
+
+``SQLiteAdapter()`` (or ``path=":memory:"``) keeps state for the process
+lifetime; ``SQLiteAdapter("state.db")`` survives restarts on one host (WAL
+journal, ``synchronous=NORMAL``).
+
+Threading: every SQLite call runs on one dedicated worker thread that owns
+the adapter's single connection, so nothing blocks the event loop and an
+in-memory database is naturally shared by all stores of the adapter. Writes
+use ``BEGIN`` transactions: they take SQLite's write lock up front,
+which makes read-check-write sequences (claims, admission, appends) atomic
+even when several processes or adapters open the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flue.persistence.base import SCHEMA_VERSION
+from flue.persistence.kit import check_schema_version
+from flue.persistence.sqlite_stores import (
+    SQLiteEventStreamStore,
+    SQLiteRunStore,
+    SQLiteSessionStore,
+    SQLiteSnapshotStore,
+)
+from flue.persistence.sqlite_submissions import SQLiteSubmissionStore
+
+T = TypeVar("T")
+
+# Schema version 1. Integer epoch milliseconds (``*_ms``) are what queries
+# compare; ISO strings are kept only where a caller supplied them.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS flue_sessions (
+    key TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flue_runs (
+    run_id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    started_at TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    ended_at TEXT,
+    duration_ms REAL
+);
+CREATE INDEX IF NOT EXISTS flue_runs_newest ON flue_runs (started_ms DESC, run_id DESC);
+CREATE TABLE IF NOT EXISTS flue_streams (
+    path TEXT PRIMARY KEY,
+    length INTEGER NOT NULL DEFAULT 0,
+    closed INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flue_events (
+    path TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (path, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flue_snapshots (
+    scope TEXT PRIMARY KEY,
+    data BLOB NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flue_instances (
+    instance TEXT PRIMARY KEY,
+    next_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flue_submissions (
+    submission_id TEXT PRIMARY KEY,
+    instance TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    dispatch_id TEXT UNIQUE,
+    input TEXT NOT NULL,
+    input_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    deadline_ms INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_expires_ms INTEGER,
+    settled_ms INTEGER,
+    result TEXT,
+    error TEXT,
+    UNIQUE (instance, seq)
+);
+CREATE INDEX IF NOT EXISTS flue_submissions_active
+    ON flue_submissions (instance, seq) WHERE status IN ('queued', 'running');
+CREATE TABLE IF NOT EXISTS flue_journal (
+    submission_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    entry TEXT NOT NULL,
+    recorded_ms INTEGER NOT NULL,
+    PRIMARY KEY (submission_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+class SQLiteWorker:
+    """One thread, one connection. ``run`` executes ``fn(conn)`` there."""
+
+    def __init__(self, path: Path | None, busy_timeout_s: float) -> None:
+        self._path = path
+        self._busy_timeout_s = busy_timeout_s
+        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="flue-sqlite"
+        )
+        self._conn: sqlite3.Connection | None = None
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            raise RuntimeError("the SQLite persistence adapter is closed")
+        loop = asyncio.get_running_loop()
+        # If the awaiting task is cancelled the job still finishes on the thread,
+        # so a transaction is never left half-done.
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
+        return await self.run(lambda conn: _transaction(conn, fn, "BEGIN IMMEDIATE"))
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside a read transaction so multi-statement reads see one snapshot."""
+        return await self.run(lambda conn: _transaction(conn, fn, "BEGIN"))
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            self._conn = self._open()
+        return fn(self._conn)
+
+    def _open(self) -> sqlite3.Connection:
+        if self._path is None:
+            conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        else:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL is crash-safe for the database (a power cut may
+            # lose the last transactions, never corrupt).
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, shut)
+        executor.shutdown(wait=False)
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], begin: str) -> T:
+    conn.execute(begin)
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+@dataclass
+class SQLiteStores:
+    sessions: SQLiteSessionStore
+    runs: SQLiteRunStore
+    streams: SQLiteEventStreamStore
+    submissions: SQLiteSubmissionStore
+    snapshots: SQLiteSnapshotStore
+
+
+class SQLiteAdapter:
+    """Persistence in SQLite. ``path=None`` or ``":memory:"``: in memory for the process lifetime."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 10.0) -> None:
+        self.path: Path | None = None if path is None or str(path) == ":memory:" else Path(path)
+        self._worker = SQLiteWorker(self.path, busy_timeout_s)
+        self._stores: SQLiteStores | None = None
+
+    @property
+    def description(self) -> str:
+        return f"SQLite database {self.path}" if self.path else "in-memory SQLite database"
+
+    def __repr__(self) -> str:
+        return f"SQLiteAdapter({str(self.path) if self.path else ':memory:'!r})"
+
+    async def migrate(self) -> None:
+        """Create the schema idempotently and stamp the version (refusing newer/unknown stamps)."""
+        where = self.description
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("CREATE TABLE IF NOT EXISTS flue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            stored = _stored_version(conn)
+            if stored is not None:
+                check_schema_version(stored, where)
+            # executescript() would COMMIT our transaction, so run statements one by one.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT OR IGNORE INTO flue_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+        await self._worker.write(op)
+
+    async def connect(self) -> SQLiteStores:
+        """Check the stamped schema version and return the stores (the same ones on every call)."""
+        where = self.description
+
+        def op(conn: sqlite3.Connection) -> str | None:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='flue_meta'"
+            ).fetchone()
+            return _stored_version(conn) if exists else None
+
+        check_schema_version(await self._worker.read(op), where)
+        if self._stores is None:
+            w = self._worker
+            self._stores = SQLiteStores(
+                sessions=SQLiteSessionStore(w),
+                runs=SQLiteRunStore(w),
+                streams=SQLiteEventStreamStore(w),
+                submissions=SQLiteSubmissionStore(w),
+                snapshots=SQLiteSnapshotStore(w),
+            )
+        return self._stores
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker thread. Idempotent."""
+        await self._worker.close()
+
+    async def _execute_for_tests(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Raw SQL on the adapter's connection (tests stamp schema versions with it)."""
+        return await self._worker.write(lambda conn: conn.execute(sql, params).fetchall())
+
+
+def _stored_version(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT value FROM flue_meta WHERE key='schema_version'").fetchone()
+    return None if row is None else row[0]

@@ -1,0 +1,185 @@
+"""The built-in SQLite adapter: the contract suite (in memory and on disk) plus file behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from flue.config import PersistenceConfig
+from flue.persistence.base import SchemaVersionError, SessionData
+from flue.persistence.plugin import PersistenceConfigError, flue_persistence, open_persistence
+from flue.persistence.sqlite import SQLiteAdapter
+from flue.project import load_project
+from flue.testing.persistence_contract import PersistenceContract, at
+
+
+class TestSQLiteMemoryContract(PersistenceContract):
+    @pytest.fixture
+    async def adapter(self):
+        adapter = SQLiteAdapter()
+        yield adapter
+        await adapter.close()
+
+    async def stamp_schema_version(self, adapter: SQLiteAdapter, value: str) -> None:
+        await adapter._execute_for_tests("UPDATE flue_meta SET value = ? WHERE key = 'schema_version'", (value,))
+
+
+class TestSQLiteFileContract(TestSQLiteMemoryContract):
+    @pytest.fixture
+    async def adapter(self, tmp_path: Path):
+        adapter = SQLiteAdapter(tmp_path / "state" / "flue.db")
+        yield adapter
+        await adapter.close()
+
+
+async def test_file_state_survives_reopen_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "flue.db"
+    first = SQLiteAdapter(path)
+    await first.migrate()
+    stores = await first.connect()
+    await stores.sessions.save("agents/a/1/default/default", SessionData(messages=[{"role": "user", "content": "hi"}]))
+    await stores.streams.create_stream("runs/r1")
+    await stores.streams.append_events("runs/r1", [{"type": "run_start"}])
+    sub, _ = await stores.submissions.admit("agents/a/1", {"message": "later"}, kind="dispatch", dispatch_id="d1")
+    await stores.snapshots.save_snapshot("agents/a/1", b"fs-bytes")
+    await first.close()
+
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    second = SQLiteAdapter(path)
+    await second.migrate()
+    stores = await second.connect()
+    assert (await stores.sessions.load("agents/a/1/default/default")).messages[0]["content"] == "hi"
+    assert (await stores.streams.read_events("runs/r1")).events == [{"type": "run_start"}]
+    replay, created = await stores.submissions.admit("agents/a/1", {"message": "later"}, kind="dispatch",
+                                                     dispatch_id="d1")
+    assert not created and replay.receipt() == sub.receipt()
+    assert (await stores.submissions.claim_next("after-restart")).submission_id == sub.submission_id
+    assert await stores.snapshots.load_snapshot("agents/a/1") == b"fs-bytes"
+    await second.close()
+
+
+async def test_newer_file_refuses_to_open_with_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "flue.db"
+    adapter = SQLiteAdapter(path)
+    await adapter.migrate()
+    await adapter.close()
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE flue_meta SET value = '7' WHERE key = 'schema_version'")
+    newer = SQLiteAdapter(path)
+    with pytest.raises(SchemaVersionError) as info:
+        await newer.migrate()
+    message = str(info.value)
+    assert str(path) in message and "newer Flue (schema 7, this Flue knows 1)" in message
+    assert "upgrade Flue or point persistence at another database" in message
+    with pytest.raises(SchemaVersionError):
+        await newer.connect()
+    await newer.close()
+
+
+async def test_connect_without_migrate_says_so(tmp_path: Path) -> None:
+    adapter = SQLiteAdapter(tmp_path / "empty.db")
+    with pytest.raises(SchemaVersionError, match="migrate"):
+        await adapter.connect()
+    await adapter.close()
+
+
+async def test_two_adapters_on_one_file_claim_atomically(tmp_path: Path) -> None:
+    """Two adapters = two connections on two threads, like two processes sharing the file."""
+    path = tmp_path / "shared.db"
+    a, b = SQLiteAdapter(path), SQLiteAdapter(path)
+    await a.migrate()
+    await b.migrate()
+    sa, sb = await a.connect(), await b.connect()
+    ids = set()
+    for i in range(10):
+        s, _ = await sa.submissions.admit(f"agents/x/{i}", i, now=at(0))
+        ids.add(s.submission_id)
+    claims = await asyncio.gather(
+        *(store.submissions.claim_next(f"{name}{k}", now=at(1))
+          for k in range(15) for name, store in (("a", sa), ("b", sb)))
+    )
+    won = [c.submission_id for c in claims if c is not None]
+    assert sorted(won) == sorted(ids)
+    # appends from both adapters interleave without colliding
+    await sa.streams.create_stream("agents/x/0")
+    offsets = await asyncio.gather(
+        *(store.streams.append_events("agents/x/0", [{"k": k}]) for k in range(10) for store in (sa, sb))
+    )
+    assert len(set(offsets)) == 20 and (await sb.streams.get_stream_meta("agents/x/0")).length == 20
+    await a.close()
+    await b.close()
+
+
+async def test_sqlite_calls_run_off_the_event_loop_thread() -> None:
+    adapter = SQLiteAdapter()
+    seen: list[str] = []
+    await adapter._worker.run(lambda conn: seen.append(threading.current_thread().name))
+    assert seen and seen[0] != threading.current_thread().name and seen[0].startswith("flue-sqlite")
+    await adapter.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await adapter.migrate()
+
+
+async def test_listener_from_another_loop_is_called_on_its_loop() -> None:
+    """A subscriber registered on loop A is woken on loop A when loop B appends."""
+    adapter = SQLiteAdapter()
+    await adapter.migrate()
+    stores = await adapter.connect()
+    await stores.streams.create_stream("runs/x")
+    woke = threading.Event()
+    other_loop_thread: list[str] = []
+
+    def subscriber() -> None:
+        async def main() -> None:
+            got = asyncio.Event()
+            loop = asyncio.get_running_loop()
+
+            def listener(_path: str) -> None:
+                assert asyncio.get_running_loop() is loop
+                other_loop_thread.append(threading.current_thread().name)
+                got.set()
+
+            stores.streams.subscribe("runs/x", listener)
+            woke.set()
+            await asyncio.wait_for(got.wait(), 5)
+
+        asyncio.run(main())
+
+    t = threading.Thread(target=subscriber, name="other-loop")
+    t.start()
+    assert await asyncio.to_thread(woke.wait, 5)
+    await stores.streams.append_events("runs/x", [{"a": 1}])
+    await asyncio.to_thread(t.join, 5)
+    assert other_loop_thread == ["other-loop"]
+    await adapter.close()
+
+
+def test_plugin_builds_sqlite_adapter_from_config(tmp_path: Path) -> None:
+    memory = flue_persistence(config=PersistenceConfig(kind="sqlite"), root=tmp_path)
+    assert isinstance(memory, SQLiteAdapter) and memory.path is None
+    rel = flue_persistence(config=PersistenceConfig(kind="sqlite", path=".flue/state.db"), root=tmp_path)
+    assert rel.path == tmp_path / ".flue" / "state.db"
+    assert flue_persistence(config=PersistenceConfig(kind="postgres"), root=tmp_path) is None
+    with pytest.raises(PersistenceConfigError, match="pth"):
+        flue_persistence(config=PersistenceConfig(kind="sqlite", pth="x.db"), root=tmp_path)
+
+
+async def test_open_persistence_through_the_project(write_tree) -> None:
+    root = write_tree({"flue.yaml": "persistence:\n  kind: sqlite\n  path: data/state.db\n"})
+    project = load_project(root)
+    adapter, stores = await open_persistence(project)
+    try:
+        await stores.streams.create_stream("runs/r")
+        assert (root / "data" / "state.db").exists()
+    finally:
+        await adapter.close()
+
+    other = write_tree({"flue.yaml": "persistence: nosuchdb\n"}, base=root / "p2")
+    with pytest.raises(PersistenceConfigError, match="no plugin provides persistence kind 'nosuchdb'"):
+        await open_persistence(load_project(other))
