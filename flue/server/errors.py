@@ -1,0 +1,269 @@
+"""The HTTP error envelope and the middleware that renders every error with it.
+
+Every Flue HTTP error is JSON of one shape::
+
+    {"error": {"type": "agent_not_found", "message": "...", "details": "...", "dev": "..."}}
+
+``type`` is a stable snake_case identifier, ``message`` a one-sentence
+caller-safe summary, ``details`` longer caller-safe guidance (always present,
+may be empty), ``dev`` developer-only hints, sent only when the app runs in dev
+mode (``app[DEV_MODE] = True``) and the error has them. ``meta`` carries
+structured data on the rare errors that need it.
+
+Handlers raise :class:`HttpError` (or use the helpers below: ``invalid_request``,
+``agent_not_found``...). :func:`error_middleware` renders it, turns aiohttp's own
+404/405 into ``route_not_found``/``method_not_allowed`` (with ``Allow``), and
+turns anything else into a 500 ``internal_error`` that says nothing about the
+server's internals (the exception is logged; its text goes to ``dev`` in dev
+mode only). An exception that is not an :class:`HttpError` but has a string
+``error_type`` attribute (Flue's session/model/submission errors) renders as a
+500 with that type and its message, as the TypeScript Flue does.
+
+Every error response carries ``X-Content-Type-Options: nosniff``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+log = logging.getLogger("flue.server")
+
+#: App key: render ``dev`` hints and internal exception text in error envelopes.
+DEV_MODE = web.AppKey("flue_dev_mode", bool)
+
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+
+#: The documented error types and their HTTP statuses.
+ERROR_STATUS: dict[str, int] = {
+    "invalid_request": 400,
+    "invalid_json": 400,
+    "agent_not_found": 404,
+    "workflow_not_found": 404,
+    "route_not_found": 404,
+    "run_not_found": 404,
+    "stream_not_found": 404,
+    "method_not_allowed": 405,
+    "unsupported_media_type": 415,
+    "internal_error": 500,
+    "run_store_unavailable": 501,
+}
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+    details: str = ""
+    dev: str | None = None
+    meta: dict[str, Any] | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class HttpError(Exception):
+    """An error with a place in the envelope: raise it from any handler or middleware."""
+
+    def __init__(
+        self,
+        status: int,
+        type: str,
+        message: str,
+        details: str = "",
+        *,
+        dev: str | None = None,
+        meta: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type
+        self.message = message
+        self.details = details
+        self.dev = dev
+        self.meta = meta
+        self.headers = dict(headers or {})
+
+    def envelope(self, *, dev_mode: bool = False) -> ErrorEnvelope:
+        return ErrorEnvelope(
+            error=ErrorBody(
+                type=self.type,
+                message=self.message,
+                details=self.details,
+                dev=self.dev if dev_mode and self.dev else None,
+                meta=self.meta,
+            )
+        )
+
+    def response(self, *, dev_mode: bool = False) -> web.Response:
+        return web.json_response(
+            self.envelope(dev_mode=dev_mode).wire(), status=self.status, headers={**self.headers, **NOSNIFF}
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpError({self.status}, {self.type!r}, {self.message!r})"
+
+
+def error(type: str, message: str, details: str = "", **kwargs: Any) -> HttpError:
+    """An :class:`HttpError` of a documented ``type``, with its documented status."""
+    return HttpError(ERROR_STATUS[type], type, message, details, **kwargs)
+
+
+# -- helpers, one per documented type -------------------------------------------
+
+
+def invalid_request(message: str, details: str = "", **kwargs: Any) -> HttpError:
+    return error("invalid_request", message, details, **kwargs)
+
+
+def invalid_json(details: str = "", **kwargs: Any) -> HttpError:
+    return error("invalid_json", "The request body is not valid JSON.", details, **kwargs)
+
+
+def _listing(kind: str, names: Iterable[str] | None) -> str | None:
+    if names is None:
+        return None
+    names = sorted(names)
+    return f"Available {kind}: " + (", ".join(f'"{n}"' for n in names) if names else "(none)") + "."
+
+
+def agent_not_found(name: str, available: Iterable[str] | None = None) -> HttpError:
+    return error(
+        "agent_not_found",
+        f'Agent "{name}" is not registered.',
+        "Verify the agent name is correct and that the agent is exposed over HTTP.",
+        dev=_listing("agents", available),
+    )
+
+
+def workflow_not_found(name: str, available: Iterable[str] | None = None) -> HttpError:
+    return error(
+        "workflow_not_found",
+        f'Workflow "{name}" is not registered.',
+        "Verify the workflow name is correct and that the workflow is exposed over HTTP.",
+        dev=_listing("workflows", available),
+    )
+
+
+def route_not_found(method: str, path: str) -> HttpError:
+    return error("route_not_found", f"No route matches {method} {path}.", "Check the URL and the mount prefix.")
+
+
+def run_not_found(run_id: str) -> HttpError:
+    return error(
+        "run_not_found", f'Run "{run_id}" was not found.', "Use the runId returned when the workflow was started."
+    )
+
+
+def stream_not_found(path: str) -> HttpError:
+    return error(
+        "stream_not_found",
+        f'No event stream exists at "{path}" yet.',
+        "An agent instance's stream is created by its first admitted prompt.",
+    )
+
+
+def method_not_allowed(method: str, allowed: Iterable[str]) -> HttpError:
+    allow = ", ".join(sorted({m.upper() for m in allowed}))
+    return error(
+        "method_not_allowed",
+        f"Method {method} is not allowed here.",
+        f"Allowed methods: {allow}.",
+        headers={"Allow": allow},
+    )
+
+
+def unsupported_media_type(content_type: str | None) -> HttpError:
+    return error(
+        "unsupported_media_type",
+        "The request body must be application/json.",
+        f"Received Content-Type: {content_type or '(none)'}.",
+    )
+
+
+def run_store_unavailable() -> HttpError:
+    return error(
+        "run_store_unavailable",
+        "No run store is configured.",
+        "Workflow runs need a persistence adapter with a run store.",
+    )
+
+
+def internal_error(dev: str | None = None) -> HttpError:
+    return error("internal_error", "An internal error occurred.", "", dev=dev)
+
+
+# -- rendering -----------------------------------------------------------------
+
+
+def _snake(phrase: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", phrase.lower()).strip("_")
+
+
+def from_http_exception(request: web.Request, exc: web.HTTPException) -> HttpError:
+    """aiohttp's own errors (router 404/405, body too large...) as envelopes."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return method_not_allowed(request.method, exc.allowed_methods)
+    if exc.status == 404:
+        return route_not_found(request.method, request.path)
+    if exc.status == 415:
+        return unsupported_media_type(request.headers.get("Content-Type"))
+    if exc.status == 400:
+        return invalid_request(exc.reason or "Bad request.")
+    try:
+        type_ = _snake(HTTPStatus(exc.status).phrase)
+    except ValueError:
+        type_ = "http_error"
+    # keep protocol headers aiohttp set (e.g. Retry-After), never its text/plain Content-Type
+    headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+    return HttpError(exc.status, type_, exc.reason or HTTPStatus(exc.status).phrase, headers=headers)
+
+
+def is_dev_mode(request: web.Request) -> bool:
+    return bool(request.config_dict.get(DEV_MODE, False))
+
+
+def render_exception(request: web.Request, exc: BaseException) -> web.Response:
+    """The envelope response for any exception a handler let escape (logging unknown ones)."""
+    dev_mode = is_dev_mode(request)
+    if isinstance(exc, HttpError):
+        return exc.response(dev_mode=dev_mode)
+    if isinstance(exc, web.HTTPException):
+        return from_http_exception(request, exc).response(dev_mode=dev_mode)
+    error_type = getattr(exc, "error_type", None)
+    if isinstance(error_type, str) and error_type:
+        # a typed Flue error from below the HTTP layer: its message is caller-safe by contract
+        return HttpError(500, error_type, str(exc), str(getattr(exc, "details", "") or "")).response(
+            dev_mode=dev_mode
+        )
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return internal_error(dev=f"{type(exc).__name__}: {exc}").response(dev_mode=dev_mode)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every error as the envelope. Add it first (outermost) in the app's middlewares."""
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and other non-errors pass through untouched
+        return render_exception(request, exc)
+    except Exception as exc:
+        return render_exception(request, exc)
