@@ -1,0 +1,119 @@
+"""``PostgresAdapter``: Flue's persistence contract on PostgreSQL (psycopg 3, async).
+
+Several Flue server replicas can share one database: admission is a
+transaction serialized per agent instance, claims are atomic
+(``FOR UPDATE SKIP LOCKED``), leases expire and are taken over, and stream
+appends lock the stream row so concurrent writers get consecutive offsets.
+Readers in another process see appends by polling (in-process readers are
+woken through ``subscribe``).
+
+All tables live in one schema (default ``public``), so one database can hold
+several independent Flue deployments.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict
+
+from flue.persistence.base import SCHEMA_VERSION
+from flue.persistence.kit import check_schema_version
+from flue_postgres.pool import ConnectionPool
+from flue_postgres.schema import META_TABLE, TABLES
+from flue_postgres.stores import PgEventStreamStore, PgRunStore, PgSessionStore, PgSnapshotStore
+from flue_postgres.submissions import PgSubmissionStore
+
+SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+@dataclass
+class PostgresStores:
+    sessions: PgSessionStore
+    runs: PgRunStore
+    streams: PgEventStreamStore
+    submissions: PgSubmissionStore
+    snapshots: PgSnapshotStore
+
+
+class PostgresAdapter:
+    """``PostgresAdapter("postgresql://user@host/db", schema="flue")``."""
+
+    def __init__(self, url: str, *, schema: str = "public", pool_size: int = 5, connect_timeout: float = 10.0) -> None:
+        if not SCHEMA_NAME.match(schema):
+            raise ValueError(f"schema must be a plain SQL identifier (letters, digits, _), not {schema!r}")
+        self.url = url
+        self.schema = schema
+        self._s = f'"{schema}"'
+        self._pool = ConnectionPool(url, size=pool_size, connect_timeout=connect_timeout)
+        self._stores: PostgresStores | None = None
+
+    @property
+    def description(self) -> str:
+        """Where the data lives, without credentials."""
+        try:
+            info = conninfo_to_dict(self.url)
+        except Exception:
+            info = {}
+        where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        return f"PostgreSQL schema {self.schema!r} at {where}"
+
+    def __repr__(self) -> str:
+        return f"PostgresAdapter({self.description})"
+
+    async def migrate(self) -> None:
+        """Create the schema and tables idempotently and stamp the version.
+
+        An advisory lock serializes replicas migrating at the same moment
+        (concurrent ``CREATE TABLE IF NOT EXISTS`` can otherwise collide).
+        """
+        s = self._s
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"flue-migrate:{self.schema}",))
+            cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
+            if await cur.fetchone() is None:
+                await conn.execute(f"CREATE SCHEMA {s}")
+            await conn.execute(META_TABLE.format(s=s))
+            cur = await conn.execute(f"SELECT value FROM {s}.flue_meta WHERE key = 'schema_version'")
+            row = await cur.fetchone()
+            if row is not None:
+                check_schema_version(row["value"], self.description)
+            for statement in TABLES:
+                await conn.execute(statement.format(s=s))
+            await conn.execute(
+                f"INSERT INTO {s}.flue_meta (key, value) VALUES ('schema_version', %s) ON CONFLICT (key) DO NOTHING",
+                (str(SCHEMA_VERSION),),
+            )
+
+    async def connect(self) -> PostgresStores:
+        """Check the stamped version (fails at boot on a bad URL too) and return the stores."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT to_regclass(%s) AS t", (f"{self._s}.flue_meta",))
+            row = await cur.fetchone()
+            stored = None
+            if row is not None and row["t"] is not None:
+                cur = await conn.execute(f"SELECT value FROM {self._s}.flue_meta WHERE key = 'schema_version'")
+                found = await cur.fetchone()
+                stored = None if found is None else found["value"]
+        check_schema_version(stored, self.description)
+        if self._stores is None:
+            p, s = self._pool, self._s
+            self._stores = PostgresStores(
+                sessions=PgSessionStore(p, s),
+                runs=PgRunStore(p, s),
+                streams=PgEventStreamStore(p, s),
+                submissions=PgSubmissionStore(p, s),
+                snapshots=PgSnapshotStore(p, s),
+            )
+        return self._stores
+
+    async def close(self) -> None:
+        """Close pooled connections. Idempotent."""
+        await self._pool.close()
+
+    async def _execute_for_tests(self, sql: str, params: Any = None) -> None:
+        """Raw SQL on a pooled connection; ``{s}`` in ``sql`` is the quoted schema."""
+        async with self._pool.connection() as conn:
+            await conn.execute(sql.format(s=self._s), params)

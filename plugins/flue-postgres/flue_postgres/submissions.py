@@ -1,0 +1,259 @@
+"""PostgreSQL submission store (contract: ``flue.persistence.submissions``).
+
+Concurrency, replica against replica:
+
+- admission upserts the instance's counter row, which row-locks it until
+  commit, so admissions to one instance commit in ``seq`` order;
+- a claim selects the runnable head ``FOR UPDATE SKIP LOCKED``: a head being
+  claimed elsewhere is skipped, and once that claim commits PostgreSQL
+  re-checks the row (now ``running`` with a live lease) and drops it, so two
+  coordinators never both claim it;
+- settle and journal appends lock the submission row, so they cannot
+  interleave with a takeover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from flue.persistence.kit import Listeners, now_ms
+from flue.persistence.submissions import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_TIMEOUT_S,
+    LEASE_S,
+    SUBMISSION_COLUMNS,
+    Admission,
+    SettledStatus,
+    Submission,
+    SubmissionKind,
+    check_replay,
+    check_settle_status,
+    exhaustion_error,
+    plan_admission,
+    submission_from_row,
+)
+from flue_postgres.pool import ConnectionPool
+from flue_postgres.stores import as_json
+
+_COLS = ", ".join(SUBMISSION_COLUMNS)
+_S_COLS = ", ".join("s." + c for c in SUBMISSION_COLUMNS)
+
+
+class _Replayed(Exception):
+    """Abort the admission transaction: a concurrent admission of the same dispatch id won."""
+
+
+class PgSubmissionStore:
+    def __init__(self, pool: ConnectionPool, schema: str) -> None:
+        self._pool, self._s = pool, schema
+        self._listeners = Listeners()
+        self._runnable_head = (
+            "s.status IN ('queued', 'running') "
+            f"AND s.seq = (SELECT MIN(h.seq) FROM {schema}.flue_submissions h "
+            "WHERE h.instance = s.instance AND h.status IN ('queued', 'running')) "
+            "AND (s.status = 'queued' OR s.lease_expires_ms <= %(now)s)"
+        )
+
+    async def _one(self, conn: psycopg.AsyncConnection[Any], where: str, params: Any) -> Submission | None:
+        cur = await conn.execute(f"SELECT {_COLS} FROM {self._s}.flue_submissions WHERE {where}", params)
+        row = await cur.fetchone()
+        return None if row is None else submission_from_row(row)
+
+    async def admit(
+        self,
+        instance: str,
+        input: Any,
+        *,
+        kind: SubmissionKind = "prompt",
+        dispatch_id: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        now: datetime | None = None,
+    ) -> tuple[Submission, bool]:
+        plan = plan_admission(
+            instance, input, kind=kind, dispatch_id=dispatch_id, max_attempts=max_attempts,
+            timeout_s=timeout_s, now=now,
+        )
+        async with self._pool.connection() as conn:
+            try:
+                async with conn.transaction():
+                    sub, created = await self._admit(conn, plan)
+            except _Replayed:
+                existing = await self._one(conn, "dispatch_id = %s", (plan.dispatch_id,))
+                assert existing is not None
+                check_replay(existing, plan)
+                sub, created = existing, False
+        if created:
+            self._listeners.notify("*", instance)
+        return sub, created
+
+    async def _admit(self, conn: psycopg.AsyncConnection[Any], plan: Admission) -> tuple[Submission, bool]:
+        s = self._s
+        if plan.dispatch_id is not None:
+            existing = await self._one(conn, "dispatch_id = %s", (plan.dispatch_id,))
+            if existing is not None:
+                check_replay(existing, plan)
+                return existing, False
+        cur = await conn.execute(
+            f"INSERT INTO {s}.flue_instances AS i (instance, next_seq) VALUES (%s, 1) "
+            "ON CONFLICT (instance) DO UPDATE SET next_seq = i.next_seq + 1 RETURNING next_seq",
+            (plan.instance,),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        cur = await conn.execute(
+            f"INSERT INTO {s}.flue_submissions (submission_id, instance, seq, kind, dispatch_id, input, input_hash, "
+            "status, attempts, max_attempts, accepted_ms, deadline_ms) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, 'queued', 0, %s, %s, %s) "
+            f"ON CONFLICT (dispatch_id) DO NOTHING RETURNING {_COLS}",
+            (plan.submission_id, plan.instance, row["next_seq"], plan.kind, plan.dispatch_id,
+             as_json(plan.input), plan.input_hash, plan.max_attempts, plan.accepted_ms, plan.deadline_ms),
+        )
+        inserted = await cur.fetchone()
+        if inserted is None:
+            raise _Replayed  # roll back the seq bump; the caller reads the winner
+        return submission_from_row(inserted), True
+
+    async def _take(
+        self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], owner: str, lease_ms: int, now: int
+    ) -> Submission:
+        error = exhaustion_error(
+            attempts=row["attempts"], max_attempts=row["max_attempts"], deadline_ms=row["deadline_ms"], now=now
+        )
+        if error is not None:
+            cur = await conn.execute(
+                f"UPDATE {self._s}.flue_submissions SET status = 'failed', error = %s, settled_ms = %s, "
+                f"lease_owner = %s, lease_expires_ms = NULL WHERE submission_id = %s RETURNING {_COLS}",
+                (as_json(error), now, owner, row["submission_id"]),
+            )
+        else:
+            cur = await conn.execute(
+                f"UPDATE {self._s}.flue_submissions SET status = 'running', attempts = attempts + 1, "
+                f"lease_owner = %s, lease_expires_ms = %s WHERE submission_id = %s RETURNING {_COLS}",
+                (owner, now + lease_ms, row["submission_id"]),
+            )
+        updated = await cur.fetchone()
+        assert updated is not None
+        return submission_from_row(updated)
+
+    async def _claim(self, owner: str, lease_s: float, now: datetime | None, extra: str, params: dict[str, Any]
+                     ) -> Submission | None:
+        t = now_ms(now)
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                f"SELECT {_S_COLS} FROM {self._s}.flue_submissions s WHERE {self._runnable_head}{extra} "
+                "ORDER BY s.accepted_ms, s.instance, s.seq LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
+                {"now": t, **params},
+            )
+            row = await cur.fetchone()
+            sub = None if row is None else await self._take(conn, row, owner, int(lease_s * 1000), t)
+        if sub is not None and sub.status == "failed":
+            self._listeners.notify("*", sub.instance)
+        return sub
+
+    async def claim_next(
+        self, owner: str, *, lease_s: float = LEASE_S, now: datetime | None = None
+    ) -> Submission | None:
+        return await self._claim(owner, lease_s, now, "", {})
+
+    async def claim(
+        self, submission_id: str, owner: str, *, lease_s: float = LEASE_S, now: datetime | None = None
+    ) -> Submission | None:
+        return await self._claim(owner, lease_s, now, " AND s.submission_id = %(id)s", {"id": submission_id})
+
+    async def renew(
+        self, owner: str, submission_ids: list[str], *, lease_s: float = LEASE_S, now: datetime | None = None
+    ) -> list[str]:
+        ids = list(dict.fromkeys(submission_ids))
+        if not ids:
+            return []
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"UPDATE {self._s}.flue_submissions SET lease_expires_ms = %s WHERE submission_id = ANY(%s) "
+                "AND status = 'running' AND lease_owner = %s RETURNING submission_id",
+                (now_ms(now) + int(lease_s * 1000), ids, owner),
+            )
+            renewed = {r["submission_id"] for r in await cur.fetchall()}
+        return [i for i in ids if i in renewed]
+
+    async def settle(
+        self,
+        submission_id: str,
+        owner: str,
+        *,
+        status: SettledStatus,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        check_settle_status(status)
+        result_doc, error_doc = as_json(result), None if error is None else as_json(error)
+        t = now_ms(now)
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                f"SELECT status, lease_owner, instance FROM {self._s}.flue_submissions "
+                "WHERE submission_id = %s FOR UPDATE",
+                (submission_id,),
+            )
+            row = await cur.fetchone()
+            if row is None or row["lease_owner"] != owner:
+                return False
+            if row["status"] != "running":
+                return row["status"] == status  # a replayed settle by the same owner
+            await conn.execute(
+                f"UPDATE {self._s}.flue_submissions SET status = %s, result = %s, error = %s, settled_ms = %s, "
+                "lease_expires_ms = NULL WHERE submission_id = %s",
+                (status, result_doc, error_doc, t, submission_id),
+            )
+        self._listeners.notify("*", row["instance"])
+        return True
+
+    async def get(self, submission_id: str) -> Submission | None:
+        async with self._pool.connection() as conn:
+            return await self._one(conn, "submission_id = %s", (submission_id,))
+
+    async def get_by_dispatch_id(self, dispatch_id: str) -> Submission | None:
+        async with self._pool.connection() as conn:
+            return await self._one(conn, "dispatch_id = %s", (dispatch_id,))
+
+    async def list_for_instance(self, instance: str) -> list[Submission]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_COLS} FROM {self._s}.flue_submissions WHERE instance = %s ORDER BY seq", (instance,)
+            )
+            return [submission_from_row(r) for r in await cur.fetchall()]
+
+    async def append_journal(self, submission_id: str, attempt: int, entry: dict[str, Any]) -> bool:
+        if not isinstance(entry, dict):
+            raise TypeError("journal entries must be JSON objects (dicts)")
+        doc = as_json(entry)
+        async with self._pool.connection() as conn, conn.transaction():
+            # Locking the submission row fences off takeovers and serializes appenders.
+            cur = await conn.execute(
+                f"SELECT 1 FROM {self._s}.flue_submissions WHERE submission_id = %s AND status = 'running' "
+                "AND attempts = %s FOR UPDATE",
+                (submission_id, attempt),
+            )
+            if await cur.fetchone() is None:
+                return False
+            await conn.execute(
+                f"INSERT INTO {self._s}.flue_journal (submission_id, seq, attempt, entry) VALUES (%s, "
+                f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM {self._s}.flue_journal WHERE submission_id = %s), %s, %s)",
+                (submission_id, submission_id, attempt, doc),
+            )
+        return True
+
+    async def journal(self, submission_id: str) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT entry FROM {self._s}.flue_journal WHERE submission_id = %s ORDER BY seq", (submission_id,)
+            )
+            return [r["entry"] for r in await cur.fetchall()]
+
+    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        return self._listeners.add("*", listener)
+

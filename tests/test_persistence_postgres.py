@@ -1,0 +1,210 @@
+"""The flue-postgres plugin against the PostgreSQL server on 127.0.0.1:5432 (database ``test``).
+
+Every test gets its own schema, dropped afterwards. When the server is not
+reachable the tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flue.config import PersistenceConfig
+from flue.persistence.base import SchemaVersionError
+from flue.persistence.plugin import open_persistence
+from flue.project import load_project
+from flue.testing.persistence_contract import PersistenceContract, at
+
+psycopg = pytest.importorskip("psycopg")
+flue_postgres = pytest.importorskip("flue_postgres", reason="flue-postgres is not installed (pip install -e plugins/flue-postgres)")
+from flue_postgres.adapter import PostgresAdapter  # noqa: E402
+from flue_postgres.plugin import flue_persistence  # noqa: E402
+
+pytestmark = pytest.mark.postgres
+
+CANDIDATE_URLS = (
+    [os.environ["FLUE_TEST_POSTGRES_URL"]]
+    if os.environ.get("FLUE_TEST_POSTGRES_URL")
+    else ["postgresql://postgres@127.0.0.1:5432/test", "postgresql://root@127.0.0.1:5432/test"]
+)
+_reachable: list[str | None] = []
+
+
+async def server_url() -> str:
+    """The first URL that accepts a connection (checked once per session)."""
+    if not _reachable:
+        errors = []
+        for url in CANDIDATE_URLS:
+            try:
+                conn = await psycopg.AsyncConnection.connect(url, connect_timeout=3)
+            except Exception as exc:
+                errors.append(f"{url}: {exc}".strip())
+                continue
+            await conn.close()
+            _reachable.append(url)
+            break
+        else:
+            _reachable.append(None)
+            pytest.skip("PostgreSQL not reachable: " + "; ".join(errors))
+    if _reachable[0] is None:
+        pytest.skip("PostgreSQL not reachable")
+    return _reachable[0]
+
+
+async def admin(url: str, sql: str, params: tuple = ()) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(sql, params)
+
+
+@pytest.fixture
+async def schema():
+    """A fresh schema name; the schema (created by migrate) is dropped afterwards."""
+    url = await server_url()
+    name = f"flue_test_{uuid.uuid4().hex[:12]}"
+    yield url, name
+    await admin(url, f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+class TestPostgresContract(PersistenceContract):
+    @pytest.fixture
+    async def adapter(self, schema):
+        url, name = schema
+        adapter = PostgresAdapter(url, schema=name, pool_size=4)
+        yield adapter
+        await adapter.close()
+
+    async def stamp_schema_version(self, adapter: PostgresAdapter, value: str) -> None:
+        # A separate connection, as another Flue version would have written it.
+        await admin(adapter.url, f'UPDATE "{adapter.schema}".flue_meta SET value = %s WHERE key = %s',
+                    (value, "schema_version"))
+
+
+async def test_two_adapters_never_both_claim(schema) -> None:
+    """Two adapters = two pools of connections, like two server replicas."""
+    url, name = schema
+    a, b = PostgresAdapter(url, schema=name, pool_size=4), PostgresAdapter(url, schema=name, pool_size=4)
+    try:
+        await asyncio.gather(a.migrate(), b.migrate())  # concurrent migrations are serialized
+        sa, sb = await a.connect(), await b.connect()
+        heads = set()
+        for i in range(8):
+            s, _ = await sa.submissions.admit(f"agents/x/{i}", {"i": i}, now=at(0))
+            heads.add(s.submission_id)
+            await sb.submissions.admit(f"agents/x/{i}", {"i": i, "then": True}, now=at(0))
+        for _round in range(3):  # repeat the race; each round every head is claimable again
+            claims = await asyncio.gather(
+                *(store.submissions.claim_next(f"{tag}{k}", now=at(100 * (_round + 1)))
+                  for k in range(12) for tag, store in (("a", sa), ("b", sb)))
+            )
+            won = [c for c in claims if c is not None]
+            assert sorted(c.submission_id for c in won) == sorted(heads)
+            assert all(c.attempts == _round + 1 for c in won)
+        # one head, claimed by id from both replicas at once
+        solo, _ = await sa.submissions.admit("agents/solo/1", "x", now=at(0))
+        racers = await asyncio.gather(
+            *(store.submissions.claim(solo.submission_id, f"{tag}{k}", now=at(1))
+              for k in range(6) for tag, store in (("a", sa), ("b", sb)))
+        )
+        assert sum(r is not None for r in racers) == 1
+        # interleaved appends from both replicas get distinct, consecutive offsets
+        await sa.streams.create_stream("agents/x/0")
+        offsets = await asyncio.gather(
+            *(store.streams.append_events("agents/x/0", [{"k": k}, {"k": k}]) for k in range(10)
+              for store in (sa, sb))
+        )
+        assert len(set(offsets)) == 20 and (await sb.streams.get_stream_meta("agents/x/0")).length == 40
+        # dispatch replays racing across replicas admit once
+        results = await asyncio.gather(
+            *(store.submissions.admit("agents/d/1", {"q": 1}, kind="dispatch", dispatch_id="dsp_race")
+              for _ in range(5) for store in (sa, sb))
+        )
+        assert sum(created for _, created in results) == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_newer_schema_refuses_a_fresh_adapter(schema) -> None:
+    url, name = schema
+    first = PostgresAdapter(url, schema=name)
+    await first.migrate()
+    await first.close()
+    await admin(url, f'UPDATE "{name}".flue_meta SET value = %s', ("2",))
+    second = PostgresAdapter(url, schema=name)
+    try:
+        with pytest.raises(SchemaVersionError) as info:
+            await second.migrate()
+        message = str(info.value)
+        assert f"PostgreSQL schema '{name}' at 127.0.0.1:5432/test" in message
+        assert "newer Flue (schema 2, this Flue knows 1)" in message
+        with pytest.raises(SchemaVersionError):
+            await second.connect()
+    finally:
+        await second.close()
+
+
+async def test_connect_to_unmigrated_schema_says_so(schema) -> None:
+    url, name = schema
+    adapter = PostgresAdapter(url, schema=name)
+    try:
+        with pytest.raises(SchemaVersionError, match="migrate"):
+            await adapter.connect()
+    finally:
+        await adapter.close()
+
+
+async def test_state_is_shared_across_adapters(schema) -> None:
+    url, name = schema
+    writer = PostgresAdapter(url, schema=name)
+    await writer.migrate()
+    ws = await writer.connect()
+    await ws.streams.create_stream("runs/r")
+    await ws.streams.append_events("runs/r", [{"type": "run_start"}])
+    await ws.snapshots.save_snapshot("agents/a/1", b"\x00fs")
+    await writer.close()
+    reader = PostgresAdapter(url, schema=name)
+    try:
+        await reader.migrate()
+        rs = await reader.connect()
+        assert (await rs.streams.read_events("runs/r")).events == [{"type": "run_start"}]
+        assert await rs.snapshots.load_snapshot("agents/a/1") == b"\x00fs"
+    finally:
+        await reader.close()
+
+
+def test_plugin_options(tmp_path: Path, monkeypatch) -> None:
+    cfg = PersistenceConfig(kind="postgres", url="postgresql://u@h/db", schema="flue", pool_size=2)
+    adapter = flue_persistence(config=cfg, root=tmp_path)
+    assert isinstance(adapter, PostgresAdapter) and adapter.schema == "flue"
+    assert flue_persistence(config=PersistenceConfig(kind="sqlite"), root=tmp_path) is None
+    monkeypatch.setenv("MY_DB", "postgresql://env@h/db")
+    assert flue_persistence(config=PersistenceConfig(kind="postgres", url_env="MY_DB"), root=tmp_path).url.startswith(
+        "postgresql://env@")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(ValueError, match="DATABASE_URL is not set"):
+        flue_persistence(config=PersistenceConfig(kind="postgres"), root=tmp_path)
+    with pytest.raises(ValueError, match="hots"):
+        flue_persistence(config=PersistenceConfig(kind="postgres", url="x", hots="y"), root=tmp_path)
+    with pytest.raises(ValueError, match="only one of url, dsn"):
+        flue_persistence(config=PersistenceConfig(kind="postgres", url="x", dsn="y"), root=tmp_path)
+    with pytest.raises(ValueError, match="schema"):
+        flue_persistence(config=PersistenceConfig(kind="postgres", url="x", schema="bad-name;"), root=tmp_path)
+
+
+async def test_selected_through_flue_yaml_and_the_entry_point(schema, write_tree, monkeypatch) -> None:
+    url, name = schema
+    monkeypatch.setenv("FLUE_PG_TEST_URL", url)
+    root = write_tree({"flue.yaml": f"persistence:\n  kind: postgres\n  url_env: FLUE_PG_TEST_URL\n  schema: {name}\n"})
+    project = load_project(root)
+    assert any(p.name == "postgres" and p.source == "entrypoint" for p in project.plugins)
+    adapter, stores = await open_persistence(project)
+    try:
+        assert isinstance(adapter, PostgresAdapter)
+        sub, created = await stores.submissions.admit("agents/a/1", "hello")
+        assert created and (await stores.submissions.get(sub.submission_id)).input == "hello"
+    finally:
+        await adapter.close()
