@@ -271,6 +271,31 @@ class EventSink:
             await self._parent.emit(event)
         return event
 
+    def emit_nowait(self, event: BaseEvent) -> BaseEvent:
+        """Emit from synchronous code (e.g. ``ctx.log.info``).
+
+        Synchronous subscribers (stream writers) run now, so ordering with other
+        events is exact; async subscribers are scheduled on the running loop.
+        """
+        for key, value in self._ids.items():
+            if getattr(event, key, None) is None:
+                setattr(event, key, value)
+        for fn in list(self._subscribers):
+            try:
+                out = fn(event)
+                if inspect.isawaitable(out):
+                    task = asyncio.ensure_future(out)
+                    _pending.add(task)
+                    task.add_done_callback(_pending.discard)
+            except Exception as exc:
+                _report_subscriber_error(fn, exc)
+        if self._parent is not None:
+            self._parent.emit_nowait(event)
+        return event
+
+
+_pending: set[asyncio.Future[Any]] = set()
+
 
 _reported: set[int] = set()
 

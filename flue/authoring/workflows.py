@@ -24,7 +24,8 @@ YAML workflow::
 
 A step is exactly one of ``prompt``, ``skill`` (with ``args``), ``task`` (with an
 optional ``subagent``) or ``shell`` (with ``cwd``/``env``). ``agent`` and
-``session`` choose where it runs. Every string is a Jinja2 template over
+``session`` choose where it runs; a shell step
+fails the run on a non-zero exit code unless it sets ``check: false``. Every string is a Jinja2 template over
 ``payload``, ``env`` and ``steps.<id>`` (each step's ``text``, ``data``,
 ``stdout``, ``stderr``, ``exit_code``). ``return`` is evaluated last; a string that
 is exactly one ``{{ expression }}`` keeps the expression's type.
@@ -63,6 +64,7 @@ class Step(BaseModel):
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float | None = Field(None, gt=0)
+    check: bool = Field(True, description="shell steps: fail the workflow on a non-zero exit code")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Step:

@@ -17,6 +17,7 @@ from flue.version import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("flue.cli.init_cmd", "write a small working project"),
     "info": ("flue.cli.info", "show the project as found: agents, workflows, skills, channels, plugins, diagnostics"),
+    "run": ("flue.cli.run", "run one workflow in-process: events on stderr, result on stdout"),
 }
 
 

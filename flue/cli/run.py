@@ -1,0 +1,108 @@
+"""``flue run <workflow>``: run one workflow in-process.
+
+Events on stderr (the run id first), the result as formatted JSON on stdout.
+Exit 0 on success, 1 on failure, 130 on SIGINT, 143 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from flue.cli import add_project_flags
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workflow", help="workflow name (a file in workflows/)")
+    p.add_argument("--payload", default="{}", help="JSON payload for ctx.payload (default: {})")
+    add_project_flags(p)
+
+
+def load_cli_project(args: argparse.Namespace):
+    """Load .env and the project; print diagnostics and return None on errors."""
+    from pathlib import Path
+
+    from flue.config import load_env_file
+    from flue.project import load_project
+
+    root = Path(args.root)
+    try:
+        load_env_file(root, args.env_file)
+    except FileNotFoundError as exc:
+        print(f"flue: {exc}", file=sys.stderr)
+        return None
+    project = load_project(root)
+    for d in project.diagnostics:
+        if d.severity == "warning":
+            print(d.render(), file=sys.stderr)
+    if project.errors:
+        print("flue: the project has errors:", file=sys.stderr)
+        for d in project.errors:
+            print("  " + d.render().replace("\n", "\n  "), file=sys.stderr)
+        return None
+    return project
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        print(f"flue run: --payload is not valid JSON: {exc}", file=sys.stderr)
+        return 1
+    project = load_cli_project(args)
+    if project is None:
+        return 1
+    if args.workflow not in project.workflows:
+        available = ", ".join(sorted(project.workflows)) or "none"
+        print(f"flue run: unknown workflow '{args.workflow}' (available: {available})", file=sys.stderr)
+        return 1
+    return asyncio.run(_run(project, args.workflow, payload))
+
+
+async def _run(project, name: str, payload) -> int:
+    from flue.cli.render import EventPrinter
+    from flue.runtime.runtime import Runtime
+    from flue.runtime.workflows import InvalidPayload, start_run
+
+    printer = EventPrinter()
+    loop = asyncio.get_running_loop()
+    signalled: list[int] = []
+    try:
+        runtime = await Runtime.open(project)
+    except Exception as exc:
+        print(f"flue run: cannot open persistence: {exc}", file=sys.stderr)
+        return 1
+    try:
+        runtime.sink.subscribe(lambda event: printer(event.wire()))
+        try:
+            handle = await start_run(runtime, name, payload)
+        except InvalidPayload as exc:
+            print(f"flue run: {exc}", file=sys.stderr)
+            return 1
+        print(f"run {handle.run_id}", file=sys.stderr, flush=True)
+
+        def on_signal(signum: int) -> None:
+            signalled.append(signum)
+            handle.task.cancel()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            record = await handle.task
+        except asyncio.CancelledError:
+            return 130 if signalled and signalled[0] == signal.SIGINT else 143
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        if record.status != "completed":
+            err = record.error or {}
+            print(f"flue run: workflow '{name}' failed: {err.get('type')}: {err.get('message')}", file=sys.stderr)
+            return 1
+        if record.result is not None:
+            print(json.dumps(record.result, indent=2, ensure_ascii=False))
+        return 0
+    finally:
+        await runtime.close()

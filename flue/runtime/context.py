@@ -1,0 +1,83 @@
+"""``FlueContext``: what a workflow's ``run(ctx)`` receives."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flue.events import EventSink, Log
+
+if TYPE_CHECKING:
+    from flue.runtime.runtime import Runtime
+
+
+class HarnessAlreadyInitialized(RuntimeError):
+    pass
+
+
+class Logger:
+    """``ctx.log.info("message", key=value)``: structured ``log`` events in the run's stream."""
+
+    def __init__(self, sink: EventSink):
+        self._sink = sink
+
+    def _log(self, level: str, message: str, attributes: dict[str, Any]) -> None:
+        self._sink.emit_nowait(Log(level=level, message=str(message), attributes=_jsonable(attributes)))
+
+    def info(self, message: str, **attributes: Any) -> None:
+        self._log("info", message, attributes)
+
+    def warn(self, message: str, **attributes: Any) -> None:
+        self._log("warn", message, attributes)
+
+    warning = warn
+
+    def error(self, message: str, **attributes: Any) -> None:
+        self._log("error", message, attributes)
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+@dataclass
+class FlueContext:
+    id: str
+    payload: Any
+    runtime: Runtime
+    sink: EventSink
+    req: Any = None
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    _harnesses: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.log = Logger(self.sink)
+
+    @property
+    def run_id(self) -> str:
+        return self.id
+
+    async def init(self, agent: Any, name: str = "default", **options: Any) -> Any:
+        """Initialize an agent (a name from ``agents/``, an AgentDefinition or an Agent)
+        as a harness for this run. Each harness name may be initialized once per run."""
+        from flue.harness import init as harness_init
+
+        if name in self._harnesses:
+            raise HarnessAlreadyInitialized(
+                f"a harness named '{name}' was already initialized in this run; pass name='...' for another one"
+            )
+        harness = await harness_init(
+            agent,
+            name=name,
+            project=self.runtime.project,
+            sink=self.sink,
+            session_store=self.runtime.stores.sessions,
+            scope=f"runs/{self.id}",
+            **options,
+        )
+        self._harnesses[name] = harness
+        return harness

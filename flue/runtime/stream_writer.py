@@ -1,0 +1,42 @@
+"""Append events to one durable stream in emission order.
+
+Subscribed synchronously to an EventSink, so it never reorders events; bursts
+(text deltas) are coalesced into one ``append_events`` call per flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from flue.events import BaseEvent
+from flue.persistence.base import EventStreamStore
+
+
+class StreamWriter:
+    def __init__(self, store: EventStreamStore, path: str):
+        self.store = store
+        self.path = path
+        self._buffer: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    def __call__(self, event: BaseEvent) -> None:
+        self._buffer.append(event.wire())
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._buffer:
+            batch, self._buffer = self._buffer, []
+            try:
+                await self.store.append_events(self.path, batch)
+            except Exception as exc:  # keep going: the run must not die of its log
+                self.error = exc
+
+    async def drain(self) -> None:
+        """Wait until every event handed to the writer is in the store."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+        if self._buffer:
+            await self._flush()

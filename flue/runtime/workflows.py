@@ -1,0 +1,166 @@
+"""Workflow runs: admission, execution, run records and the run's event stream.
+
+A run is admitted by :func:`start_run` (run record + stream created, then the
+workflow executes in the background) and observed through ``runs/<runId>``:
+``run_start``, the workflow's own events, then ``run_end`` with ``durationMs``,
+``isError`` and ``result`` or ``error``; the stream is closed after ``run_end``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flue.authoring.workflows import WorkflowDefinition
+from flue.events import RunEnd, RunStart
+from flue.ids import run_id as new_run_id
+from flue.persistence.base import RunRecord
+from flue.runtime.context import FlueContext
+from flue.runtime.runtime import Runtime, error_info
+from flue.runtime.stream_writer import StreamWriter
+
+
+class WorkflowNotFound(KeyError):
+    pass
+
+
+class InvalidPayload(ValueError):
+    pass
+
+
+class WorkflowResultError(TypeError):
+    pass
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def run_stream_path(run_id: str) -> str:
+    return f"runs/{run_id}"
+
+
+@dataclass
+class RunHandle:
+    run_id: str
+    record: RunRecord
+    task: asyncio.Task[RunRecord]
+
+    @property
+    def stream_path(self) -> str:
+        return run_stream_path(self.run_id)
+
+    async def wait(self) -> RunRecord:
+        return await asyncio.shield(self.task)
+
+
+def validate_payload(wf: WorkflowDefinition, payload: Any) -> None:
+    """Check a payload against the workflow's declared JSON Schema (YAML ``payload:``)."""
+    if wf.payload is None:
+        return
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(wf.payload).iter_errors(payload), key=lambda e: list(e.path))
+    if errors:
+        lines = "; ".join(f"{'/'.join(map(str, e.path)) or 'payload'}: {e.message}" for e in errors)
+        raise InvalidPayload(f"payload does not match workflow '{wf.name}': {lines}")
+
+
+async def start_run(runtime: Runtime, name: str, payload: Any = None, *, req: Any = None) -> RunHandle:
+    """Admit a run: persist its record and stream, then execute it in the background."""
+    wf = runtime.project.workflows.get(name)
+    if wf is None:
+        raise WorkflowNotFound(
+            f"unknown workflow '{name}' (available: {', '.join(sorted(runtime.project.workflows)) or 'none'})"
+        )
+    payload = {} if payload is None else payload
+    validate_payload(wf, payload)
+    run_id = new_run_id()
+    record = RunRecord(run_id=run_id, workflow=name, payload=payload, started_at=now_iso())
+    await runtime.stores.runs.create_run(record)
+    await runtime.stores.streams.create_stream(run_stream_path(run_id))
+    task = asyncio.get_running_loop().create_task(_execute(runtime, wf, record, req), name=f"flue-run-{run_id}")
+    return RunHandle(run_id=run_id, record=record, task=task)
+
+
+async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, req: Any) -> RunRecord:
+    path = run_stream_path(record.run_id)
+    sink = runtime.sink.child(run_id=record.run_id)
+    writer = StreamWriter(runtime.stores.streams, path)
+    sink.subscribe(writer)
+    started = time.monotonic()
+    await sink.emit(RunStart(workflow=wf.name, payload=record.payload))
+    result: Any = None
+    error: dict[str, Any] | None = None
+    cancelled: BaseException | None = None
+    ctx = FlueContext(id=record.run_id, payload=record.payload, runtime=runtime, sink=sink, req=req)
+    try:
+        if wf.kind == "python":
+            result = await _run_python(runtime, wf, ctx)
+        else:
+            from flue.runtime.yaml_workflow import run_yaml_workflow
+
+            result = await run_yaml_workflow(wf, ctx)
+        result = _json_result(result)
+    except asyncio.CancelledError as exc:
+        cancelled = exc
+        error = {"type": "RunCancelled", "message": "the run was cancelled"}
+    except Exception as exc:
+        error = error_info(exc)
+    duration_ms = round((time.monotonic() - started) * 1000, 3)
+    status = "errored" if error else "completed"
+    await sink.emit(RunEnd(duration_ms=duration_ms, is_error=error is not None, result=result, error=error))
+    await writer.drain()
+    await runtime.stores.streams.close_stream(path)
+    ended = now_iso()
+    await runtime.stores.runs.end_run(
+        record.run_id, status=status, result=result, error=error, ended_at=ended, duration_ms=duration_ms
+    )
+    final = record.model_copy(
+        update={"status": status, "result": result, "error": error, "ended_at": ended, "duration_ms": duration_ms}
+    )
+    if cancelled is not None:
+        raise cancelled
+    return final
+
+
+def _json_result(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise WorkflowResultError(f"the workflow returned a value that is not JSON-serializable: {exc}") from None
+
+
+async def _run_python(runtime: Runtime, wf: WorkflowDefinition, ctx: FlueContext) -> Any:
+    module = load_workflow_module(runtime, wf)
+    run = getattr(module, "run", None)
+    if run is None or not asyncio.iscoroutinefunction(run):
+        raise TypeError(f"workflow '{wf.name}' must define 'async def run(ctx)'")
+    return await run(ctx)
+
+
+def load_workflow_module(runtime: Runtime, wf: WorkflowDefinition) -> Any:
+    """Import ``workflows/<name>.py`` (cached until the file changes)."""
+    assert wf.path is not None
+    path = Path(wf.path)
+    mtime = path.stat().st_mtime
+    cached = runtime._workflow_modules.get(wf.name)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    module_name = f"flue_workflows.{wf.name.replace(':', '_').replace('-', '_')}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    runtime._workflow_modules[wf.name] = (mtime, module)
+    return module
