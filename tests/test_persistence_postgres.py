@@ -128,6 +128,39 @@ async def test_two_adapters_never_both_claim(schema) -> None:
         await b.close()
 
 
+async def test_subscribers_are_woken_by_other_replicas(schema) -> None:
+    url, name = schema
+    a, b = PostgresAdapter(url, schema=name), PostgresAdapter(url, schema=name)
+    try:
+        await a.migrate()
+        sa, sb = await a.connect(), await b.connect()
+        await sa.streams.create_stream("agents/x/1")
+        woke: asyncio.Queue[str] = asyncio.Queue()
+        sb.streams.subscribe("agents/x/1", lambda p: woke.put_nowait("stream:" + p))
+        sb.submissions.subscribe(lambda i: woke.put_nowait("queue:" + i))
+        own: list[str] = []
+        sa.streams.subscribe("agents/x/1", own.append)
+        async with asyncio.timeout(5):
+            await b.listening()
+            await a.listening()
+
+        await sa.streams.append_events("agents/x/1", [{"type": "turn_start"}])
+        assert await asyncio.wait_for(woke.get(), 5) == "stream:agents/x/1"
+        sub, _ = await sa.submissions.admit("agents/x/1", "hello")
+        assert await asyncio.wait_for(woke.get(), 5) == "queue:agents/x/1"
+        await sa.submissions.claim_next("a-coord")
+        await sa.submissions.settle(sub.submission_id, "a-coord", status="completed")
+        assert await asyncio.wait_for(woke.get(), 5) == "queue:agents/x/1"
+        await sa.streams.close_stream("agents/x/1")
+        assert await asyncio.wait_for(woke.get(), 5) == "stream:agents/x/1"
+        # the writing replica hears its own writes once (directly), not again via NOTIFY
+        await asyncio.sleep(0.2)
+        assert own == ["agents/x/1", "agents/x/1"] and woke.empty()
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_newer_schema_refuses_a_fresh_adapter(schema) -> None:
     url, name = schema
     first = PostgresAdapter(url, schema=name)

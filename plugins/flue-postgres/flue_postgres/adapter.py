@@ -4,8 +4,10 @@ Several Flue server replicas can share one database: admission is a
 transaction serialized per agent instance, claims are atomic
 (``FOR UPDATE SKIP LOCKED``), leases expire and are taken over, and stream
 appends lock the stream row so concurrent writers get consecutive offsets.
-Readers in another process see appends by polling (in-process readers are
-woken through ``subscribe``).
+``subscribe`` listeners are woken by writes from this process directly and
+by writes from other replicas through ``LISTEN``/``NOTIFY`` (readers should
+still poll now and then: a notification can be lost while the listening
+connection reconnects).
 
 All tables live in one schema (default ``public``), so one database can hold
 several independent Flue deployments.
@@ -21,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from flue.persistence.base import SCHEMA_VERSION
 from flue.persistence.kit import check_schema_version
+from flue_postgres.notify import Notifier
 from flue_postgres.pool import ConnectionPool
 from flue_postgres.schema import META_TABLE, TABLES
 from flue_postgres.stores import PgEventStreamStore, PgRunStore, PgSessionStore, PgSnapshotStore
@@ -48,6 +51,7 @@ class PostgresAdapter:
         self.schema = schema
         self._s = f'"{schema}"'
         self._pool = ConnectionPool(url, size=pool_size, connect_timeout=connect_timeout)
+        self._notifier = Notifier(url, schema, connect_timeout)
         self._stores: PostgresStores | None = None
 
     @property
@@ -103,14 +107,21 @@ class PostgresAdapter:
             self._stores = PostgresStores(
                 sessions=PgSessionStore(p, s),
                 runs=PgRunStore(p, s),
-                streams=PgEventStreamStore(p, s),
-                submissions=PgSubmissionStore(p, s),
+                streams=PgEventStreamStore(p, s, self._notifier),
+                submissions=PgSubmissionStore(p, s, self._notifier),
                 snapshots=PgSnapshotStore(p, s),
             )
         return self._stores
 
+    async def listening(self) -> None:
+        """Start the LISTEN connection (normally started by the first ``subscribe``) and wait until
+        it is active, so notifications from other replicas are not missed from here on. Wrap in
+        ``asyncio.timeout`` to bound the wait."""
+        await self._notifier.wait_listening()
+
     async def close(self) -> None:
-        """Close pooled connections. Idempotent."""
+        """Stop listening and close pooled connections. Idempotent."""
+        await self._notifier.close()
         await self._pool.close()
 
     async def _execute_for_tests(self, sql: str, params: Any = None) -> None:

@@ -28,6 +28,7 @@ from flue.persistence.kit import (
     iso_to_ms,
     utc_now_iso,
 )
+from flue_postgres.notify import Notifier
 from flue_postgres.pool import ConnectionPool
 
 _TERMINAL: tuple[RunStatus, ...] = ("completed", "errored")
@@ -158,11 +159,15 @@ def _meta(path: str, row: dict[str, Any]) -> StreamMeta:
 
 class PgEventStreamStore:
     """Stream rows allocate seqs: an append locks its stream row (``FOR UPDATE``),
-    so appenders on any replica get consecutive, non-overlapping offsets."""
+    so appenders on any replica get consecutive, non-overlapping offsets.
+    Subscribers are woken by appends in this process directly and by appends
+    on other replicas through ``LISTEN``/``NOTIFY``."""
 
-    def __init__(self, pool: ConnectionPool, schema: str) -> None:
+    def __init__(self, pool: ConnectionPool, schema: str, notifier: Notifier) -> None:
         self._pool, self._s = pool, schema
         self._listeners = Listeners()
+        self._notifier = notifier
+        notifier.on("s", self._listeners.notify)
 
     async def create_stream(self, path: str) -> StreamMeta:
         async with self._pool.connection() as conn:
@@ -200,6 +205,7 @@ class PgEventStreamStore:
                 await conn.execute(
                     f"UPDATE {self._s}.flue_streams SET length = %s WHERE path = %s", (length + len(docs), path)
                 )
+                await self._notifier.send(conn, "s", path)
         if docs:
             self._listeners.notify(path)
         return format_offset(length + len(docs))
@@ -239,6 +245,7 @@ class PgEventStreamStore:
             changed = not row["closed"]
             if changed:
                 await conn.execute(f"UPDATE {self._s}.flue_streams SET closed = true WHERE path = %s", (path,))
+                await self._notifier.send(conn, "s", path)
         if changed:
             self._listeners.notify(path)
 
@@ -251,6 +258,7 @@ class PgEventStreamStore:
         return None if row is None else _meta(path, row)
 
     def subscribe(self, path: str, listener: Callable[[str], None]) -> Callable[[], None]:
+        self._notifier.ensure_started()
         return self._listeners.add(path, listener)
 
 

@@ -36,6 +36,7 @@ from flue.persistence.submissions import (
     plan_admission,
     submission_from_row,
 )
+from flue_postgres.notify import Notifier
 from flue_postgres.pool import ConnectionPool
 from flue_postgres.stores import as_json
 
@@ -48,9 +49,11 @@ class _Replayed(Exception):
 
 
 class PgSubmissionStore:
-    def __init__(self, pool: ConnectionPool, schema: str) -> None:
+    def __init__(self, pool: ConnectionPool, schema: str, notifier: Notifier) -> None:
         self._pool, self._s = pool, schema
         self._listeners = Listeners()
+        self._notifier = notifier
+        notifier.on("q", lambda instance: self._listeners.notify("*", instance))
         self._runnable_head = (
             "s.status IN ('queued', 'running') "
             f"AND s.seq = (SELECT MIN(h.seq) FROM {schema}.flue_submissions h "
@@ -116,6 +119,7 @@ class PgSubmissionStore:
         inserted = await cur.fetchone()
         if inserted is None:
             raise _Replayed  # roll back the seq bump; the caller reads the winner
+        await self._notifier.send(conn, "q", plan.instance)
         return submission_from_row(inserted), True
 
     async def _take(
@@ -151,6 +155,8 @@ class PgSubmissionStore:
             )
             row = await cur.fetchone()
             sub = None if row is None else await self._take(conn, row, owner, int(lease_s * 1000), t)
+            if sub is not None and sub.status == "failed":
+                await self._notifier.send(conn, "q", sub.instance)
         if sub is not None and sub.status == "failed":
             self._listeners.notify("*", sub.instance)
         return sub
@@ -209,6 +215,7 @@ class PgSubmissionStore:
                 "lease_expires_ms = NULL WHERE submission_id = %s",
                 (status, result_doc, error_doc, t, submission_id),
             )
+            await self._notifier.send(conn, "q", row["instance"])
         self._listeners.notify("*", row["instance"])
         return True
 
@@ -255,5 +262,6 @@ class PgSubmissionStore:
             return [r["entry"] for r in await cur.fetchall()]
 
     def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        self._notifier.ensure_started()
         return self._listeners.add("*", listener)
 
