@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -415,7 +417,7 @@ async def test_closure_wakes_a_waiting_long_poll(store: Any, client: TestClient)
 async def test_sse_catch_up_then_live_then_closed(store: Any, client: TestClient) -> None:
     await seed(store, RUN, 2)
     resp = await client.get("/runs/run_1?offset=-1&live=sse")
-    assert resp.status == 200
+    assert resp.status == 200 and "Stream-Closed" not in resp.headers
     assert resp.headers["Content-Type"] == "text/event-stream"
     assert resp.headers["Cache-Control"] == "no-cache" and "Content-Length" not in resp.headers
     assert resp.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
@@ -451,6 +453,7 @@ async def test_sse_from_now_on_empty_and_closed_streams(store: Any, client: Test
 
     await seed(store, "runs/run_2", 1, closed=True)
     resp = await client.get(f"/runs/run_2?offset={format_offset(1)}&live=sse")
+    assert resp.headers["Stream-Closed"] == "true"
     frames = await read_sse_until(resp, lambda f: False)
     assert [json.loads(d) for _, d in frames] == [
         {"streamNextOffset": format_offset(1), "streamClosed": True, "upToDate": True}
@@ -524,3 +527,50 @@ async def test_python_client_receives_live_appends(store: Any, client: TestClien
     async with asyncio.timeout(10):
         await task
     assert received == [1, 2, 3]
+
+
+# -- replicas sharing PostgreSQL -------------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_replicas_on_shared_postgres_see_each_others_appends() -> None:
+    """Two adapters on one schema stand in for two server replicas: a reader on one sees
+    appends and closure made through the other (no shared listener; the poll finds them)."""
+    psycopg = pytest.importorskip("psycopg")
+    pytest.importorskip("flue_postgres", reason="flue-postgres is not installed")
+    from flue_postgres.adapter import PostgresAdapter
+
+    url = os.environ.get("FLUE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=3)
+        await conn.close()
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL not reachable at {url}: {exc}")
+    schema = f"flue_test_{uuid.uuid4().hex[:12]}"
+    replica_a, replica_b = PostgresAdapter(url, schema=schema), PostgresAdapter(url, schema=schema)
+    c = None
+    try:
+        await replica_a.migrate()
+        reader = (await replica_a.connect()).streams
+        writer = (await replica_b.connect()).streams
+        await seed(writer, RUN, 1)
+        c = await client_for(make_app(reader, poll_interval=0.1))
+        long_poll = asyncio.create_task(c.get(f"/runs/run_1?offset={format_offset(1)}&live=long-poll"))
+        sse_resp = await c.get(f"/runs/run_1?offset={format_offset(1)}&live=sse")
+        await read_sse_until(sse_resp, lambda f: len(f) >= 1)  # the initial "up to date" control
+        await writer.append_events(RUN, [{"type": "log", "n": 2}])
+        async with asyncio.timeout(3):
+            resp = await long_poll
+        assert resp.status == 200 and [e["n"] for e in await resp.json()] == [2]
+        frames = await read_sse_until(sse_resp, lambda f: len(f) >= 2, within=3)
+        assert [e["n"] for e in json.loads(frames[0][1])] == [2]
+        await writer.close_stream(RUN)
+        frames = await read_sse_until(sse_resp, lambda f: False, within=3)
+        assert json.loads(frames[-1][1])["streamClosed"] is True
+    finally:
+        if c is not None:
+            await c.close()
+        await replica_a.close()
+        await replica_b.close()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -371,7 +371,9 @@ async def read_stream(
     try:
         if query.live == "long-poll":
             return await _long_poll(reader, watch, offset, start, meta.created_at, cursor, long_poll_timeout)
-        return await _sse(reader, watch, offset, cursor, sse_max_duration, sse_keepalive)
+        # nothing left to send on a closed stream: say so up front too, not only in the final control frame
+        closed = meta.closed and start == tail_seq
+        return await _sse(reader, watch, offset, cursor, sse_max_duration, sse_keepalive, closed=closed)
     finally:
         watch.close()
 
@@ -410,10 +412,12 @@ def _control(next_offset: str, cursor: str, *, up_to_date: bool, closed: bool) -
 
 
 async def _sse(
-    reader: _Reader, watch: _Watch, offset: str, cursor: str, max_duration: float, keepalive: float
+    reader: _Reader, watch: _Watch, offset: str, cursor: str, max_duration: float, keepalive: float, *, closed: bool
 ) -> web.StreamResponse:
     codec = reader.codec
     headers = reader.headers(**sse.SSE_HEADERS)
+    if closed:
+        headers[H_CLOSED] = "true"
     if codec.sse_encoding:
         headers[H_SSE_ENCODING] = codec.sse_encoding
     response = web.StreamResponse(status=200, headers=headers)
