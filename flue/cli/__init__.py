@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("flue.cli.init_cmd", "write a small working project"),
     "info": ("flue.cli.info", "show the project as found: agents, workflows, skills, channels, plugins, diagnostics"),
     "run": ("flue.cli.run", "run one workflow in-process: events on stderr, result on stdout"),
+    "connect": ("flue.cli.connect", "talk to one agent instance: a prompt per stdin line, answers on stdout"),
 }
 
 

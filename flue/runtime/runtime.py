@@ -8,6 +8,9 @@ from typing import Any
 from flue.events import BaseEvent, EventSink
 from flue.project import Project
 
+# The runtime most recently opened in this process (what ``dispatch`` uses by default).
+_CURRENT: list[Runtime] = []
+
 
 def error_info(exc: BaseException) -> dict[str, Any]:
     """The JSON shape of an error in events and run records (never a traceback)."""
@@ -31,6 +34,23 @@ class Runtime:
         if project.pm is not None and project.pm.hook.flue_observe.get_hookimpls():
             self.sink.subscribe(self._observe)
         self._workflow_modules: dict[str, tuple[float, Any]] = {}
+        self._coordinator: Any = None
+
+    @property
+    def coordinator(self) -> Any:
+        """The agent-instance coordinator (admission works without starting it;
+        ``await runtime.start_coordinator()`` makes this process run submissions)."""
+        if self._coordinator is None:
+            from flue.runtime.instances import Coordinator
+
+            self._coordinator = Coordinator(self)
+        return self._coordinator
+
+    async def start_coordinator(self) -> Any:
+        coordinator = self.coordinator
+        if not coordinator._tasks:
+            await coordinator.start()
+        return coordinator
 
     @classmethod
     async def open(cls, project: Project, *, dev: bool = False) -> Runtime:
@@ -38,9 +58,22 @@ class Runtime:
 
         project.raise_on_errors()
         adapter, stores = await open_persistence(project)
-        return cls(project, adapter, stores, dev=dev)
+        runtime = cls(project, adapter, stores, dev=dev)
+        _CURRENT.append(runtime)
+        return runtime
+
+    @staticmethod
+    def current() -> Runtime:
+        """The runtime of this process (for ``dispatch`` from plugins, channels and workflows)."""
+        if not _CURRENT:
+            raise RuntimeError("no Flue runtime is running in this process (dispatch needs flue dev/start/run/connect)")
+        return _CURRENT[-1]
 
     async def close(self) -> None:
+        if self._coordinator is not None and self._coordinator._tasks:
+            await self._coordinator.stop()
+        if self in _CURRENT:
+            _CURRENT.remove(self)
         close = getattr(self.adapter, "close", None)
         if close is not None:
             out = close()

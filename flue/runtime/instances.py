@@ -1,0 +1,288 @@
+"""Agent instances: durable submissions run one at a time per instance, in order.
+
+Every prompt (HTTP, WebSocket, ``flue connect``) and every ``dispatch(...)`` is
+*admitted* into the persistence adapter's submission store before anyone is
+told it was accepted. A :class:`Coordinator` (one per runtime process) claims
+runnable heads (:meth:`SubmissionStore.claim_next`, atomic across processes),
+runs each in a fresh harness for ``agents/<name>/<id>`` whose session history
+comes from the session store and whose virtual filesystem is restored from the
+instance's last snapshot, renews its lease while it works, snapshots the
+filesystem and settles the submission when done. Events go to the instance's
+stream ``agents/<name>/<id>``, ending each submission with
+``submission_settled``.
+
+A coordinator that dies leaves its submissions ``running`` with a lease that
+expires after 30 s; any coordinator then claims them again (attempts are
+bounded, and a deadline fails them). What may run twice after a crash: the
+model turn and the tool calls that were in flight when the process died;
+completed turns and tool calls are replayed from the journal (see
+``flue.harness.loop``), not repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from flue.events import ErrorEvent, SubmissionAdmitted, SubmissionSettled
+from flue.ids import new_id
+from flue.persistence.submissions import LEASE_S, Submission
+from flue.runtime.runtime import Runtime, error_info
+from flue.runtime.stream_writer import StreamWriter
+
+
+class AgentNotFound(KeyError):
+    pass
+
+
+def instance_path(agent: str, instance_id: str) -> str:
+    return f"agents/{agent}/{instance_id}"
+
+
+def split_instance(path: str) -> tuple[str, str]:
+    _, agent, instance_id = path.split("/", 2)
+    return agent, instance_id
+
+
+def prompt_input(message: str, *, images: list[dict[str, Any]] | None = None, session: str = "default") -> dict[str, Any]:
+    data: dict[str, Any] = {"message": message, "session": session}
+    if images:
+        data["images"] = images
+    return data
+
+
+def input_to_prompt(sub: Submission) -> tuple[str, list[dict[str, Any]] | None, str]:
+    """(text, images, session) for a submission's input."""
+    value = sub.input
+    if sub.kind == "prompt" and isinstance(value, dict):
+        return str(value.get("message", "")), value.get("images"), str(value.get("session") or "default")
+    if isinstance(value, dict) and isinstance(value.get("message"), str):
+        return value["message"], value.get("images"), str(value.get("session") or "default")
+    if isinstance(value, str):
+        return value, None, "default"
+    text = "Dispatched input (JSON):\n" + json.dumps(value, indent=2, ensure_ascii=False)
+    return text, None, "default"
+
+
+class Coordinator:
+    """Claims and runs submissions for every agent instance of a runtime."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        owner: str | None = None,
+        lease_s: float = LEASE_S,
+        poll_interval: float = 0.5,
+        max_concurrency: int = 64,
+    ):
+        self.runtime = runtime
+        self.owner = owner or new_id("coord")
+        self.lease_s = lease_s
+        self.poll_interval = poll_interval
+        self.max_concurrency = max_concurrency
+        self._wake = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._waiters: dict[str, list[asyncio.Future[Submission]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._unsubscribe: Any = None
+
+    @property
+    def store(self) -> Any:
+        return self.runtime.stores.submissions
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._unsubscribe = self.store.subscribe(lambda _instance: loop.call_soon_threadsafe(self._wake.set))
+        self._tasks = [
+            loop.create_task(self._claim_loop(), name="flue-coordinator-claims"),
+            loop.create_task(self._renew_loop(), name="flue-coordinator-leases"),
+        ]
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop claiming; let running submissions finish for ``grace`` seconds, then
+        cancel them. Cancelled submissions stay ``running`` in the store and are
+        recovered by the next coordinator once their lease expires."""
+        self._stopping = True
+        self._wake.set()
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=grace)
+        for task in list(self._running.values()) + self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._running.values(), *self._tasks, return_exceptions=True)
+        if self._unsubscribe:
+            self._unsubscribe()
+
+    # -- admission -----------------------------------------------------------------------
+
+    async def admit(
+        self,
+        agent: str,
+        instance_id: str,
+        input: Any,
+        *,
+        kind: str = "prompt",
+        dispatch_id: str | None = None,
+    ) -> tuple[Submission, bool]:
+        definition = self.runtime.project.agents.get(agent)
+        if definition is None:
+            raise AgentNotFound(f"unknown agent '{agent}' (available: {', '.join(sorted(self.runtime.project.agents)) or 'none'})")
+        durability = definition.durability
+        options: dict[str, Any] = {}
+        if durability is not None:
+            options = {"max_attempts": durability.max_attempts, "timeout_s": durability.timeout}
+        path = instance_path(agent, instance_id)
+        sub, created = await self.store.admit(path, input, kind=kind, dispatch_id=dispatch_id, **options)
+        if created:
+            streams = self.runtime.stores.streams
+            await streams.create_stream(path)
+            event = SubmissionAdmitted(
+                input=input, instance_id=instance_id, agent=agent, submission_id=sub.submission_id,
+                dispatch_id=sub.dispatch_id,
+            )
+            await streams.append_events(path, [event.wire()])
+        self._wake.set()
+        return sub, created
+
+    async def wait(self, submission_id: str, *, timeout: float | None = None) -> Submission:
+        """Wait for a submission to settle (settled here or by another process)."""
+        async def poll() -> Submission:
+            future: asyncio.Future[Submission] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(submission_id, []).append(future)
+            try:
+                while True:
+                    sub = await self.store.get(submission_id)
+                    if sub is None:
+                        raise KeyError(f"unknown submission {submission_id}")
+                    if sub.settled:
+                        return sub
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        return await asyncio.wait_for(asyncio.shield(future), timeout=max(self.poll_interval, 0.05))
+            finally:
+                waiters = self._waiters.get(submission_id, [])
+                if future in waiters:
+                    waiters.remove(future)
+                if not waiters:
+                    self._waiters.pop(submission_id, None)
+
+        return await asyncio.wait_for(poll(), timeout=timeout)
+
+    def _notify(self, sub: Submission) -> None:
+        for future in self._waiters.pop(sub.submission_id, []):
+            if not future.done():
+                future.set_result(sub)
+
+    # -- claiming ------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            claimed = False
+            if len(self._running) < self.max_concurrency:
+                try:
+                    sub = await self.store.claim_next(self.owner, lease_s=self.lease_s)
+                except Exception as exc:  # database hiccup: back off and retry
+                    _warn(f"claim failed: {exc!r}")
+                    sub = None
+                if sub is not None:
+                    claimed = True
+                    if sub.status == "failed":
+                        await self._emit_settled(sub)
+                    else:
+                        task = asyncio.get_running_loop().create_task(self._run(sub), name=f"flue-{sub.submission_id}")
+                        self._running[sub.submission_id] = task
+                        task.add_done_callback(lambda _t, sid=sub.submission_id: self._running.pop(sid, None))
+            if not claimed:
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+
+    async def _renew_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.lease_s / 3)
+            ids = list(self._running)
+            if not ids:
+                continue
+            try:
+                renewed = set(await self.store.renew(self.owner, ids, lease_s=self.lease_s))
+            except Exception as exc:
+                _warn(f"lease renewal failed: {exc!r}")
+                continue
+            for sid in ids:
+                if sid not in renewed and sid in self._running:
+                    self._running[sid].cancel()  # lost the lease: someone else owns it now
+
+    # -- running -------------------------------------------------------------------------
+
+    async def _run(self, sub: Submission) -> None:
+        from flue.harness import init
+
+        runtime = self.runtime
+        agent, instance_id = split_instance(sub.instance)
+        sink = runtime.sink.child(
+            instance_id=instance_id, agent=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id
+        )
+        await runtime.stores.streams.create_stream(sub.instance)
+        writer = StreamWriter(runtime.stores.streams, sub.instance)
+        sink.subscribe(writer)
+        status, result, error = "completed", None, None
+        try:
+            snapshot = await runtime.stores.snapshots.load_snapshot(sub.instance)
+            harness = await init(
+                agent,
+                project=runtime.project,
+                sink=sink,
+                session_store=runtime.stores.sessions,
+                scope=sub.instance,
+                observe=False,
+                snapshot=snapshot,
+            )
+            text, images, session_name = input_to_prompt(sub)
+            session = await harness.session(session_name)
+            outcome = await session.prompt(text, images=images)
+            result = {"text": outcome.text, "data": outcome.data}
+            await self._save_snapshot(harness, sub.instance)
+        except asyncio.CancelledError:
+            # Shutdown or a lost lease: leave the submission to be recovered.
+            await writer.drain()
+            raise
+        except Exception as exc:
+            status, error = "failed", error_info(exc)
+            await sink.emit(ErrorEvent(error=error))
+        settled = await self.store.settle(sub.submission_id, self.owner, status=status, result=result, error=error)
+        if settled:
+            await sink.emit(SubmissionSettled(status=status, result=result, error=error))
+        await writer.drain()
+        final = await self.store.get(sub.submission_id)
+        if final is not None:
+            self._notify(final)
+
+    async def _save_snapshot(self, harness: Any, instance: str) -> None:
+        env = getattr(harness, "env", None)
+        snapshot = getattr(env, "snapshot", None)
+        if snapshot is not None:
+            await self.runtime.stores.snapshots.save_snapshot(instance, await snapshot())
+
+    async def _emit_settled(self, sub: Submission) -> None:
+        """A head the store failed on claim (deadline or attempts): tell its stream readers."""
+        agent, instance_id = split_instance(sub.instance)
+        sink = self.runtime.sink.child(
+            instance_id=instance_id, agent=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id
+        )
+        writer = StreamWriter(self.runtime.stores.streams, sub.instance)
+        sink.subscribe(writer)
+        await self.runtime.stores.streams.create_stream(sub.instance)
+        await sink.emit(ErrorEvent(error=sub.error or {}))
+        await sink.emit(SubmissionSettled(status="failed", error=sub.error))
+        await writer.drain()
+        self._notify(sub)
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"flue coordinator: {message}", file=sys.stderr)
