@@ -19,10 +19,13 @@ zero-padded numbers; Flue uses readSeq 0) plus the sentinel ``-1`` meaning
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+if TYPE_CHECKING:
+    from flue.persistence.submissions import SubmissionStore
 
 SCHEMA_VERSION = 1
 OFFSET_BEFORE_START = "-1"
@@ -192,7 +195,7 @@ class PersistenceStores(Protocol):
     sessions: SessionStore
     runs: RunStore
     streams: EventStreamStore
-    submissions: Any  # flue.persistence.submissions.SubmissionStore
+    submissions: SubmissionStore  # contract and invariants: flue.persistence.submissions
     snapshots: SnapshotStore
 
 

@@ -36,9 +36,14 @@ import pytest_asyncio
 
 from flue.persistence.base import (
     OFFSET_BEFORE_START,
+    EventStreamStore,
+    PersistenceAdapter,
     RunRecord,
+    RunStore,
     SchemaVersionError,
     SessionData,
+    SessionStore,
+    SnapshotStore,
     StreamClosed,
     StreamNotFound,
     format_offset,
@@ -48,6 +53,7 @@ from flue.persistence.submissions import (
     ERROR_DEADLINE_EXCEEDED,
     DispatchConflictError,
     DispatchReceipt,
+    SubmissionStore,
 )
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -84,6 +90,13 @@ class PersistenceContract:
         return await adapter.connect()
 
     # -- schema ---------------------------------------------------------------------------
+
+    async def test_stores_satisfy_the_protocols(self, adapter: Any, stores: Any) -> None:
+        assert isinstance(adapter, PersistenceAdapter)
+        assert isinstance(stores.sessions, SessionStore) and isinstance(stores.runs, RunStore)
+        assert isinstance(stores.streams, EventStreamStore) and isinstance(stores.snapshots, SnapshotStore)
+        assert isinstance(stores.submissions, SubmissionStore)
+        assert await adapter.connect() is not None  # connect() may be called again
 
     async def test_migrate_is_idempotent_and_keeps_data(self, adapter: Any) -> None:
         await adapter.migrate()
