@@ -22,7 +22,19 @@ from flue.hookspecs import hookimpl
 from flue.version import __version__
 
 if TYPE_CHECKING:
+    from flue.agent import Agent, create_agent
     from flue.diagnostics import Diagnostic, ProjectError
+    from flue.harness.errors import (
+        FlueHarnessError,
+        ModelNotConfiguredError,
+        OperationCancelledError,
+        ResultValidationError,
+        TurnLimitError,
+        UnknownSkillError,
+        UnknownSubagentError,
+    )
+    from flue.harness.harness import Harness, init
+    from flue.harness.session import OperationResult, Session
     from flue.project import Project, load_project
     from flue.tools import Tool, ToolContext, ToolError, tool
 
@@ -35,6 +47,19 @@ _LAZY: dict[str, str] = {
     "ToolContext": "flue.tools",
     "ToolError": "flue.tools",
     "tool": "flue.tools",
+    "init": "flue.harness.harness",
+    "Harness": "flue.harness.harness",
+    "Session": "flue.harness.session",
+    "OperationResult": "flue.harness.session",
+    "Agent": "flue.agent",
+    "create_agent": "flue.agent",
+    "FlueHarnessError": "flue.harness.errors",
+    "ModelNotConfiguredError": "flue.harness.errors",
+    "TurnLimitError": "flue.harness.errors",
+    "ResultValidationError": "flue.harness.errors",
+    "OperationCancelledError": "flue.harness.errors",
+    "UnknownSkillError": "flue.harness.errors",
+    "UnknownSubagentError": "flue.harness.errors",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

@@ -3,3 +3,26 @@
 - scripted models (in process, and behind a real OpenAI-compatible HTTP server)
 - ``persistence_contract``: the test suite every persistence adapter should pass
 """
+
+from flue.testing.model_server import RecordedRequest, ScriptedModelServer
+from flue.testing.scripted import (
+    ScriptedModel,
+    ScriptedToolCall,
+    ScriptedTurn,
+    ScriptExhaustedError,
+    calls,
+    reply,
+    tool_call,
+)
+
+__all__ = [
+    "RecordedRequest",
+    "ScriptExhaustedError",
+    "ScriptedModel",
+    "ScriptedModelServer",
+    "ScriptedToolCall",
+    "ScriptedTurn",
+    "calls",
+    "reply",
+    "tool_call",
+]

@@ -1,0 +1,198 @@
+"""Typed errors of the harness and the model layer, in one place.
+
+Every message says what went wrong *and what to set* to fix it. All derive
+from :class:`FlueHarnessError` except :class:`OperationCancelledError`, which
+is an :class:`asyncio.CancelledError` so that task cancellation keeps its
+meaning for asyncio (``TaskGroup``, ``wait_for``, ``task.cancelled()``).
+
+This module imports nothing heavy: ``flue.models`` and the CLI may use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class FlueHarnessError(Exception):
+    """Base class for harness errors; ``to_dict()`` is what events carry."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "message": str(self)}
+
+
+# -- models ---------------------------------------------------------------------
+
+
+class ModelNotConfiguredError(FlueHarnessError):
+    """No model for an operation: the agent says ``model: false`` or names none."""
+
+    def __init__(self, agent: str, *, explicit_false: bool = False):
+        self.agent = agent
+        if explicit_false:
+            msg = (
+                f"agent '{agent}' has 'model: false', so every call must name a model: "
+                "pass model='provider/model' to prompt()/skill()/task()"
+            )
+        else:
+            msg = (
+                f"agent '{agent}' has no model: set 'model: provider/model' in its frontmatter, "
+                "'model:' in flue.yaml, or pass model='provider/model' to the call"
+            )
+        super().__init__(msg)
+
+
+class InvalidModelError(FlueHarnessError):
+    """A model string that is not ``provider/model``."""
+
+    def __init__(self, model: Any):
+        super().__init__(
+            f"model {model!r} must look like 'provider/model' (for example 'anthropic/claude-sonnet-4-6')"
+        )
+
+
+class UnknownProviderError(FlueHarnessError):
+    """A ``provider/model`` whose provider is neither registered nor in litellm's catalog."""
+
+    def __init__(self, provider: str, registered: list[str]):
+        self.provider = provider
+        super().__init__(
+            f"unknown model provider '{provider}': register it under 'providers:' in flue.yaml "
+            f"(api: openai-completions or anthropic-messages, base_url: ...) or from a plugin's "
+            f"flue_model_providers hook (registered: {', '.join(sorted(registered)) or 'none'})"
+        )
+
+
+class ProviderConfigError(FlueHarnessError):
+    """A provider registration that cannot be used as written."""
+
+
+class ModelCallError(FlueHarnessError):
+    """The model call failed (network, authentication, bad request...)."""
+
+    def __init__(self, model: str, cause: BaseException):
+        self.model = model
+        super().__init__(f"model call to '{model}' failed: {type(cause).__name__}: {cause}")
+
+
+# -- the tool loop ----------------------------------------------------------------
+
+
+class TurnLimitError(FlueHarnessError):
+    def __init__(self, max_turns: int):
+        self.max_turns = max_turns
+        super().__init__(
+            f"the operation stopped after {max_turns} turns without finishing: raise 'max_turns:' in the "
+            "agent file (or pass max_turns= to the call) if the work really needs more"
+        )
+
+
+class ResultValidationError(FlueHarnessError):
+    """The model's structured result kept failing validation."""
+
+    def __init__(self, attempts: int, last_error: str):
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(
+            f"the model did not return a valid result after {attempts} attempts; last problem:\n{last_error}\n"
+            "simplify the result schema, make the prompt more explicit, or pass result_retries= for more attempts"
+        )
+
+
+class OperationCancelledError(asyncio.CancelledError):
+    """The operation was cancelled (its asyncio task was cancelled).
+
+    The model stream was closed and running tools were cancelled before this
+    was raised; the session history is left as it was before the operation.
+    It *is* an ``asyncio.CancelledError``, so ``except asyncio.CancelledError``
+    and ``task.cancelled()`` keep working. (Python 3.11's ``asyncio.timeout()``
+    only converts a plain ``CancelledError`` into ``TimeoutError``; use
+    ``asyncio.wait_for`` around an operation for a timeout.)
+    """
+
+    def __init__(self, operation_id: str, kind: str, session: str):
+        self.operation_id = operation_id
+        self.kind = kind
+        self.session = session
+        super().__init__(
+            f"{kind} operation {operation_id} in session '{session}' was cancelled: "
+            "the model stream was closed and running tools were stopped"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "OperationCancelledError", "message": str(self)}
+
+
+# -- tools, skills, subagents -------------------------------------------------------
+
+
+class UnknownToolError(FlueHarnessError):
+    def __init__(self, name: str, agent: str, available: list[str]):
+        super().__init__(
+            f"agent '{agent}' lists tool '{name}', which does not exist: define it in a plugin's flue_tools "
+            f"hook or remove it from 'tools:' (available: {', '.join(sorted(available)) or 'none'})"
+        )
+
+
+class ToolNameCollisionError(FlueHarnessError):
+    def __init__(self, name: str, why: str):
+        super().__init__(f"tool name '{name}' {why}: rename the tool")
+
+
+class UnknownSkillError(FlueHarnessError):
+    def __init__(self, name: str, available: list[str]):
+        self.name = name
+        super().__init__(
+            f"unknown skill '{name}': add it to the agent's 'skills:' (from skills/{name}/SKILL.md) or put it "
+            f"in the workspace at .agents/skills/{name}/SKILL.md (available: {', '.join(sorted(available)) or 'none'})"
+        )
+
+
+class SkillArgumentsError(FlueHarnessError):
+    def __init__(self, name: str, problem: str):
+        super().__init__(f"skill '{name}' could not be rendered with the given args: {problem}: pass it in args=")
+
+
+class UnknownSubagentError(FlueHarnessError):
+    def __init__(self, name: str, agent: str, available: list[str]):
+        super().__init__(
+            f"agent '{agent}' has no subagent '{name}': add it to 'subagents:' in the agent file "
+            f"(available: {', '.join(sorted(available)) or 'none'})"
+        )
+
+
+class AgentResolutionError(FlueHarnessError):
+    """An agent that cannot be found or whose profile chain is broken."""
+
+
+# -- sandbox and sessions -----------------------------------------------------------
+
+
+class SandboxUnavailableError(FlueHarnessError):
+    def __init__(self, agent: str, why: str):
+        super().__init__(
+            f"agent '{agent}' has no sandbox ({why}): shell and file operations need one; install a plugin "
+            "providing the sandbox kind or set 'sandbox:' to a registered kind"
+        )
+
+
+class UnknownSandboxKindError(FlueHarnessError):
+    def __init__(self, kind: str, available: list[str]):
+        super().__init__(
+            f"no plugin provides sandbox kind '{kind}': set 'sandbox:' to one of "
+            f"{', '.join(sorted(available)) or 'none'} or install the plugin that provides it"
+        )
+
+
+class SessionNotFoundError(FlueHarnessError, KeyError):
+    def __init__(self, name: str):
+        FlueHarnessError.__init__(self, f"session '{name}' does not exist: use harness.sessions.create('{name}') "
+                                  f"or harness.session('{name}') to get-or-create it")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class SessionExistsError(FlueHarnessError):
+    def __init__(self, name: str):
+        super().__init__(f"session '{name}' already exists: use harness.sessions.get('{name}') or harness.session('{name}')")

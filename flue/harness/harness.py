@@ -1,0 +1,365 @@
+"""``init(agent)`` -> :class:`Harness`: one sandbox env, tools, skills and sessions.
+
+::
+
+    harness = await flue.init("support")            # agents/support.md of the project here
+    session = await harness.session()                # get-or-create "default"
+    reply = await session.prompt("Hello!")
+    print(reply.text, reply.usage.total_tokens)
+
+``init`` accepts an agent name (looked up in ``project=`` or the project in
+the current directory), an :class:`~flue.authoring.agents.AgentDefinition` or
+an :class:`~flue.agent.Agent`. At ``init`` the sandbox env is created once
+(shared by every session and task of the harness), the agent's packaged
+skills are written into it, ``AGENTS.md`` and workspace skills are read from
+its cwd, and tool names are resolved (an unknown name fails here, not on the
+first call). Models are resolved per call, so a harness of an agent with
+``model: false`` can be created and used for shell work without a model.
+
+Events: every event of the harness goes to ``sink`` (a child of it stamped
+with ``harness`` and ``agent``); when a project is known its ``flue_observe``
+plugins receive them too (pass ``observe=False`` if the caller's sink already
+forwards to observers). Sessions are stored under
+``<scope>/<harness name>/<session name>`` in ``session_store`` (an in-memory
+dict store by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flue.agent import Agent, resolve_agent
+from flue.authoring.agents import AgentDefinition
+from flue.authoring.skills import SkillDefinition
+from flue.events import EventSink, Log
+from flue.harness.context import (
+    SkillEntry,
+    WorkspaceContext,
+    compose_system_prompt,
+    discover_workspace,
+    install_packaged_skills,
+)
+from flue.harness.errors import (
+    InvalidModelError,
+    ModelNotConfiguredError,
+    SandboxUnavailableError,
+    SessionExistsError,
+    SessionNotFoundError,
+    UnknownSkillError,
+    UnknownSubagentError,
+)
+from flue.harness.fs import FlueFs
+from flue.harness.observers import observer_subscriber
+from flue.harness.sandbox import create_env
+from flue.harness.session import Session
+from flue.harness.store import MemorySessionStore
+from flue.harness.toolset import add_tools, agent_tools, builtin_tools, plugin_tools
+from flue.models.base import ModelProvider
+from flue.models.registry import ModelRegistry, Registration, ResolvedModel
+from flue.persistence.base import SessionData, SessionStore
+from flue.sandbox.base import ExecResult, SandboxEnv
+from flue.tools import Tool
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from flue.project import Project
+
+
+class _AgentSetup:
+    """What an agent needs at a cwd: its system prompt, skills and tools."""
+
+    def __init__(self, system: str, skills: dict[str, SkillEntry], tools: dict[str, Tool]):
+        self.system = system
+        self.skills = skills
+        self.tools = tools
+
+
+class Sessions:
+    """``harness.sessions``: strict session management."""
+
+    def __init__(self, harness: Harness):
+        self._harness = harness
+        self._open: dict[str, Session] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, name: str = "default") -> Session:
+        """Load an existing session; raise :class:`SessionNotFoundError` if there is none."""
+        async with self._lock:
+            session = await self._load(name)
+        if session is None:
+            raise SessionNotFoundError(name)
+        return session
+
+    async def create(self, name: str = "default") -> Session:
+        """Create a new session; raise :class:`SessionExistsError` if it exists."""
+        async with self._lock:
+            if await self._load(name) is not None:
+                raise SessionExistsError(name)
+            return await self._new(name)
+
+    async def delete(self, name: str = "default") -> None:
+        """Delete a session's stored history. No-op when it does not exist."""
+        async with self._lock:
+            self._open.pop(name, None)
+            await self._harness.store.delete(self._harness.storage_key(name))
+
+    async def get_or_create(self, name: str = "default") -> Session:
+        async with self._lock:
+            return await self._load(name) or await self._new(name)
+
+    async def _load(self, name: str) -> Session | None:
+        if name in self._open:
+            return self._open[name]
+        data = await self._harness.store.load(self._harness.storage_key(name))
+        if data is None:
+            return None
+        session = Session(self._harness, name, data)
+        self._open[name] = session
+        return session
+
+    async def _new(self, name: str) -> Session:
+        session = Session(self._harness, name, SessionData())
+        await session.save()  # so that it exists for other harnesses on the same store
+        self._open[name] = session
+        return session
+
+
+class Harness:
+    def __init__(
+        self,
+        *,
+        name: str,
+        agent: Agent,
+        project: Project | None,
+        pm: pluggy.PluginManager | None,
+        env: SandboxEnv | None,
+        env_missing: str,
+        sink: EventSink,
+        store: SessionStore,
+        scope: str,
+        registry: ModelRegistry,
+        extra_tools: list[Tool],
+        plugin_tools: dict[str, Tool],
+    ):
+        self.name = name
+        self.agent = agent
+        self.project = project
+        self.pm = pm
+        self.env = env
+        self._env_missing = env_missing
+        self.sink = sink
+        self.store = store
+        self.scope = scope
+        self.registry = registry
+        self._extra_tools = extra_tools
+        self._plugin_tools = plugin_tools
+        self._setups: dict[tuple[str, str], _AgentSetup] = {}
+        self.cwd = env.cwd if env is not None and getattr(env, "cwd", None) else agent.working_dir
+        self.sessions = Sessions(self)
+        self.fs = FlueFs(self.require_env, self.cwd)
+
+    def __repr__(self) -> str:
+        return f"<Harness {self.name!r} agent={self.agent.name!r} scope={self.scope!r}>"
+
+    # -- public -----------------------------------------------------------------------
+
+    async def session(self, name: str = "default") -> Session:
+        """Get or create a named session."""
+        return await self.sessions.get_or_create(name)
+
+    async def shell(
+        self, command: str, *, cwd: str | None = None, env: dict[str, str] | None = None, timeout: float | None = None  # noqa: ASYNC109 - the sandbox's own deadline (exit 124)
+    ) -> ExecResult:
+        """Run a command in the sandbox, outside any transcript."""
+        return await self.exec(command, cwd=cwd or self.cwd, env=env, timeout=timeout)
+
+    @property
+    def system_prompt(self) -> str:
+        return self._setups[(self.agent.name, self.cwd)].system
+
+    @property
+    def skills(self) -> dict[str, SkillEntry]:
+        return dict(self._setups[(self.agent.name, self.cwd)].skills)
+
+    @property
+    def tools(self) -> dict[str, Tool]:
+        return dict(self._setups[(self.agent.name, self.cwd)].tools)
+
+    # -- used by sessions -----------------------------------------------------------------
+
+    def storage_key(self, session: str) -> str:
+        return f"{self.scope}/{self.name}/{session}"
+
+    def require_env(self) -> SandboxEnv:
+        if self.env is None:
+            raise SandboxUnavailableError(self.agent.name, self._env_missing)
+        return self.env
+
+    async def exec(self, command: str, *, cwd: str, env: dict[str, str] | None, timeout: float | None) -> ExecResult:  # noqa: ASYNC109
+        return await self.require_env().exec(command, cwd=cwd, env=env, timeout=timeout)
+
+    def pick_model(self, call_model: Any, agent: Agent, *, parent: Any = None) -> Any:
+        """The model candidate for a call: call site, then agent, then the calling session's."""
+        if call_model is not None:
+            return call_model
+        if agent.model is not None:
+            return agent.model
+        return parent
+
+    def resolve_model(self, candidate: Any, agent: Agent) -> ResolvedModel:
+        if candidate is False:
+            raise ModelNotConfiguredError(agent.name, explicit_false=True)
+        if candidate is None:
+            candidate = self.project.config.model if self.project is not None else None
+            if candidate is None:
+                raise ModelNotConfiguredError(agent.name)
+        if isinstance(candidate, str):
+            return self.registry.resolve(candidate)
+        if isinstance(candidate, ModelProvider):
+            return ResolvedModel(getattr(candidate, "name", None) or "custom", "model", candidate)
+        raise InvalidModelError(candidate)
+
+    def system_prompt_for(self, agent: Agent, cwd: str) -> str:
+        return self._setup(agent, cwd).system
+
+    def skills_for(self, agent: Agent, cwd: str) -> dict[str, SkillEntry]:
+        return self._setup(agent, cwd).skills
+
+    def tools_for(self, agent: Agent, call_tools: list[Any] | None) -> dict[str, Tool]:
+        base = self._setups_by_agent(agent).tools
+        return add_tools(dict(base), call_tools, "tools= of the call") if call_tools else base
+
+    def subagent(self, agent: Agent, name: str | None) -> Agent:
+        if name is None:
+            return agent
+        names = []
+        for sub in agent.subagents:
+            sub_name = sub if isinstance(sub, str) else getattr(sub, "name", None)
+            names.append(sub_name)
+            if sub_name == name:
+                return resolve_agent(sub, self.project)
+        raise UnknownSubagentError(name, agent.name, [n for n in names if n])
+
+    async def child_session(
+        self, agent: Agent, *, name: str, cwd: str, sink: EventSink, parent_model: Any
+    ) -> Session:
+        await self.prepare(agent, cwd)
+        return Session(self, name, SessionData(), agent=agent, cwd=cwd, persist=False, sink=sink, parent_model=parent_model)
+
+    async def prepare(self, agent: Agent, cwd: str) -> None:
+        """Resolve an agent's tools and compose its context at ``cwd`` (once)."""
+        key = (agent.name, cwd)
+        if key in self._setups:
+            return
+        builtins, defaults = builtin_tools(self._subagent_descriptions(agent))
+        tools = agent_tools(agent.name, agent.tools, builtins=builtins, defaults=defaults, plugins=self._plugin_tools)
+        add_tools(tools, self._extra_tools, "init(tools=...)")
+        packaged = await install_packaged_skills(self.env, cwd, self._skill_definitions(agent))
+        ctx: WorkspaceContext = await discover_workspace(self.env, cwd)
+        ctx.skills = {**ctx.skills, **packaged}
+        for warning in ctx.warnings:
+            await self.sink.emit(Log(level="warn", message=warning))
+        system = compose_system_prompt(agent.instructions, ctx, has_sandbox=self.env is not None)
+        self._setups[key] = _AgentSetup(system, ctx.skills, tools)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _setup(self, agent: Agent, cwd: str) -> _AgentSetup:
+        setup = self._setups.get((agent.name, cwd))
+        # A session whose cwd was never prepared shares its agent's prepared context.
+        return setup if setup is not None else self._setups_by_agent(agent)
+
+    def _setups_by_agent(self, agent: Agent) -> _AgentSetup:
+        setup = self._setups.get((agent.name, self.cwd))
+        if setup is None:
+            setup = next(s for (name, _), s in self._setups.items() if name == agent.name)
+        return setup
+
+    def _subagent_descriptions(self, agent: Agent) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for sub in agent.subagents:
+            if isinstance(sub, str):
+                known = self.project.agents.get(sub) if self.project is not None else None
+                out[sub] = known.description if known is not None else None
+            else:
+                out[sub.name] = getattr(sub, "description", None)
+        return out
+
+    def _skill_definitions(self, agent: Agent) -> list[SkillDefinition]:
+        out = []
+        for skill in agent.skills:
+            if isinstance(skill, SkillDefinition):
+                out.append(skill)
+                continue
+            known = self.project.skills if self.project is not None else {}
+            if skill not in known:
+                raise UnknownSkillError(skill, list(known))
+            out.append(known[skill])
+        return out
+
+
+async def init(
+    agent: str | AgentDefinition | Agent,
+    *,
+    name: str = "default",
+    project: Project | None = None,
+    sink: EventSink | None = None,
+    session_store: SessionStore | None = None,
+    scope: str | None = None,
+    model: Any = None,
+    tools: list[Tool] | None = None,
+    providers: dict[str, Registration] | None = None,
+    sandbox: Any = None,
+    observe: bool | None = None,
+) -> Harness:
+    """Initialize an agent as a harness.
+
+    ``model`` overrides the agent's default model; ``tools`` adds tools to every
+    session; ``providers`` registers model providers in code (over ``flue.yaml``);
+    ``sandbox`` overrides the agent's sandbox (a kind, a factory or an env);
+    ``scope`` prefixes session storage keys and the sandbox id (default
+    ``agents/<agent>/local``).
+    """
+    if isinstance(agent, str) and project is None:
+        from flue.project import load_project
+
+        project = await asyncio.to_thread(load_project, Path.cwd())
+    resolved = resolve_agent(agent, project)
+    if model is not None or sandbox is not None:
+        updates = {k: v for k, v in {"model": model, "sandbox": sandbox}.items() if v is not None}
+        resolved = resolved.model_copy(update=updates)
+    pm = project.pm if project is not None else _builtin_plugins()
+    scope = scope or f"agents/{resolved.name}/local"
+    hsink = (sink or EventSink()).child(harness=name, agent=resolved.name)
+    if project is not None and project.pm is not None and observe is not False:
+        hsink.subscribe(observer_subscriber(project, scope=scope))
+    env, missing = await create_env(
+        resolved, pm, request_id=f"{scope}/{name}", source_root=project.source_root if project is not None else None
+    )
+    harness = Harness(
+        name=name,
+        agent=resolved,
+        project=project,
+        pm=pm,
+        env=env,
+        env_missing=missing,
+        sink=hsink,
+        store=session_store if session_store is not None else MemorySessionStore(),
+        scope=scope,
+        registry=ModelRegistry.for_project(project, providers),
+        extra_tools=list(tools or []),
+        plugin_tools=plugin_tools(pm),
+    )
+    await harness.prepare(resolved, harness.cwd)
+    return harness
+
+
+def _builtin_plugins() -> pluggy.PluginManager:
+    """Without a project, the framework's own plugins (sandboxes, ...) still apply."""
+    from flue.plugins import load_plugins
+
+    pm, _infos, _diags = load_plugins(None)
+    return pm

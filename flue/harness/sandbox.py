@@ -1,0 +1,73 @@
+"""Creating the one sandbox env of a harness.
+
+The agent's ``sandbox`` selects it: a kind name or ``{kind: ..., ...options}``
+looked up among the kinds plugins register through ``flue_sandboxes``
+(default kind ``virtual``), a factory object with ``create_session_env``, or a
+ready env. When no plugin registers any sandbox kind at all, the harness has
+no env: model work still runs, while shell and file operations raise
+:class:`~flue.harness.errors.SandboxUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from flue.harness.errors import UnknownSandboxKindError
+from flue.sandbox.base import SandboxEnv, SandboxRequest
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pluggy
+
+    from flue.agent import Agent
+
+DEFAULT_KIND = "virtual"
+
+
+async def create_env(
+    agent: Agent, pm: pluggy.PluginManager | None, *, request_id: str, source_root: Path | None = None
+) -> tuple[SandboxEnv | None, str]:
+    """Return (env or None, why there is none)."""
+    spec = agent.sandbox
+    request = SandboxRequest(id=request_id, cwd=agent.working_dir, files=dict(agent.files))
+    if spec is not None and not isinstance(spec, str | dict) and hasattr(spec, "model_dump"):
+        spec = spec.model_dump()  # a SandboxSpec
+    if isinstance(spec, SandboxEnv):
+        return spec, ""
+    if spec is not None and hasattr(spec, "create_session_env"):
+        return await spec.create_session_env(request), ""
+    if isinstance(spec, str):
+        kind, options = spec, {}
+    elif isinstance(spec, dict):
+        options = dict(spec)
+        kind = options.pop("kind", DEFAULT_KIND)
+    elif spec is None:
+        kind, options = DEFAULT_KIND, {}
+    else:
+        raise TypeError(f"agent '{agent.name}': cannot use {type(spec).__name__} as a sandbox")
+    kinds: dict[str, tuple[str, Any]] = {}
+    if pm is not None:
+        from flue.plugins import collect_named
+
+        kinds, _diags = collect_named(pm, "flue_sandboxes", "sandbox")
+    if not kinds:
+        return None, "no plugin registers a sandbox kind"
+    if kind not in kinds:
+        raise UnknownSandboxKindError(kind, list(kinds))
+    make = kinds[kind][1]
+    # Makers may take the project's source root (relative workspace folders resolve against it).
+    takes_root = source_root is not None and "source_root" in _parameters(make)
+    factory = make(options, source_root=source_root) if takes_root else make(options)
+    if inspect.isawaitable(factory):
+        factory = await factory
+    request.options = options
+    return await factory.create_session_env(request), ""
+
+
+def _parameters(fn: Any) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()

@@ -1,0 +1,411 @@
+"""A session: a named conversation history inside a harness, and its operations.
+
+Operations (``prompt``, ``skill``, ``task``, ``shell``) on one session run one
+at a time (a lock keeps the history linear); an operation started by a tool
+of a running operation on the same session (the ``task`` tool) nests instead
+of waiting. Each operation gets an ``operationId`` and emits
+``operation_start`` ... ``operation_end`` with its turns, deltas, tool calls,
+results and usage in between.
+
+History: OpenAI chat-format messages (``user``/``assistant``/``tool``) as
+plain JSON, saved to the harness's :class:`~flue.persistence.base.SessionStore`
+after every successful operation. An operation that fails or is cancelled
+leaves the history exactly as it was before it started, so retrying it does
+not duplicate the request. ``shell`` is recorded as a user message with the
+command and its output, so the model sees it on the next turn; ``task``
+records nothing in the calling session (its child session has its own
+history, and a ``task`` tool call gets the answer as its tool result).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import posixpath
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flue.events import (
+    ErrorEvent,
+    EventSink,
+    OperationEnd,
+    OperationStart,
+    TaskEnd,
+    TaskStart,
+    Usage,
+    UsageEvent,
+    monotonic_ms,
+)
+from flue.harness.errors import (
+    FlueHarnessError,
+    OperationCancelledError,
+    SkillArgumentsError,
+    UnknownSkillError,
+)
+from flue.harness.fs import FlueFs
+from flue.harness.loop import LoopSettings, run_loop
+from flue.harness.results import RESULT_INSTRUCTIONS, jsonable, result_spec
+from flue.ids import new_id
+from flue.persistence.base import SessionData
+from flue.sandbox.base import ExecResult
+from flue.tools import ToolContext
+
+if TYPE_CHECKING:
+    from flue.agent import Agent
+    from flue.harness.harness import Harness
+
+# (session, operation id) of the operation whose code is running, so a nested
+# operation on the same session (the task tool) does not wait for its own caller.
+_CURRENT: contextvars.ContextVar[tuple[Session, str] | None] = contextvars.ContextVar("flue_operation", default=None)
+
+
+class OperationResult(BaseModel):
+    """What ``prompt``/``skill``/``task`` return."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    text: str = ""
+    data: Any = None
+    usage: Usage = Field(default_factory=Usage)
+    turns: int = 0
+    operation_id: str
+    session: str
+    kind: str
+
+
+class ImageInput(BaseModel):
+    """An image for a prompt: base64 ``data`` with a MIME type, or a ``url``."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    type: str = "image"
+    data: str | None = None
+    mime_type: str = Field("image/png", alias="mimeType")
+    url: str | None = None
+
+    def content_part(self) -> dict[str, Any]:
+        url = self.url or f"data:{self.mime_type};base64,{self.data or ''}"
+        return {"type": "image_url", "image_url": {"url": url}}
+
+
+@dataclass
+class _Output:
+    value: Any
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    summary: Any = None  # JSON for operation_end.result
+
+
+class Session:
+    def __init__(
+        self,
+        harness: Harness,
+        name: str,
+        data: SessionData | None = None,
+        *,
+        agent: Agent | None = None,
+        cwd: str | None = None,
+        persist: bool = True,
+        sink: EventSink | None = None,
+        parent_model: Any = None,
+    ):
+        self.harness = harness
+        self.name = name
+        self.agent = agent or harness.agent
+        self.cwd = cwd or harness.cwd
+        self.persist = persist
+        self._parent_model = parent_model  # a task child falls back to its caller's model
+        self._sink = (sink or harness.sink).child(session=name)
+        data = data or SessionData()
+        self._messages: list[dict[str, Any]] = list(data.messages)
+        self._metadata: dict[str, Any] = dict(data.metadata)
+        self._usage = Usage.model_validate(self._metadata.get("usage") or {})
+        self._lock = asyncio.Lock()
+        self.tool_state: dict[str, Any] = {}
+        self.fs = FlueFs(harness.require_env, self.cwd)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.name!r} of harness {self.harness.name!r}: {len(self._messages)} messages>"
+
+    # -- state ----------------------------------------------------------------------
+
+    @property
+    def key(self) -> str:
+        return self.harness.storage_key(self.name)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """A copy of the history (OpenAI chat-format messages)."""
+        return json.loads(json.dumps(self._messages))
+
+    @property
+    def usage(self) -> Usage:
+        """Token usage of every operation of this session so far."""
+        return self._usage.model_copy()
+
+    def data(self) -> SessionData:
+        return SessionData(
+            messages=self._messages,
+            metadata={**self._metadata, "usage": self._usage.model_dump(by_alias=True), "agent": self.agent.name},
+        )
+
+    async def save(self) -> None:
+        if self.persist:
+            await self.harness.store.save(self.key, self.data())
+
+    # -- operations -------------------------------------------------------------------
+
+    async def prompt(
+        self,
+        text: str,
+        *,
+        result: Any = None,
+        tools: list[Any] | None = None,
+        model: Any = None,
+        images: list[Any] | None = None,
+        thinking: str | None = None,
+        max_turns: int | None = None,
+        result_retries: int | None = None,
+    ) -> OperationResult:
+        """Send a message; run turns (and tools) until the model is done.
+
+        ``result``: a pydantic model (or any type pydantic understands) or a JSON
+        Schema mapping; the validated value is returned in ``.data``.
+        """
+
+        def build() -> list[dict[str, Any]]:
+            return [_user_message(text, images)]
+
+        return await self._model_op(
+            "prompt", {"text": text, "images": len(images or [])}, build,
+            result=result, tools=tools, model=model, thinking=thinking, max_turns=max_turns,
+            result_retries=result_retries,
+        )
+
+    async def skill(
+        self,
+        name: str,
+        *,
+        args: dict[str, Any] | None = None,
+        result: Any = None,
+        tools: list[Any] | None = None,
+        model: Any = None,
+        thinking: str | None = None,
+        max_turns: int | None = None,
+        result_retries: int | None = None,
+    ) -> OperationResult:
+        """Run a registered skill: its body, rendered with Jinja2 over ``args``, is the request."""
+        args = dict(args or {})
+
+        def build() -> list[dict[str, Any]]:
+            return [{"role": "user", "content": self._skill_request(name, args)}]
+
+        return await self._model_op(
+            "skill", {"skill": name, "args": jsonable(args)}, build,
+            result=result, tools=tools, model=model, thinking=thinking, max_turns=max_turns,
+            result_retries=result_retries,
+        )
+
+    async def task(
+        self,
+        prompt: str,
+        *,
+        agent: str | None = None,
+        cwd: str | None = None,
+        result: Any = None,
+        tools: list[Any] | None = None,
+        model: Any = None,
+        thinking: str | None = None,
+        max_turns: int | None = None,
+        result_retries: int | None = None,
+    ) -> OperationResult:
+        """Delegate to a one-shot child session with its own history, on the same sandbox.
+
+        ``agent`` names one of the agent's ``subagents:`` (its instructions, tools
+        and skills are used); omitted, the child uses this session's agent.
+        """
+        task_input = {"prompt": prompt, "agent": agent, "cwd": cwd}
+
+        async def body(op_id: str, sink: EventSink) -> _Output:
+            child_agent = self.harness.subagent(self.agent, agent)
+            task_id = new_id("task")
+            await sink.emit(TaskStart(task_id=task_id, profile=agent, prompt=prompt))
+            try:
+                child = await self.harness.child_session(
+                    child_agent, name=task_id, cwd=cwd or self.cwd, sink=sink, parent_model=self._call_model(None)
+                )
+                res = await child.prompt(
+                    prompt, result=result, tools=tools, model=model, thinking=thinking, max_turns=max_turns,
+                    result_retries=result_retries,
+                )
+            except BaseException as exc:
+                await _emit_quietly(sink, TaskEnd(task_id=task_id, is_error=True, result=_error_dict(exc)))
+                raise
+            summary = {"text": res.text, "data": jsonable(res.data)}
+            await sink.emit(TaskEnd(task_id=task_id, result=summary))
+            value = OperationResult(
+                text=res.text, data=res.data, usage=res.usage, turns=res.turns, operation_id=op_id,
+                session=self.name, kind="task",
+            )
+            return _Output(value, [], res.usage, summary)
+
+        return await self._run_op("task", task_input, body)
+
+    async def shell(
+        self, command: str, *, cwd: str | None = None, env: dict[str, str] | None = None, timeout: float | None = None  # noqa: ASYNC109 - the sandbox's own deadline (exit 124)
+    ) -> ExecResult:
+        """Run a command in the sandbox and record it (and its output) in the history."""
+
+        async def body(op_id: str, sink: EventSink) -> _Output:
+            where = cwd or self.cwd
+            res = await self.harness.exec(command, cwd=where, env=env, timeout=timeout)
+            summary = {"stdout": res.stdout, "stderr": res.stderr, "exit_code": res.exit_code}
+            return _Output(res, [{"role": "user", "content": _shell_transcript(command, where, res)}], Usage(), summary)
+
+        return await self._run_op("shell", {"command": command, "cwd": cwd}, body)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _call_model(self, model: Any) -> Any:
+        return self.harness.pick_model(model, self.agent, parent=self._parent_model)
+
+    def _skill_request(self, name: str, args: dict[str, Any]) -> str:
+        skills = self.harness.skills_for(self.agent, self.cwd)
+        entry = skills.get(name)
+        if entry is None:
+            raise UnknownSkillError(name, list(skills))
+        from jinja2 import TemplateError
+
+        from flue.authoring.templates import render
+
+        try:
+            body = render(entry.body, {**args, "args": args})
+        except TemplateError as exc:
+            raise SkillArgumentsError(name, str(exc)) from None
+        where = f" (its files are in {posixpath.dirname(entry.path)})" if entry.path else ""
+        text = f'Use the skill "{name}"{where}:\n\n{body}'
+        if args:
+            text += f"\n\nArguments:\n{json.dumps(jsonable(args), indent=2, ensure_ascii=False)}"
+        return text
+
+    async def _model_op(
+        self,
+        kind: str,
+        op_input: dict[str, Any],
+        build: Callable[[], list[dict[str, Any]]],
+        *,
+        result: Any,
+        tools: list[Any] | None,
+        model: Any,
+        thinking: str | None,
+        max_turns: int | None,
+        result_retries: int | None,
+    ) -> OperationResult:
+        async def body(op_id: str, sink: EventSink) -> _Output:
+            spec = result_spec(result, result_retries)
+            resolved = self.harness.resolve_model(self._call_model(model), self.agent)
+            system = self.harness.system_prompt_for(self.agent, self.cwd)
+            if spec is not None:
+                system = f"{system}\n\n{RESULT_INSTRUCTIONS}" if system else RESULT_INSTRUCTIONS
+            settings = LoopSettings(
+                provider=resolved.provider,
+                provider_id=resolved.provider_id,
+                model=resolved.model,
+                system=system,
+                tools=self.harness.tools_for(self.agent, tools),
+                make_context=self._tool_context,
+                result=spec,
+                thinking=thinking or self.agent.thinking,
+                max_turns=max_turns or self.agent.turn_limit,
+            )
+            new = build()
+            outcome = await run_loop(settings, self._messages, new, sink)
+            value = OperationResult(
+                text=outcome.text, data=outcome.data, usage=outcome.usage, turns=outcome.turns,
+                operation_id=op_id, session=self.name, kind=kind,
+            )
+            return _Output(value, new, outcome.usage, {"text": outcome.text, "data": jsonable(outcome.data)})
+
+        return await self._run_op(kind, op_input, body)
+
+    def _tool_context(self, tool_call_id: str) -> ToolContext:
+        return ToolContext(
+            env=self.harness.env, cwd=self.cwd, tool_call_id=tool_call_id, session=self, state=self.tool_state
+        )
+
+    async def _run_op(self, kind: str, op_input: Any, body: Callable[[str, EventSink], Awaitable[_Output]]) -> Any:
+        current = _CURRENT.get()
+        nested = current is not None and current[0] is self
+        async with contextlib.nullcontext() if nested else self._lock:
+            op_id = new_id("op")
+            sink = self._sink.child(operation_id=op_id)
+            started = monotonic_ms()
+            await sink.emit(OperationStart(kind=kind, input=op_input))  # type: ignore[arg-type]
+            token = _CURRENT.set((self, op_id))
+            try:
+                out = await body(op_id, sink)
+            except asyncio.CancelledError as exc:
+                err = OperationCancelledError(op_id, kind, self.name)
+                await _emit_quietly(
+                    sink,
+                    OperationEnd(kind=kind, duration_ms=monotonic_ms() - started, is_error=True, error=err.to_dict()),  # type: ignore[arg-type]
+                )
+                raise err from exc
+            except Exception as exc:
+                error = _error_dict(exc)
+                await sink.emit(ErrorEvent(error=error))
+                await sink.emit(
+                    OperationEnd(kind=kind, duration_ms=monotonic_ms() - started, is_error=True, error=error)  # type: ignore[arg-type]
+                )
+                raise
+            finally:
+                _CURRENT.reset(token)
+            self._messages.extend(out.messages)
+            self._usage = self._usage + out.usage
+            self._metadata["operations"] = int(self._metadata.get("operations", 0)) + 1
+            await self.save()
+            await sink.emit(UsageEvent(usage=out.usage, scope="operation"))
+            await sink.emit(UsageEvent(usage=self._usage, scope="session"))
+            await sink.emit(
+                OperationEnd(
+                    kind=kind, duration_ms=monotonic_ms() - started, result=out.summary, usage=out.usage  # type: ignore[arg-type]
+                )
+            )
+            return out.value
+
+
+def _user_message(text: str, images: list[Any] | None) -> dict[str, Any]:
+    if not images:
+        return {"role": "user", "content": text}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    for image in images:
+        img = image if isinstance(image, ImageInput) else ImageInput.model_validate(image)
+        parts.append(img.content_part())
+    return {"role": "user", "content": parts}
+
+
+def _shell_transcript(command: str, cwd: str, res: ExecResult) -> str:
+    lines = [f"I ran a shell command in {cwd}:", f"$ {command}", f"exit code: {res.exit_code}"]
+    if res.stdout:
+        lines += ["stdout:", res.stdout.rstrip("\n")]
+    if res.stderr:
+        lines += ["stderr:", res.stderr.rstrip("\n")]
+    return "\n".join(lines)
+
+
+def _error_dict(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, FlueHarnessError | OperationCancelledError):
+        return exc.to_dict()
+    if isinstance(exc, asyncio.CancelledError):
+        return {"type": "OperationCancelledError", "message": "cancelled"}
+    return {"type": type(exc).__name__, "message": str(exc)}
+
+
+async def _emit_quietly(sink: EventSink, event: Any) -> None:
+    """Emit while unwinding (cancellation, errors): never mask the original exception."""
+    with contextlib.suppress(Exception):
+        await sink.emit(event)
