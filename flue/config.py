@@ -16,13 +16,16 @@
     plugins:                       # per-plugin options; false disables a plugin
       my-plugin: {option: 1}
 
-``.env`` in the project root is loaded by the CLI; ``--env FILE`` picks another.
-Values already set in the shell win.
+String values may reference environment variables: ``${NAME}`` (an error
+when unset) or ``${NAME:-default}``. ``.env`` in the project root is loaded by
+the CLI before ``flue.yaml`` is read; ``--env FILE`` picks another. Values
+already set in the shell win.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +88,33 @@ class FlueConfig(BaseModel):
         return self.plugins.get(name) is False
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class MissingEnvVar(ValueError):
+    pass
+
+
+def interpolate_env(value: Any, environ: dict[str, str] | None = None, path: str = "") -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of a YAML tree."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            raise MissingEnvVar(f"'{path}' refers to ${{{name}}}, which is not set")
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, list):
+        return [interpolate_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: interpolate_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    return value
+
+
 def find_config_file(root: Path) -> Path | None:
     for name in CONFIG_NAMES:
         if (root / name).is_file():
@@ -108,6 +138,19 @@ def load_config(root: Path) -> tuple[FlueConfig, Path | None, list[Diagnostic]]:
         return FlueConfig(), path, []
     if not isinstance(data, dict):
         return FlueConfig(), path, [Diagnostic(code="config.not-mapping", file=rel, line=1, message="flue.yaml must be a mapping")]
+    try:
+        data = interpolate_env(data)
+    except MissingEnvVar as exc:
+        key = str(exc).split("'")[1].split(".")[0]
+        return FlueConfig(), path, [
+            Diagnostic(
+                code="config.missing-env",
+                file=rel,
+                line=key_lines.get(key),
+                message=str(exc),
+                hint="set it in the shell or in .env, or give a default: ${NAME:-value}",
+            )
+        ]
     try:
         return FlueConfig.model_validate(data), path, []
     except Exception as exc:

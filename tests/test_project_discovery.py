@@ -184,3 +184,14 @@ def test_unknown_command_exits_1():
     proc = run_flue("frobnicate")
     assert proc.returncode == 1 and "unknown command" in proc.stderr
     assert run_flue("--version").stdout.startswith("flue ")
+
+
+def test_config_env_interpolation(write_tree, tmp_path, monkeypatch):
+    write_tree({"flue.yaml": "model: ${FLUE_T_MODEL:-openai/gpt-4o}\nproviders:\n  p:\n    base_url: ${FLUE_T_URL}\n"})
+    monkeypatch.setenv("FLUE_T_URL", "http://127.0.0.1:9/v1")
+    project = load_project(tmp_path)
+    assert project.config.model == "openai/gpt-4o"
+    assert project.config.providers["p"].base_url == "http://127.0.0.1:9/v1"
+    monkeypatch.delenv("FLUE_T_URL")
+    (diag,) = load_project(tmp_path).errors
+    assert diag.code == "config.missing-env" and "FLUE_T_URL" in diag.message and diag.line == 2
