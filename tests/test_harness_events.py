@@ -26,7 +26,8 @@ async def test_operation_events_arrive_in_order_with_ids_and_reach_the_observer_
     recorder = project.pm.get_plugin("recorder")
     sink, events = recording_sink()
     harness = await flue.init(
-        "assistant", project=project, providers={"scripted": _script()}, sink=sink, scope="agents/assistant/u1"
+        "assistant", project=project, providers={"scripted": _script()}, sink=sink, scope="agents/assistant/u1",
+        observe=True,
     )
     session = await harness.session("support")
 
@@ -71,7 +72,13 @@ async def test_operation_events_arrive_in_order_with_ids_and_reach_the_observer_
 async def test_observers_can_be_left_to_the_caller_and_failures_are_contained(tmp_path):
     project = make_project(tmp_path)
     recorder = project.pm.get_plugin("recorder")
-    harness = await flue.init("assistant", project=project, providers={"scripted": _script()}, observe=False)
+    # Standalone (no sink): observers are called by the harness.
+    harness = await flue.init("assistant", project=project, providers={"scripted": _script()})
+    await (await harness.session()).prompt("Count")
+    assert [e.type for e in recorder.EVENTS][-1] == "operation_end"
+    recorder.EVENTS.clear()
+    # A caller's sink (a runtime) forwards to observers itself, so the harness does not.
+    harness = await flue.init("assistant", project=project, providers={"scripted": _script()}, sink=EventSink())
     await (await harness.session()).prompt("Count")
     assert recorder.EVENTS == []
 
@@ -82,7 +89,9 @@ async def test_observers_can_be_left_to_the_caller_and_failures_are_contained(tm
         raise RuntimeError("observer bug")
 
     sink.subscribe(broken)
-    harness = await flue.init("assistant", project=project, providers={"scripted": _script()}, sink=sink)
+    harness = await flue.init(
+        "assistant", project=project, providers={"scripted": _script()}, sink=sink, observe=True
+    )
     result = await (await harness.session()).prompt("Count")
     assert result.text == "2 words."
     assert recorder.EVENTS[-1].type == "operation_end"

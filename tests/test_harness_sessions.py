@@ -10,6 +10,7 @@ from flue.agent import resolve_agent
 from flue.authoring.agents import AgentDefinition
 from flue.harness.errors import (
     AgentResolutionError,
+    InvalidThinkingLevelError,
     ModelNotConfiguredError,
     SessionExistsError,
     SessionNotFoundError,
@@ -132,3 +133,30 @@ async def test_unknown_subagent_is_a_typed_error(tmp_path):
     with pytest.raises(UnknownSubagentError, match="available: researcher"):
         await session.task("x", agent="writer")
     assert model.requests == []
+
+
+async def test_init_by_name_from_the_current_directory_with_images(tmp_path, monkeypatch):
+    project = make_project(tmp_path)
+    monkeypatch.chdir(project.root)
+    model = ScriptedModel([reply("A red square.")])
+    harness = await flue.init("assistant", providers={"scripted": model})
+    assert harness.project is not None and harness.project.root == project.root
+    session = await harness.session()
+
+    await session.prompt(
+        "What is this?",
+        images=[{"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"}, {"url": "https://x.test/a.jpg"}],
+    )
+
+    assert model.requests[0].messages[-1] == {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+            {"type": "image_url", "image_url": {"url": "https://x.test/a.jpg"}},
+        ],
+    }
+    with pytest.raises(InvalidThinkingLevelError, match="not one of off"):
+        await session.prompt("x", thinking="extreme")
+    with pytest.raises(AgentResolutionError, match="unknown agent 'ghost'"):
+        await flue.init("ghost")

@@ -130,3 +130,16 @@ async def test_without_a_sandbox_shell_and_fs_raise_a_clear_error(tmp_path):
         await session.shell("ls")
     with pytest.raises(SandboxUnavailableError):
         await harness.fs.read_file("x")
+
+
+@needs_sandbox
+async def test_a_snapshot_restores_the_sandbox_of_a_new_harness():
+    agent = flue.create_agent(name="snap", model=False, tools=[])
+    first = await flue.init(agent)
+    await first.fs.write_file("state.txt", "kept")
+    snapshot = await first.env.snapshot()
+
+    second = await flue.init(agent, snapshot=snapshot)
+    assert await second.fs.read_file("state.txt") == "kept"
+    fresh = await flue.init(agent)
+    assert not await fresh.fs.exists("state.txt")  # one env per init()

@@ -67,6 +67,14 @@ class ProviderConfigError(FlueHarnessError):
     """A provider registration that cannot be used as written."""
 
 
+class InvalidThinkingLevelError(FlueHarnessError, ValueError):
+    def __init__(self, level: Any):
+        super().__init__(
+            f"thinking level {level!r} is not one of off, minimal, low, medium, high, xhigh: "
+            "set 'thinking:' in the agent file or pass thinking= with one of them"
+        )
+
+
 class ModelCallError(FlueHarnessError):
     """The model call failed (network, authentication, bad request...)."""
 

@@ -17,9 +17,9 @@ first call). Models are resolved per call, so a harness of an agent with
 ``model: false`` can be created and used for shell work without a model.
 
 Events: every event of the harness goes to ``sink`` (a child of it stamped
-with ``harness`` and ``agent``); when a project is known its ``flue_observe``
-plugins receive them too (pass ``observe=False`` if the caller's sink already
-forwards to observers). Sessions are stored under
+with ``harness`` and ``agent``). When a project is known and no ``sink`` is
+passed, its ``flue_observe`` plugins receive them too (``observe=True`` forces
+this for a caller's sink that does not forward to observers itself). Sessions are stored under
 ``<scope>/<harness name>/<session name>`` in ``session_store`` (an in-memory
 dict store by default).
 """
@@ -313,6 +313,7 @@ async def init(
     tools: list[Tool] | None = None,
     providers: dict[str, Registration] | None = None,
     sandbox: Any = None,
+    snapshot: bytes | None = None,
     observe: bool | None = None,
 ) -> Harness:
     """Initialize an agent as a harness.
@@ -320,8 +321,11 @@ async def init(
     ``model`` overrides the agent's default model; ``tools`` adds tools to every
     session; ``providers`` registers model providers in code (over ``flue.yaml``);
     ``sandbox`` overrides the agent's sandbox (a kind, a factory or an env);
+    ``snapshot`` is sandbox state to restore (for factories that support it);
     ``scope`` prefixes session storage keys and the sandbox id (default
-    ``agents/<agent>/local``).
+    ``agents/<agent>/local``). ``observe`` forwards events to the project's
+    ``flue_observe`` plugins; by default only when no ``sink`` is given, since a
+    caller passing its sink (the runtime) forwards its whole event tree itself.
     """
     if isinstance(agent, str) and project is None:
         from flue.project import load_project
@@ -334,10 +338,13 @@ async def init(
     pm = project.pm if project is not None else _builtin_plugins()
     scope = scope or f"agents/{resolved.name}/local"
     hsink = (sink or EventSink()).child(harness=name, agent=resolved.name)
-    if project is not None and project.pm is not None and observe is not False:
+    if observe is None:
+        observe = sink is None
+    if project is not None and project.pm is not None and observe:
         hsink.subscribe(observer_subscriber(project, scope=scope))
     env, missing = await create_env(
-        resolved, pm, request_id=f"{scope}/{name}", source_root=project.source_root if project is not None else None
+        resolved, pm, request_id=f"{scope}/{name}", snapshot=snapshot,
+        source_root=project.source_root if project is not None else None,
     )
     harness = Harness(
         name=name,

@@ -27,11 +27,16 @@ DEFAULT_KIND = "virtual"
 
 
 async def create_env(
-    agent: Agent, pm: pluggy.PluginManager | None, *, request_id: str, source_root: Path | None = None
+    agent: Agent,
+    pm: pluggy.PluginManager | None,
+    *,
+    request_id: str,
+    snapshot: bytes | None = None,
+    source_root: Path | None = None,
 ) -> tuple[SandboxEnv | None, str]:
     """Return (env or None, why there is none)."""
     spec = agent.sandbox
-    request = SandboxRequest(id=request_id, cwd=agent.working_dir, files=dict(agent.files))
+    request = SandboxRequest(id=request_id, cwd=agent.working_dir, files=dict(agent.files), snapshot=snapshot)
     if spec is not None and not isinstance(spec, str | dict) and hasattr(spec, "model_dump"):
         spec = spec.model_dump()  # a SandboxSpec
     if isinstance(spec, SandboxEnv):

@@ -43,6 +43,7 @@ from flue.events import (
 )
 from flue.harness.errors import (
     FlueHarnessError,
+    InvalidThinkingLevelError,
     OperationCancelledError,
     SkillArgumentsError,
     UnknownSkillError,
@@ -51,6 +52,7 @@ from flue.harness.fs import FlueFs
 from flue.harness.loop import LoopSettings, run_loop
 from flue.harness.results import RESULT_INSTRUCTIONS, jsonable, result_spec
 from flue.ids import new_id
+from flue.models.base import THINKING_LEVELS
 from flue.persistence.base import SessionData
 from flue.sandbox.base import ExecResult
 from flue.tools import ToolContext
@@ -307,6 +309,9 @@ class Session:
     ) -> OperationResult:
         async def body(op_id: str, sink: EventSink) -> _Output:
             spec = result_spec(result, result_retries)
+            level = thinking or self.agent.thinking
+            if level is not None and level not in THINKING_LEVELS:
+                raise InvalidThinkingLevelError(level)
             resolved = self.harness.resolve_model(self._call_model(model), self.agent)
             system = self.harness.system_prompt_for(self.agent, self.cwd)
             if spec is not None:
@@ -319,7 +324,7 @@ class Session:
                 tools=self.harness.tools_for(self.agent, tools),
                 make_context=self._tool_context,
                 result=spec,
-                thinking=thinking or self.agent.thinking,
+                thinking=level,
                 max_turns=max_turns or self.agent.turn_limit,
             )
             new = build()

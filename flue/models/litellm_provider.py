@@ -130,11 +130,15 @@ class LiteLLMProvider:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
             raise ModelCallError(request.spec, exc) from exc
+        blocks: list[dict[str, Any]] = []
         try:
             async for chunk in response:
-                out = _convert_chunk(chunk)
+                out = _convert_chunk(chunk, blocks)
                 if out is not None:
                     yield out
+            if blocks:
+                # Signed thinking blocks must go back to Anthropic whole with the assistant message.
+                yield ModelChunk(extra={"thinking_blocks": blocks})
         except Exception as exc:
             raise ModelCallError(request.spec, exc) from exc
         finally:
@@ -160,11 +164,26 @@ def _wire_messages(messages: list[dict[str, Any]], *, keep_thinking_blocks: bool
     return out
 
 
-def _convert_chunk(chunk: Any) -> ModelChunk | None:
+def merge_thinking_blocks(blocks: list[dict[str, Any]], deltas: list[Any]) -> None:
+    """Fold streamed thinking-block fragments into whole blocks (text joined, signature kept)."""
+    for raw in deltas:
+        block = raw if isinstance(raw, dict) else dict(raw)
+        kind = block.get("type", "thinking")
+        if kind != "thinking":  # e.g. redacted_thinking arrives whole
+            blocks.append(dict(block))
+            continue
+        if not blocks or blocks[-1].get("type") != "thinking" or blocks[-1].get("signature"):
+            blocks.append({"type": "thinking", "thinking": ""})
+        current = blocks[-1]
+        current["thinking"] += block.get("thinking") or ""
+        if block.get("signature"):
+            current["signature"] = block["signature"]
+
+
+def _convert_chunk(chunk: Any, blocks: list[dict[str, Any]]) -> ModelChunk | None:
     text = thinking = ""
     calls: list[ToolCallDelta] = []
     finish: str | None = None
-    extra: dict[str, Any] = {}
     for choice in getattr(chunk, "choices", None) or []:
         delta = getattr(choice, "delta", None)
         if delta is not None:
@@ -180,14 +199,12 @@ def _convert_chunk(chunk: Any) -> ModelChunk | None:
                         arguments=(getattr(fn, "arguments", None) or "") if fn is not None else "",
                     )
                 )
-            blocks = getattr(delta, "thinking_blocks", None)
-            if blocks:
-                extra["thinking_blocks"] = [b if isinstance(b, dict) else dict(b) for b in blocks]
+            merge_thinking_blocks(blocks, getattr(delta, "thinking_blocks", None) or [])
         finish = getattr(choice, "finish_reason", None) or finish
     usage = _convert_usage(getattr(chunk, "usage", None))
-    if not (text or thinking or calls or finish or usage or extra):
+    if not (text or thinking or calls or finish or usage):
         return None
-    return ModelChunk(text=text, thinking=thinking, tool_calls=calls, usage=usage, finish_reason=finish, extra=extra)
+    return ModelChunk(text=text, thinking=thinking, tool_calls=calls, usage=usage, finish_reason=finish)
 
 
 def _convert_usage(usage: Any) -> Usage | None:
