@@ -141,3 +141,10 @@ async def test_a_symlink_is_reported() -> None:
     st = await env.stat("link.txt")
     assert st.is_symbolic_link and st.is_file
     assert not (await env.stat("target.txt")).is_symbolic_link
+
+
+async def test_embedded_python_and_sqlite_are_opt_in() -> None:
+    assert (await (await new_env()).exec("python3 -c 'print(1)'")).exit_code == 127
+    env = await new_env({"python": True, "sqlite": True})
+    r = await env.exec("python3 -c 'print(1 + 1)'; echo 'select 40 + 2;' | sqlite3")
+    assert (r.stdout, r.exit_code) == ("2\n42\n", 0)
