@@ -80,6 +80,9 @@ class FlueSpec:
     def flue_sandboxes(self) -> dict[str, Any]:
         """Return ``{kind: make_factory}`` where ``make_factory(options: dict) -> SandboxFactory``.
 
+        ``make_factory`` may also accept a keyword ``source_root: Path`` (the
+        project's source root) to resolve relative paths in its options.
+
         Agents select a kind with ``sandbox: <kind>`` or ``sandbox: {kind: <kind>, ...options}``.
         ``options`` are the remaining keys of that mapping. The factory's
         ``create_session_env(request)`` is called once per ``init()`` and must
