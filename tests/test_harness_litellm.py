@@ -10,8 +10,8 @@ from fixtures.harness.support import make_project, recording_sink
 from pydantic import BaseModel
 
 import flue
-from flue.harness.errors import OperationCancelledError
-from flue.testing import calls, reply, tool_call
+from flue.harness.errors import ModelCallError, OperationCancelledError
+from flue.testing import ScriptedTurn, calls, reply, tool_call
 from flue.testing.model_server import ScriptedModelServer
 
 pytest_plugins = ["flue.testing.pytest_plugin"]
@@ -160,3 +160,52 @@ async def test_cancel_closes_the_http_stream(tmp_path, scripted_model_server):
     end = events[-1]
     assert end.type == "operation_end" and end.is_error and end.error["type"] == "OperationCancelledError"
     assert session.messages == []  # a cancelled operation leaves no half-written history
+
+
+async def test_anthropic_messages_registration_with_thinking_and_tools(tmp_path, scripted_model_server):
+    server: ScriptedModelServer = scripted_model_server
+    server.add(
+        calls(tool_call("word_count", {"text": "a b c"}, id="toolu_1"), thinking="Need a count."),
+        reply("3 words."),
+    )
+    project = make_project(tmp_path, config={"providers": {"claude": {
+        "api": "anthropic-messages", "base_url": server.url, "api_key": "test-key",
+    }}})
+    sink, events = recording_sink()
+    harness = await flue.init("assistant", project=project, model="claude/house-model", sink=sink)
+    session = await harness.session()
+
+    result = await session.prompt("Count 'a b c'", thinking="low")
+
+    assert result.text == "3 words."
+    assert "".join(e.delta for e in events if e.type == "thinking_delta") == "Need a count."
+    first, second = server.records
+    # base_url ended in /v1; litellm must still reach /v1/messages (not /v1/v1/messages).
+    assert first.path == "/v1/messages" and first.headers["x-api-key"] == "test-key"
+    body1, body2 = first.body, second.body
+    assert body1["model"] == "house-model"
+    assert body1["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert body1["max_tokens"] > 2048
+    assert "You are a concise assistant." in json.dumps(body1["system"])
+    assert body1["tools"][0]["name"] == "word_count" and "input_schema" in body1["tools"][0]
+    # The signed thinking block goes back whole with the tool use, then the tool result.
+    assistant = body2["messages"][1]
+    assert assistant["role"] == "assistant"
+    assert {"type": "thinking", "thinking": "Need a count.", "signature": "sig-1"} in assistant["content"]
+    tool_use = next(b for b in assistant["content"] if b["type"] == "tool_use")
+    assert (tool_use["id"], tool_use["name"], tool_use["input"]) == ("toolu_1", "word_count", {"text": "a b c"})
+    tool_result = next(b for b in body2["messages"][2]["content"] if b["type"] == "tool_result")
+    assert tool_result["tool_use_id"] == "toolu_1" and "3" in json.dumps(tool_result["content"])
+    assert result.usage.input_tokens > 0 and result.usage.output_tokens > 0
+
+
+async def test_a_provider_error_is_a_model_call_error(tmp_path, scripted_model_server):
+    server: ScriptedModelServer = scripted_model_server
+    server.add(ScriptedTurn(error_status=401, error_message="bad key"), reply("recovered"))
+    project = make_project(tmp_path, base_url=server.url)
+    session = await (await flue.init("assistant", project=project)).session()
+
+    with pytest.raises(ModelCallError, match=r"scripted/chat-model.*bad key"):
+        await session.prompt("hi")
+    assert session.messages == []
+    assert (await session.prompt("hi")).text == "recovered"

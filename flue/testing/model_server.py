@@ -1,7 +1,8 @@
 """A scripted OpenAI-compatible HTTP server, for tests that go through litellm.
 
 It listens on ``127.0.0.1`` (a free port) and answers
-``POST /v1/chat/completions`` from a script of
+``POST /v1/chat/completions`` (and, in Anthropic's Messages format,
+``POST /v1/messages``) from a script of
 :class:`~flue.testing.scripted.ScriptedTurn` values, one per request:
 
 - streaming (``stream: true``) as Server-Sent Events: a role chunk, thinking
@@ -64,6 +65,7 @@ class ScriptedModelServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/messages", self._messages)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -92,6 +94,11 @@ class ScriptedModelServer:
         return f"http://{self.host}:{self.port}/v1"
 
     @property
+    def root_url(self) -> str:
+        """The URL without ``/v1`` (what an ``anthropic-messages`` registration may also use)."""
+        return self.url[: -len("/v1")]
+
+    @property
     def requests(self) -> list[dict[str, Any]]:
         return [r.body for r in self.records]
 
@@ -108,23 +115,32 @@ class ScriptedModelServer:
 
         return web.json_response({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
 
-    async def _chat(self, request: Any) -> Any:
-        from aiohttp import web
-
+    async def _receive(self, request: Any) -> tuple[RecordedRequest | None, ScriptedTurn | None, Any]:
+        """Record the request and pick its turn; the third value is an error response, if any."""
         try:
             body = await request.json()
         except json.JSONDecodeError:
-            return _error(400, "request body is not JSON")
+            return None, None, _error(400, "request body is not JSON")
         record = RecordedRequest(path=request.path, headers={k.lower(): v for k, v in request.headers.items()}, body=body)
         self.records.append(record)
         try:
             turn = self.script.next(body)
         except ScriptExhaustedError as exc:
-            # 400, not 5xx: the OpenAI SDK retries server errors, which would hide the cause.
-            return _error(400, str(exc))
+            # 400, not 5xx: the SDKs retry server errors, which would hide the cause.
+            return record, None, _error(400, str(exc))
         if turn.error_status is not None:
-            return _error(turn.error_status, turn.error_message)
+            return record, None, _error(turn.error_status, turn.error_message)
         self._counter += 1
+        return record, turn, None
+
+    async def _chat(self, request: Any) -> Any:
+        from aiohttp import web
+
+        record, turn, failure = await self._receive(request)
+        if failure is not None:
+            return failure
+        assert record is not None and turn is not None
+        body = record.body
         completion_id = f"chatcmpl-scripted-{self._counter}"
         usage = _usage_json(turn, body.get("messages") or [])
         if not body.get("stream"):
@@ -185,6 +201,86 @@ class ScriptedModelServer:
             raise
         return resp
 
+    async def _messages(self, request: Any) -> Any:
+        """Anthropic Messages format (``POST /v1/messages``), for ``anthropic-messages`` registrations."""
+        from aiohttp import web
+
+        record, turn, failure = await self._receive(request)
+        if failure is not None:
+            return failure
+        assert record is not None and turn is not None
+        body = record.body
+        u = turn.usage_for(body.get("messages") or [])
+        stop = "tool_use" if turn.tool_calls else "end_turn"
+        msg_id = f"msg_scripted_{self._counter}"
+        if not body.get("stream"):
+            record.completed = True
+            return web.json_response({
+                "id": msg_id, "type": "message", "role": "assistant", "model": body.get("model"),
+                "content": _anthropic_blocks(turn, self._counter), "stop_reason": stop, "stop_sequence": None,
+                "usage": {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens},
+            })
+        record.streamed = True
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        self.streaming.set()
+
+        async def send(event: str, data: dict[str, Any]) -> None:
+            if turn.delay:
+                await asyncio.sleep(turn.delay)
+            await resp.write(f"event: {event}\ndata: {json.dumps({'type': event, **data})}\n\n".encode())
+
+        try:
+            await send("message_start", {"message": {
+                "id": msg_id, "type": "message", "role": "assistant", "model": body.get("model"), "content": [],
+                "stop_reason": None, "stop_sequence": None,
+                "usage": {"input_tokens": u.input_tokens, "output_tokens": 1},
+            }})
+            index = 0
+            if turn.thinking:
+                await send("content_block_start", {"index": index, "content_block": {"type": "thinking", "thinking": ""}})
+                for piece in turn.thinking_pieces():
+                    await send("content_block_delta", {"index": index, "delta": {"type": "thinking_delta", "thinking": piece}})
+                await send("content_block_delta", {
+                    "index": index, "delta": {"type": "signature_delta", "signature": f"sig-{self._counter}"},
+                })
+                await send("content_block_stop", {"index": index})
+                index += 1
+            if turn.text:
+                await send("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}})
+                for piece in turn.text_pieces():
+                    await send("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": piece}})
+                if turn.hang and await self._hang(request, resp, turn.hang_timeout):
+                    record.aborted = True
+                    self.aborted.set()
+                    return resp
+                await send("content_block_stop", {"index": index})
+                index += 1
+            for n, call in enumerate(turn.tool_calls):
+                await send("content_block_start", {"index": index, "content_block": {
+                    "type": "tool_use", "id": call.id or f"toolu_{self._counter}_{n}", "name": call.name, "input": {},
+                }})
+                for fragment in split_arguments(call.arguments_json(), 4):
+                    await send("content_block_delta", {
+                        "index": index, "delta": {"type": "input_json_delta", "partial_json": fragment},
+                    })
+                await send("content_block_stop", {"index": index})
+                index += 1
+            await send("message_delta", {
+                "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": u.output_tokens},
+            })
+            await send("message_stop", {})
+            await resp.write_eof()
+            record.completed = True
+        except ConnectionResetError:
+            record.aborted = True
+            self.aborted.set()
+        except asyncio.CancelledError:
+            record.aborted = True
+            self.aborted.set()
+            raise
+        return resp
+
     async def _hang(self, request: Any, resp: Any, limit: float) -> bool:
         """Keep the stream open; return True once the client has disconnected."""
         deadline = time.monotonic() + limit
@@ -206,6 +302,18 @@ def _error(status: int, message: str) -> Any:
     return web.json_response(
         {"error": {"message": message, "type": "invalid_request_error", "code": None, "param": None}}, status=status
     )
+
+
+def _anthropic_blocks(turn: ScriptedTurn, counter: int) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if turn.thinking:
+        blocks.append({"type": "thinking", "thinking": turn.thinking, "signature": f"sig-{counter}"})
+    if turn.text:
+        blocks.append({"type": "text", "text": turn.text})
+    for n, call in enumerate(turn.tool_calls):
+        args = json.loads(call.arguments_json()) if call.arguments_json().strip() else {}
+        blocks.append({"type": "tool_use", "id": call.id or f"toolu_{counter}_{n}", "name": call.name, "input": args})
+    return blocks
 
 
 def _usage_json(turn: ScriptedTurn, messages: list[dict[str, Any]]) -> dict[str, Any]:
