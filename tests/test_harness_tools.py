@@ -198,3 +198,20 @@ async def test_tool_arguments_are_validated_against_a_plain_json_schema():
     assert "Additional properties are not allowed" in outputs[1]
     assert outputs[2] == '{"n": 2}'
     assert seen == [{"n": 2}]
+
+
+async def test_a_tool_whose_own_work_is_cancelled_is_just_a_failed_call():
+    @flue.tool
+    async def flaky() -> str:
+        "Its inner work gets cancelled."
+        inner = asyncio.ensure_future(asyncio.sleep(10))
+        inner.cancel()
+        return await inner
+
+    model = ScriptedModel([calls(tool_call("flaky")), reply("It failed; moving on.")])
+    session = await (await flue.init(flue.create_agent(name="f", model=model, tools=[flaky]))).session()
+
+    result = await session.prompt("try it")
+
+    assert result.text == "It failed; moving on."
+    assert model.requests[1].messages[-1]["content"] == "Error: the tool's work was cancelled before it finished"

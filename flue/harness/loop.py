@@ -219,6 +219,12 @@ async def _execute(
         out = await tool.execute(clean, settings.make_context(call.id))
     except ToolError as exc:
         return str(exc), True
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the operation is being cancelled
+        # The tool's own work was cancelled (e.g. an inner timeout): just a failed call.
+        return "the tool's work was cancelled before it finished", True
     except Exception as exc:  # any failure is the model's to read and work around
         return f"{type(exc).__name__}: {exc}", True
     return (out if isinstance(out, str) else json.dumps(out, default=str)), False
