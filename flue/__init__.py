@@ -35,7 +35,10 @@ if TYPE_CHECKING:
     )
     from flue.harness.harness import Harness, init
     from flue.harness.session import OperationResult, Session
+    from flue.persistence.submissions import DispatchConflictError, DispatchReceipt
     from flue.project import Project, load_project
+    from flue.runtime.context import FlueContext
+    from flue.runtime.dispatch import dispatch
     from flue.tools import Tool, ToolContext, ToolError, tool
 
 _LAZY: dict[str, str] = {
@@ -60,6 +63,10 @@ _LAZY: dict[str, str] = {
     "OperationCancelledError": "flue.harness.errors",
     "UnknownSkillError": "flue.harness.errors",
     "UnknownSubagentError": "flue.harness.errors",
+    "dispatch": "flue.runtime.dispatch",
+    "DispatchReceipt": "flue.persistence.submissions",
+    "DispatchConflictError": "flue.persistence.submissions",
+    "FlueContext": "flue.runtime.context",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

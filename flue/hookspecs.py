@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     from flue.events import BaseEvent
     from flue.models.base import ModelProvider
     from flue.persistence.base import PersistenceAdapter
-    from flue.sandbox.base import SandboxFactory
     from flue.tools import Tool
 
 PROJECT_NAME = "flue"
