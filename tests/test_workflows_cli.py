@@ -18,6 +18,7 @@ from flue.testing import calls, reply, tool_call
 from flue.testing.model_server import ScriptedModelServer
 
 pytest_plugins = ["flue.testing.pytest_plugin"]
+REPO = Path(__file__).resolve().parent.parent
 
 
 def scratch_project(root: Path, server_url: str, files: dict[str, str]) -> Path:
@@ -174,3 +175,16 @@ async def test_flue_connect_carries_history_across_lines(tmp_path, scripted_mode
         {"role": "assistant", "content": "Hi there."},
         {"role": "user", "content": "what did I say?"},
     ]
+
+
+async def test_example_project_workflows_run_offline():
+    """The README's main command: the example project's workflows, with its offline model."""
+    repo = REPO
+    os.environ.pop("FLUE_MODEL", None)
+    code, out, err = await flue_cli("run", "hello", "--payload", '{"name": "Ada"}', cwd=repo)
+    assert code == 0, err
+    assert json.loads(out) == {"greeting": "Hello, Ada! It is a real pleasure to meet you."}
+    code, out, err = await flue_cli("run", "triage", "--payload", '{"message": "I forgot my password"}', cwd=repo)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["topic"] == "password reset" and result["urgency"] == "high" and "password reset" in result["reply"]
