@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flue.authoring.source import load_yaml, read_text
+from flue.authoring.source import load_yaml_mapping
 from flue.diagnostics import Diagnostic, pydantic_diagnostics
 
 CONFIG_NAMES = ("flue.yaml", "flue.yml")
@@ -128,16 +128,9 @@ def load_config(root: Path) -> tuple[FlueConfig, Path | None, list[Diagnostic]]:
     if path is None:
         return FlueConfig(), None, []
     rel = path.name
-    text, diags = read_text(path, rel)
-    if text is None:
-        return FlueConfig(), path, diags
-    data, key_lines, diags = load_yaml(text, file=rel)
-    if diags:
-        return FlueConfig(), path, diags
+    data, key_lines, diags = load_yaml_mapping(path, rel, code="config", what="flue.yaml")
     if data is None:
-        return FlueConfig(), path, []
-    if not isinstance(data, dict):
-        return FlueConfig(), path, [Diagnostic(code="config.not-mapping", file=rel, line=1, message="flue.yaml must be a mapping")]
+        return FlueConfig(), path, diags
     try:
         data = interpolate_env(data)
     except MissingEnvVar as exc:

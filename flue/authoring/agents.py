@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flue.authoring.source import load_markdown, load_yaml, read_text
+from flue.authoring.source import load_markdown, load_yaml_mapping
 from flue.authoring.templates import check_template
 from flue.diagnostics import Diagnostic, pydantic_diagnostics
 
@@ -161,15 +161,9 @@ def parse_agent_file(path: Path, *, rel: str) -> tuple[AgentDefinition | None, l
             ]
         data = {**meta, "instructions": body.strip()}
     else:
-        text, diags = read_text(path, rel)
-        if text is None:
+        data, key_lines, diags = load_yaml_mapping(path, rel, code="agent", what="an agent YAML file")
+        if data is None:
             return None, diags
-        data, key_lines, diags = load_yaml(text, file=rel)
-        if diags:
-            return None, diags
-        data = data or {}
-        if not isinstance(data, dict):
-            return None, [Diagnostic(code="agent.not-mapping", file=rel, line=1, message="agent YAML must be a mapping")]
         body_line = key_lines.get("instructions", 1)
     if "name" in data or "file" in data:
         key = "name" if "name" in data else "file"

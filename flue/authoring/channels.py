@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from flue.authoring.source import load_yaml, read_text
+from flue.authoring.source import load_yaml_mapping
 from flue.diagnostics import Diagnostic
 
 
@@ -28,13 +28,10 @@ def parse_channel_file(path: Path, *, rel: str) -> tuple[ChannelDefinition | Non
     name = path.stem
     if not name or ":" in name:
         return None, [Diagnostic(code="channel.invalid-name", file=rel, message=f"channel name '{name}' must contain no ':'")]
-    text, diags = read_text(path, rel)
-    if text is None:
+    data, _, diags = load_yaml_mapping(path, rel, code="channel", what="a channel file")
+    if data is None:
         return None, diags
-    data, key_lines, diags = load_yaml(text, file=rel)
-    if diags:
-        return None, diags
-    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+    if not isinstance(data.get("kind"), str):
         return None, [
             Diagnostic(
                 code="channel.missing-kind",

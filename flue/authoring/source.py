@@ -55,6 +55,22 @@ def read_text(path: Path, file: str) -> tuple[str | None, list[Diagnostic]]:
         return None, [Diagnostic(code="file.unreadable", file=file, message=f"cannot read file: {exc}")]
 
 
+def load_yaml_mapping(
+    path: Path, file: str, *, code: str, what: str
+) -> tuple[dict[str, Any] | None, dict[str, int], list[Diagnostic]]:
+    """Read a YAML file that must hold a mapping (empty file -> ``{}``)."""
+    text, diags = read_text(path, file)
+    if text is None:
+        return None, {}, diags
+    data, key_lines, diags = load_yaml(text, file=file)
+    if diags:
+        return None, {}, diags
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        return None, {}, [Diagnostic(code=f"{code}.not-mapping", file=file, line=1, message=f"{what} must be a YAML mapping")]
+    return data, key_lines, []
+
+
 def load_markdown(path: Path, file: str) -> tuple[dict[str, Any] | None, str, dict[str, int], int, list[Diagnostic]]:
     """Parse a Markdown file with YAML frontmatter via python-frontmatter.
 

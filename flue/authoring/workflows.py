@@ -40,7 +40,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flue.authoring.agents import HttpSpec, ThinkingLevel
-from flue.authoring.source import load_yaml, read_text
+from flue.authoring.source import load_yaml_mapping, read_text
 from flue.diagnostics import Diagnostic, pydantic_diagnostics
 
 STEP_KINDS = ("prompt", "skill", "task", "shell")
@@ -163,14 +163,9 @@ def parse_python_workflow(path: Path, *, rel: str) -> tuple[WorkflowDefinition |
 
 
 def parse_yaml_workflow(path: Path, *, rel: str) -> tuple[WorkflowDefinition | None, list[Diagnostic]]:
-    text, diags = read_text(path, rel)
-    if text is None:
+    data, key_lines, diags = load_yaml_mapping(path, rel, code="workflow", what="a workflow YAML file")
+    if data is None:
         return None, diags
-    data, key_lines, diags = load_yaml(text, file=rel)
-    if diags:
-        return None, diags
-    if not isinstance(data, dict):
-        return None, [Diagnostic(code="workflow.not-mapping", file=rel, line=1, message="workflow YAML must be a mapping")]
     for key in ("name", "file", "path", "kind"):
         if key in data:
             return None, [
