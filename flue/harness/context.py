@@ -13,6 +13,13 @@ Composed once per ``init()`` (and per task child with another cwd or agent):
    ``<cwd>/.agents/skills/<name>/SKILL.md``. A packaged skill wins over a
    workspace skill of the same name.
 
+   A sandbox on the host filesystem (``local``) is the user's own directory:
+   writing ``.agents/skills/`` into it would leave files behind in their
+   checkout. There the packaged skills are written into a private temporary
+   directory instead (``host_dir``, owned and removed by the harness on
+   ``close()``); the model reads them at those absolute paths, which the
+   local sandbox can see.
+
 Histories never store the system prompt; it is rebuilt for every model call.
 """
 
@@ -48,13 +55,19 @@ class WorkspaceContext(BaseModel):
 
 
 async def install_packaged_skills(
-    env: SandboxEnv | None, cwd: str, skills: list[SkillDefinition]
+    env: SandboxEnv | None, cwd: str, skills: list[SkillDefinition], *, host_dir: str | None = None
 ) -> dict[str, SkillEntry]:
+    """Make packaged skills readable by the model; ``host_dir``: write them there on the
+    host (for host-filesystem sandboxes) instead of into the sandbox's cwd."""
     out: dict[str, SkillEntry] = {}
     for skill in skills:
         folder = posixpath.join(cwd, SKILLS_DIR, skill.name)
         path = None
-        if env is not None:
+        if env is not None and host_dir is not None:
+            folder = posixpath.join(host_dir, skill.name)
+            await asyncio.to_thread(_write_host_files, folder, _skill_files(skill))
+            path = posixpath.join(folder, "SKILL.md")
+        elif env is not None:
             files = await asyncio.to_thread(_skill_files, skill)
             await env.mkdir(folder, recursive=True)
             for rel, content in files.items():
@@ -68,6 +81,15 @@ async def install_packaged_skills(
             name=skill.name, description=skill.description, body=skill.body, source="packaged", path=path
         )
     return out
+
+
+def _write_host_files(folder: str, files: dict[str, bytes]) -> None:
+    from pathlib import Path
+
+    for rel, content in files.items():
+        target = Path(folder) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
 
 
 def _skill_files(skill: SkillDefinition) -> dict[str, bytes]:

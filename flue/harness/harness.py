@@ -11,9 +11,15 @@
 the current directory), an :class:`~flue.authoring.agents.AgentDefinition` or
 an :class:`~flue.agent.Agent`. At ``init`` the sandbox env is created once
 (shared by every session and task of the harness), the agent's packaged
-skills are written into it, ``AGENTS.md`` and workspace skills are read from
-its cwd, and tool names are resolved (an unknown name fails here, not on the
-first call). Models are resolved per call, so a harness of an agent with
+skills are written into it (for the host-filesystem ``local`` sandbox: into a
+private temporary folder instead, see ``flue.harness.context``), ``AGENTS.md``
+and workspace skills are read from its cwd, and tool names are resolved (an
+unknown name fails here, not on the first call). The harness's cwd is the
+env's: the agent's ``cwd``, or the sandbox kind's default when unset.
+
+``await harness.close()`` releases what ``init`` acquired (idempotent); a
+harness that is simply dropped leaks nothing but that temporary folder and
+whatever the env itself holds. Models are resolved per call, so a harness of an agent with
 ``model: false`` can be created and used for shell work without a model.
 
 Events: every event of the harness goes to ``sink`` (a child of it stamped
@@ -27,6 +33,10 @@ dict store by default).
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +170,8 @@ class Harness:
         self.cwd = env.cwd if env is not None and getattr(env, "cwd", None) else agent.working_dir
         self.sessions = Sessions(self)
         self.fs = FlueFs(self.require_env, self.cwd)
+        self._skills_tmp: str | None = None  # packaged skills of a host sandbox (see flue.harness.context)
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<Harness {self.name!r} agent={self.agent.name!r} scope={self.scope!r}>"
@@ -257,7 +269,9 @@ class Harness:
         builtins, defaults = builtin_tools(self._subagent_descriptions(agent))
         tools = agent_tools(agent.name, agent.tools, builtins=builtins, defaults=defaults, plugins=self._plugin_tools)
         add_tools(tools, self._extra_tools, "init(tools=...)")
-        packaged = await install_packaged_skills(self.env, cwd, self._skill_definitions(agent))
+        definitions = self._skill_definitions(agent)
+        host_dir = await self._host_skill_dir(agent) if definitions and _on_host(self.env) else None
+        packaged = await install_packaged_skills(self.env, cwd, definitions, host_dir=host_dir)
         ctx: WorkspaceContext = await discover_workspace(self.env, cwd)
         ctx.skills = {**ctx.skills, **packaged}
         for warning in ctx.warnings:
@@ -265,7 +279,27 @@ class Harness:
         system = compose_system_prompt(agent.instructions, ctx, has_sandbox=self.env is not None)
         self._setups[key] = _AgentSetup(system, ctx.skills, tools)
 
+    async def close(self) -> None:
+        """Release what the harness holds: the packaged-skill folder of a host
+        sandbox, and the sandbox env if it has ``close()``. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._skills_tmp is not None:
+            await asyncio.to_thread(shutil.rmtree, self._skills_tmp, True)
+            self._skills_tmp = None
+        close = getattr(self.env, "close", None)
+        if close is not None:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+
     # -- internals ----------------------------------------------------------------------------
+
+    async def _host_skill_dir(self, agent: Agent) -> str:
+        if self._skills_tmp is None:
+            self._skills_tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="flue-skills-")
+        return os.path.join(self._skills_tmp, agent.name)
 
     def _setup(self, agent: Agent, cwd: str) -> _AgentSetup:
         setup = self._setups.get((agent.name, cwd))
@@ -360,8 +394,23 @@ async def init(
         extra_tools=list(tools or []),
         plugin_tools=plugin_tools(pm),
     )
-    await harness.prepare(resolved, harness.cwd)
+    try:
+        await harness.prepare(resolved, harness.cwd)
+    except BaseException:
+        await harness.close()
+        raise
     return harness
+
+
+def _on_host(env: SandboxEnv | None) -> bool:
+    """Whether the env is the host filesystem itself (the local sandbox)."""
+    if env is None:
+        return False
+    try:
+        from flue.sandbox.local import LocalSandboxEnv
+    except ModuleNotFoundError:
+        return False
+    return isinstance(env, LocalSandboxEnv)
 
 
 def _builtin_plugins() -> pluggy.PluginManager:

@@ -6,6 +6,11 @@ looked up among the kinds plugins register through ``flue_sandboxes``
 ready env. When no plugin registers any sandbox kind at all, the harness has
 no env: model work still runs, while shell and file operations raise
 :class:`~flue.harness.errors.SandboxUnavailableError`.
+
+The working directory: the agent's explicit ``cwd`` is passed on as is (None
+when unset) and each factory picks its own default (``virtual``:
+``/workspace``; ``local``: the process's current directory). The harness then
+takes its cwd from ``env.cwd``, so it always agrees with the env.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ async def create_env(
 ) -> tuple[SandboxEnv | None, str]:
     """Return (env or None, why there is none)."""
     spec = agent.sandbox
-    request = SandboxRequest(id=request_id, cwd=agent.working_dir, files=dict(agent.files), snapshot=snapshot)
+    request = SandboxRequest(id=request_id, cwd=agent.cwd, files=dict(agent.files), snapshot=snapshot)
     if spec is not None and not isinstance(spec, str | dict) and hasattr(spec, "model_dump"):
         spec = spec.model_dump()  # a SandboxSpec
     if isinstance(spec, SandboxEnv):
