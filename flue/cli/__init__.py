@@ -19,6 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("flue.cli.info", "show the project as found: agents, workflows, skills, channels, plugins, diagnostics"),
     "run": ("flue.cli.run", "run one workflow in-process: events on stderr, result on stdout"),
     "connect": ("flue.cli.connect", "talk to one agent instance: a prompt per stdin line, answers on stdout"),
+    "dev": ("flue.cli.dev", "serve the project locally and reload it when files change (port 3583)"),
+    "start": ("flue.cli.start", "serve the project in production (PORT, default 3000) with graceful shutdown"),
+    "logs": ("flue.cli.logs", "replay or follow a workflow run's events from a running server"),
 }
 
 

@@ -31,10 +31,24 @@ class Runtime:
         self.stores = stores
         self.dev = dev
         self.sink = EventSink()
-        if project.pm is not None and project.pm.hook.flue_observe.get_hookimpls():
-            self.sink.subscribe(self._observe)
+        self._observing = False
+        self._subscribe_observers()
         self._workflow_modules: dict[str, tuple[float, Any]] = {}
         self._coordinator: Any = None
+
+    def _subscribe_observers(self) -> None:
+        pm = self.project.pm
+        if not self._observing and pm is not None and pm.hook.flue_observe.get_hookimpls():
+            self.sink.subscribe(self._observe)
+            self._observing = True
+
+    def use_project(self, project: Project) -> None:
+        """Swap in a reloaded project (``flue dev``): work started from now on uses it;
+        persistence, the coordinator and work already in flight are kept."""
+        project.raise_on_errors()
+        self.project = project
+        self._workflow_modules.clear()
+        self._subscribe_observers()
 
     @property
     def coordinator(self) -> Any:

@@ -1,0 +1,101 @@
+"""``flue start``: serve the project in production.
+
+Port: ``--port``, else the ``PORT`` environment variable (what hosting
+platforms set), else ``port:`` in flue.yaml, else 3000. Host ``0.0.0.0``
+unless ``--host``. A project with errors is refused (diagnostics, exit 1).
+
+On SIGTERM or SIGINT the server stops accepting connections, lets requests,
+workflow runs and agent submissions in flight finish for ``--grace`` seconds
+(default 10), then cancels what is left: cancelled submissions stay in the
+store and are recovered by the next server once their lease expires; cancelled
+runs end ``errored``. Exit 0 after a graceful stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+
+from flue.cli import add_project_flags
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    add_project_flags(p)
+    p.add_argument("--port", type=int, default=None, help="port (default: $PORT, flue.yaml port, else 3000)")
+    p.add_argument("--host", default="0.0.0.0", help="interface to listen on (default: 0.0.0.0)")
+    p.add_argument("--prefix", default="", help="mount Flue's routes under this path, e.g. /api")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds to let work in flight finish on shutdown")
+
+
+def resolve_port(cli_port: int | None, config_port: int | None) -> int:
+    from flue.config import DEFAULT_START_PORT
+
+    if cli_port is not None:
+        return cli_port
+    env = os.environ.get("PORT", "").strip()
+    if env:
+        if not env.isdigit() or not 0 <= int(env) <= 65535:
+            raise ValueError(f"PORT={env!r} is not a port number")
+        return int(env)
+    return config_port or DEFAULT_START_PORT
+
+
+def main(args: argparse.Namespace) -> int:
+    from flue.cli.dev import configure_logging
+    from flue.cli.run import load_cli_project
+
+    project = load_cli_project(args)
+    if project is None:
+        return 1
+    try:
+        port = resolve_port(args.port, project.config.port)
+    except ValueError as exc:
+        print(f"flue start: {exc}", file=sys.stderr)
+        return 1
+    configure_logging(access=False)
+    return asyncio.run(_serve(project, args, port))
+
+
+async def _serve(project, args: argparse.Namespace, port: int) -> int:
+    from flue.runtime.runtime import Runtime
+    from flue.server.app import flue_state, make_app
+    from flue.server.serve import Listener
+
+    listener = Listener(args.host, port)
+    try:
+        listener.bind()
+    except OSError as exc:
+        print(f"flue start: cannot listen on {args.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    try:
+        runtime = await Runtime.open(project)
+    except Exception as exc:
+        print(f"flue start: cannot open persistence: {exc}", file=sys.stderr)
+        await listener.stop()
+        return 1
+    app = make_app(runtime, prefix=args.prefix)
+    state = flue_state(app)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await listener.start(app, shutdown_timeout=args.grace)
+        print(f"flue start: serving {project.root} on {listener.url}{args.prefix}", file=sys.stderr, flush=True)
+        await stop.wait()
+        print("flue start: shutting down", file=sys.stderr, flush=True)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        # stop accepting and let requests, runs and submissions finish, all within one grace period
+        await asyncio.gather(
+            listener.stop(),
+            state.drain_runs(args.grace),
+            runtime.coordinator.stop(grace=args.grace),
+            return_exceptions=True,
+        )
+        await runtime.close()
+    return 0

@@ -1,0 +1,152 @@
+"""The aiohttp application: Flue's routes over a runtime, plus what plugins add.
+
+Three ways to get one:
+
+- :func:`make_app` (what ``flue dev`` and ``flue start`` serve): Flue's routes
+  at ``/`` or under ``prefix``, with every unmatched path answering the error
+  envelope (``route_not_found``);
+- :func:`build_flue_app`, the equivalent of Flue's ``flue()`` sub-app, to mount
+  in your own application next to your routes::
+
+      outer = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+      outer.add_subapp("/api", build_flue_app(runtime))
+
+  (admission ``streamUrl`` values then carry the ``/api`` prefix; set
+  ``client_max_size`` on the outer app: aiohttp reads bodies with the limit of
+  the app that accepted the connection);
+- :func:`create_app`, a factory for external runners::
+
+      FLUE_ROOT=/srv/project python -m aiohttp.web -H 127.0.0.1 -P 8080 flue.server.app:create_app
+
+Routes (relative to the mount point): ``POST/GET/HEAD /agents/{name}/{id}``
+(GET with ``Upgrade: websocket`` opens a socket), ``POST /workflows/{name}``
+(and its socket), ``GET/HEAD /runs/{run_id}`` (``?meta`` for the run record),
+``/channels/{name}/{suffix}``, ``GET /openapi.json``. Each route answers
+other methods with 405 ``method_not_allowed`` and ``Allow``.
+
+Plugins' ``flue_app(app, runtime)`` hooks run on the Flue application before
+its routes are added, so their middleware wraps Flue's routes (inside the
+error middleware: an ``HttpError`` a middleware raises is rendered as the
+envelope) and their routes take precedence. The app starts the runtime's
+coordinator on startup, so admitted prompts run, and on shutdown cuts
+long-lived stream reads (their clients resume from the last offset); closing
+the runtime stays with whoever opened it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from flue.server.channels import channel_root, channel_route
+from flue.server.errors import DEV_MODE, error_middleware
+from flue.server.lookup import AGENT_ROUTE, OPENAPI_ROUTE, RUN_ROUTE, WORKFLOW_ROUTE
+from flue.server.openapi import openapi_route
+from flue.server.routes_agents import agent_route
+from flue.server.routes_runs import run_route
+from flue.server.routes_workflows import workflow_route
+from flue.server.state import STATE, ServerState
+
+if TYPE_CHECKING:
+    from flue.runtime.runtime import Runtime
+
+#: Largest request body: a prompt may carry several images of up to 14 MiB each.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+async def _start_coordinator(app: web.Application) -> None:
+    await app[STATE].runtime.start_coordinator()
+
+
+async def _cut_readers(app: web.Application) -> None:
+    app[STATE].cut_readers()
+
+
+def build_flue_app(
+    runtime: Runtime, *, dev: bool = False, state: ServerState | None = None, client_max_size: int = MAX_BODY_BYTES
+) -> web.Application:
+    """Flue's routes as one application (mount it with ``add_subapp`` or serve it as is)."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=client_max_size)
+    app[STATE] = state or ServerState(runtime, dev=dev)
+    app[DEV_MODE] = dev
+    pm = runtime.project.pm
+    if pm is not None:
+        pm.hook.flue_app(app=app, runtime=runtime)
+    router = app.router
+    router.add_route("GET", "/openapi.json", openapi_route, name=OPENAPI_ROUTE)
+    router.add_route("*", "/agents/{name}/{id}", agent_route, name=AGENT_ROUTE)
+    router.add_route("*", "/workflows/{name}", workflow_route, name=WORKFLOW_ROUTE)
+    router.add_route("*", "/runs/{run_id}", run_route, name=RUN_ROUTE)
+    router.add_route("*", "/channels/{name}", channel_root)
+    router.add_route("*", "/channels/{name}/{suffix:.*}", channel_route)
+    app.on_startup.append(_start_coordinator)
+    app.on_shutdown.append(_cut_readers)
+    return app
+
+
+def _normalize_prefix(prefix: str) -> str:
+    prefix = "/" + prefix.strip().strip("/")
+    return "" if prefix == "/" else prefix
+
+
+def make_app(
+    runtime: Runtime, *, prefix: str = "", dev: bool = False, state: ServerState | None = None
+) -> web.Application:
+    """The application to serve: Flue at ``/`` or under ``prefix`` (e.g. ``/api``)."""
+    prefix = _normalize_prefix(prefix)
+    state = state or ServerState(runtime, dev=dev)
+    flue = build_flue_app(runtime, dev=dev, state=state)
+    if not prefix:
+        return flue
+    outer = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    outer[DEV_MODE] = dev
+    outer[STATE] = state  # the same object: lets the server reach it (flue_state)
+    outer.add_subapp(prefix, flue)
+    return outer
+
+
+def flue_state(app: web.Application) -> ServerState:
+    """The :class:`ServerState` of an app from :func:`make_app` (prefixed or not)."""
+    return app[STATE]
+
+
+async def create_app(argv: list[str] | None = None) -> web.Application:
+    """App factory for ``python -m aiohttp.web ... flue.server.app:create_app [--root R] [--prefix P]``.
+
+    The project root is ``--root``, else ``$FLUE_ROOT``, else the current
+    directory; ``.env`` there is loaded. A project with errors is refused
+    (diagnostics on stderr, exit 1). On shutdown the runtime drains in-flight
+    work for ``--grace`` seconds (default 10) and closes.
+    """
+    from flue.config import load_env_file
+    from flue.project import load_project
+    from flue.runtime.runtime import Runtime
+    from flue.server.serve import shutdown_runtime
+
+    parser = argparse.ArgumentParser(prog="flue.server.app:create_app")
+    parser.add_argument("--root", default=os.environ.get("FLUE_ROOT") or ".")
+    parser.add_argument("--prefix", default="")
+    parser.add_argument("--env", dest="env_file", default=None)
+    parser.add_argument("--grace", type=float, default=10.0)
+    args = parser.parse_args(argv or [])
+    load_env_file(Path(args.root), args.env_file)
+    project = load_project(args.root)
+    if project.errors:
+        print("flue: the project has errors; refusing to serve it:", file=sys.stderr)
+        for d in project.errors:
+            print("  " + d.render().replace("\n", "\n  "), file=sys.stderr)
+        raise SystemExit(1)
+    runtime = await Runtime.open(project)
+    app = make_app(runtime, prefix=args.prefix)
+    state = flue_state(app)
+
+    async def close(_app: web.Application) -> None:
+        await shutdown_runtime(state, grace=args.grace)
+
+    app.on_cleanup.append(close)
+    return app

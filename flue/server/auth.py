@@ -1,0 +1,103 @@
+"""Declarative HTTP auth for agents and workflows (``http: {auth: {bearer_env: NAME}}``).
+
+An agent or workflow declares::
+
+    http:
+      auth:
+        bearer_env: SUPPORT_TOKEN     # the environment variable holding the token
+        header: authorization         # optional; the default
+
+and every HTTP request for it (prompts, invocations, stream reads, WebSocket
+upgrades, and ``/runs/<runId>`` of its runs) must carry the token:
+
+- with ``header: authorization`` the value must be ``Bearer <token>``
+  (the scheme is case-insensitive);
+- with any other header (``x-api-key``...) the value is the token itself, or
+  ``Bearer <token>``;
+- a WebSocket upgrade may instead carry ``?token=<token>``, because browsers
+  cannot set headers on a socket.
+
+The token is read from the environment on each request, so ``flue dev``'s
+``.env`` reloads take effect. It is compared in constant time. When the
+variable is unset or empty every request is denied (never allowed) and the
+server logs a warning naming the variable once.
+
+Anything beyond a shared bearer token (sessions, signed URLs, rate limits)
+belongs in a plugin's ``flue_app`` middleware, which runs before Flue's
+routes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+
+from aiohttp import web
+
+from flue.authoring.agents import AuthSpec, HttpSpec
+from flue.server.errors import HttpError
+
+log = logging.getLogger("flue.server")
+
+_warned: set[str] = set()
+
+
+def unauthorized(details: str = "") -> HttpError:
+    """401 ``unauthorized`` with ``WWW-Authenticate: Bearer``."""
+    return HttpError(
+        401,
+        "unauthorized",
+        "Authentication is required.",
+        details or "Send the token as 'Authorization: Bearer <token>'.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def auth_of(http: HttpSpec | None) -> AuthSpec | None:
+    """The declarative auth to enforce, or None when the definition declares none."""
+    if http is None or http.auth is None or not http.auth.bearer_env:
+        return None
+    return http.auth
+
+
+def _presented(request: web.Request, spec: AuthSpec) -> str | None:
+    header = spec.header.lower()
+    value = request.headers.get(header)
+    if value is not None:
+        scheme, _, rest = value.strip().partition(" ")
+        if scheme.lower() == "bearer" and rest:
+            return rest.strip()
+        if header != "authorization":
+            return value.strip()
+        return None
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return request.rel_url.query.get("token")
+    return None
+
+
+def accepts(request: web.Request, spec: AuthSpec | None) -> bool:
+    """Whether ``request`` satisfies ``spec`` (no spec: always)."""
+    if spec is None:
+        return True
+    assert spec.bearer_env is not None
+    expected = os.environ.get(spec.bearer_env, "")
+    if not expected:
+        if spec.bearer_env not in _warned:
+            _warned.add(spec.bearer_env)
+            log.warning(
+                "flue: HTTP auth needs the environment variable %s, which is not set: "
+                "every request to what it protects is refused until it is",
+                spec.bearer_env,
+            )
+        return False
+    presented = _presented(request, spec)
+    if presented is None:
+        return False
+    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
+
+
+def require(request: web.Request, spec: AuthSpec | None) -> None:
+    """Raise 401 unless ``request`` satisfies ``spec``."""
+    if not accepts(request, spec):
+        raise unauthorized()

@@ -1,0 +1,63 @@
+"""Request parsing shared by the invocation routes: ``?wait``, JSON bodies, validation errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from flue.server.errors import invalid_json, invalid_request, unsupported_media_type
+
+
+def wait_for_result(request: web.Request) -> bool:
+    """``?wait=result`` -> True; no ``wait`` -> False; anything else is a 400."""
+    values = request.rel_url.query.getall("wait", [])
+    if not values:
+        return False
+    if values == ["result"]:
+        return True
+    raise invalid_request(
+        f"Invalid wait value {', '.join(repr(v) for v in values)}.",
+        "Use ?wait=result to wait for the result, or omit wait for a 202 admission.",
+    )
+
+
+def is_json_type(content_type: str) -> bool:
+    """``application/json`` or an ``application/*+json`` type (parameters already stripped)."""
+    ct = content_type.lower()
+    return ct == "application/json" or (ct.startswith("application/") and ct.endswith("+json"))
+
+
+async def read_json_body(request: web.Request, *, required: bool) -> Any | None:
+    """The parsed JSON body, or None when the body is empty and not ``required``.
+
+    A body (or a required one) that is not declared JSON is a 415; malformed JSON is
+    ``invalid_json``; a required body that is empty is ``invalid_request``.
+    """
+    raw = await request.read()
+    declared_json = is_json_type(request.content_type)
+    if not raw.strip():
+        if not required:
+            return None
+        if not declared_json:
+            raise unsupported_media_type(request.headers.get("Content-Type"))
+        raise invalid_request("The request body is required.", "Send a JSON object.")
+    if not declared_json:
+        raise unsupported_media_type(request.headers.get("Content-Type"))
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise invalid_json("The body is not UTF-8.") from None
+    except json.JSONDecodeError as exc:
+        raise invalid_json(f"{exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+
+
+def validation_details(exc: ValidationError) -> str:
+    """Flattened, caller-safe issue messages (never the raw validation object or the input)."""
+    parts = []
+    for e in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in e["loc"]) or "body"
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts)

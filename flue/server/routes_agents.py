@@ -1,0 +1,122 @@
+"""``/agents/<name>/<id>``: prompt an agent instance (POST), read its stream (GET/HEAD), or
+open a WebSocket to it (GET with ``Upgrade``).
+
+Order of checks, so nothing is disclosed before it should be: method (405),
+exposure (404 ``agent_not_found``, the same for unknown and non-HTTP agents),
+auth (401), then the request itself. Auth therefore guards stream reads and
+sockets as well as prompts.
+
+A prompt is admitted as a durable submission before the 202 is sent; the
+``offset`` is the stream's tail just before admission, so reading from it
+replays the whole interaction (``-1`` on a fresh instance). The stream is
+``404 stream_not_found`` until the first admitted prompt (or dispatch).
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from flue.runtime.instances import AgentNotFound, instance_path, prompt_input
+from flue.server.auth import auth_of, require
+from flue.server.bodies import read_json_body, validation_details, wait_for_result
+from flue.server.errors import (
+    HttpError,
+    agent_not_found,
+    internal_error,
+    invalid_request,
+    method_not_allowed,
+    stream_not_found,
+)
+from flue.server.lookup import agent_stream_url, check_instance_id, exposed_agent
+from flue.server.state import ServerState, state_of
+from flue.server.streams import read_stream
+from flue.server.websocket import agent_socket, is_websocket
+from flue.server.wire import AgentAdmission, AgentPrompt, AgentResult
+
+METHODS = ("GET", "HEAD", "POST")
+# a ?wait=result request waits at most this long past the submission's own deadline
+WAIT_SLACK_S = 60.0
+
+
+async def agent_route(request: web.Request) -> web.StreamResponse:
+    if request.method not in METHODS:
+        raise method_not_allowed(request.method, METHODS)
+    state = state_of(request)
+    name, instance_id = request.match_info["name"], request.match_info["id"]
+    definition = exposed_agent(state, name)
+    require(request, auth_of(definition.http))
+    check_instance_id(instance_id)
+    if request.method == "POST":
+        return await _prompt(request, state, name, instance_id)
+    if is_websocket(request):
+        return await agent_socket(request, state, name, instance_id)
+    path = instance_path(name, instance_id)
+    with state.reading():
+        return await read_stream(request, state.runtime.stores.streams, path, not_found=stream_not_found(path))
+
+
+async def _prompt(request: web.Request, state: ServerState, name: str, instance_id: str) -> web.Response:
+    wait = wait_for_result(request)
+    raw = await read_json_body(request, required=True)
+    try:
+        body = AgentPrompt.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_request("The request body is invalid.", validation_details(exc)) from None
+    runtime = state.runtime
+    path = instance_path(name, instance_id)
+    meta = await runtime.stores.streams.get_stream_meta(path)
+    offset = meta.next_offset if meta is not None else "-1"
+    images = [image.wire() for image in body.images] if body.images else None
+    try:
+        sub, _created = await runtime.coordinator.admit(
+            name, instance_id, prompt_input(body.message, images=images, session=body.session or "default")
+        )
+    except AgentNotFound:  # removed by a reload between the lookup and the admission
+        raise agent_not_found(name) from None
+    stream_url = agent_stream_url(request)
+    headers = {"Location": stream_url, "Stream-Next-Offset": offset}
+    if not wait:
+        admission = AgentAdmission(stream_url=stream_url, offset=offset, submission_id=sub.submission_id)
+        return web.json_response(admission.wire(), status=202, headers=headers)
+    deadline = _seconds_until(sub.deadline_at) + WAIT_SLACK_S
+    done = await runtime.coordinator.wait(sub.submission_id, timeout=deadline)
+    if done.status != "completed":
+        raise submission_failure(done.error or {})
+    result = AgentResult(result=done.result, stream_url=stream_url, offset=offset, submission_id=sub.submission_id)
+    return web.json_response(result.wire(), status=200, headers=headers)
+
+
+def _seconds_until(iso: str) -> float:
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return 3600.0
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _snake(name: str) -> str:
+    if re.fullmatch(r"[a-z0-9_]+", name):
+        return name
+    base = name[: -len("Error")] if name.endswith("Error") and len(name) > len("Error") else name
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
+
+
+def submission_failure(error: dict[str, Any]) -> HttpError:
+    """A failed submission as a typed 500: Flue's own errors keep their type and message
+    (``model_not_configured``, ``deadline_exceeded``...); anything else is ``internal_error``."""
+    from flue.harness import errors as harness_errors
+
+    type_name = str(error.get("type") or "")
+    message = str(error.get("message") or "")
+    flue_error = getattr(harness_errors, type_name, None)
+    is_flue = isinstance(flue_error, type) and issubclass(flue_error, harness_errors.FlueHarnessError)
+    if is_flue or (re.fullmatch(r"[a-z0-9_]+", type_name) and not hasattr(builtins, type_name)):
+        return HttpError(500, _snake(type_name), message or "The prompt failed.")
+    return internal_error(dev=f"{type_name}: {message}" if type_name else None)

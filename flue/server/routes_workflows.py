@@ -1,0 +1,81 @@
+"""``POST /workflows/<name>``: start a run (202, or 200 with ``?wait=result``); ``GET`` with
+``Upgrade: websocket`` opens a one-invocation socket.
+
+Checks run in the order method (405, ``Allow: POST``), exposure (404
+``workflow_not_found`` for unknown and non-HTTP workflows alike), auth (401),
+``wait`` (400), body (415 / ``invalid_json`` / ``invalid_request``), run store
+(501), payload schema (400). The body is optional JSON (empty means ``{}``)
+and must be an object. A run that raises in ``?wait=result`` mode answers
+500 ``internal_error``; its record says ``errored`` and its stream ends with
+``run_end`` carrying the error.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from flue.runtime.workflows import InvalidPayload, WorkflowNotFound, start_run
+from flue.server.auth import auth_of, require
+from flue.server.bodies import read_json_body, wait_for_result
+from flue.server.errors import (
+    error,
+    invalid_request,
+    method_not_allowed,
+    run_store_unavailable,
+    workflow_not_found,
+)
+from flue.server.lookup import exposed_workflow, run_stream_url
+from flue.server.state import ServerState, state_of
+from flue.server.websocket import is_websocket, workflow_socket
+from flue.server.wire import WorkflowAdmission, WorkflowResult
+
+#: A fresh run's stream is empty at admission: reading from the start replays the whole run.
+ADMISSION_OFFSET = "-1"
+
+
+async def workflow_route(request: web.Request) -> web.StreamResponse:
+    websocket = is_websocket(request)
+    if request.method != "POST" and not websocket:
+        raise method_not_allowed(request.method, ["POST"])
+    state = state_of(request)
+    name = request.match_info["name"]
+    definition = exposed_workflow(state, name)
+    require(request, auth_of(definition.http))
+    if websocket:
+        return await workflow_socket(request, state, name)
+    return await _invoke(request, state, name)
+
+
+async def _invoke(request: web.Request, state: ServerState, name: str) -> web.Response:
+    wait = wait_for_result(request)
+    payload = await read_json_body(request, required=False)
+    payload = {} if payload is None else payload
+    if not isinstance(payload, dict):
+        raise invalid_request("The workflow payload must be a JSON object.", f"Received JSON {type(payload).__name__}.")
+    runtime = state.runtime
+    if getattr(runtime.stores, "runs", None) is None:
+        raise run_store_unavailable()
+    try:
+        handle = await start_run(runtime, name, payload, req=request)
+    except InvalidPayload as exc:
+        raise invalid_request("The payload does not match the workflow's schema.", str(exc)) from None
+    except WorkflowNotFound:  # removed by a reload between the lookup and the admission
+        raise workflow_not_found(name) from None
+    state.track_run(handle.task)
+    stream_url = run_stream_url(request, handle.run_id)
+    headers = {"Location": stream_url, "Stream-Next-Offset": ADMISSION_OFFSET}
+    if not wait:
+        admission = WorkflowAdmission(run_id=handle.run_id, stream_url=stream_url, offset=ADMISSION_OFFSET)
+        return web.json_response(admission.wire(), status=202, headers=headers)
+    record = await handle.wait()
+    if record.status != "completed":
+        err = record.error or {}
+        raise error(
+            "internal_error",
+            "The workflow run failed.",
+            "The run's events, ending with run_end, are at streamUrl.",
+            dev=f"{err.get('type')}: {err.get('message')}",
+            meta={"runId": handle.run_id, "streamUrl": stream_url},
+        )
+    result = WorkflowResult(run_id=handle.run_id, result=record.result, stream_url=stream_url, offset=ADMISSION_OFFSET)
+    return web.json_response(result.wire(), status=200, headers=headers)
