@@ -15,6 +15,10 @@
         headers: {X-Team: core}
     plugins:                       # per-plugin options; false disables a plugin
       my-plugin: {option: 1}
+    coordinator:                   # how this process runs agent submissions
+      lease: 30                    # seconds a claim lasts without renewal (crash takeover time)
+      concurrency: 64              # submissions run at once by this process
+      poll: 0.5                    # seconds between claims when idle (other replicas' admissions)
 
 String values may reference environment variables: ``${NAME}`` (an error
 when unset) or ``${NAME:-default}``. ``.env`` in the project root is loaded by
@@ -67,6 +71,15 @@ class PersistenceConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class CoordinatorConfig(BaseModel):
+    """How a server process claims and runs durable agent submissions."""
+
+    model_config = ConfigDict(extra="forbid")
+    lease: float = Field(30.0, gt=0, le=3600, description="seconds a claim lasts without renewal")
+    concurrency: int = Field(64, ge=1, le=10_000)
+    poll: float = Field(0.5, gt=0, le=60)
+
+
 class FlueConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     port: int | None = Field(None, ge=1, le=65535)
@@ -74,6 +87,7 @@ class FlueConfig(BaseModel):
     persistence: PersistenceConfig = Field(default_factory=PersistenceConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     plugins: dict[str, dict[str, Any] | bool | None] = Field(default_factory=dict)
+    coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
 
     @field_validator("persistence", mode="before")
     @classmethod

@@ -57,7 +57,10 @@ class Runtime:
         if self._coordinator is None:
             from flue.runtime.instances import Coordinator
 
-            self._coordinator = Coordinator(self)
+            cfg = self.project.config.coordinator
+            self._coordinator = Coordinator(
+                self, lease_s=cfg.lease, poll_interval=cfg.poll, max_concurrency=cfg.concurrency
+            )
         return self._coordinator
 
     async def start_coordinator(self) -> Any:
