@@ -140,6 +140,16 @@ class ToolResult(BaseEvent):
     output: str
     is_error: bool = False
     duration_ms: float = 0
+    replayed: bool | None = None  # True: recorded by an earlier attempt (flue.harness.journal), not run again
+
+
+class OperationResumed(BaseEvent):
+    """A recovering attempt restored what an earlier one recorded (see ``flue.harness.journal``)."""
+
+    type: Literal["operation_resumed"] = "operation_resumed"
+    turns: int  # finished turns replayed without calling the model
+    tool_results: int  # tool results replayed without running the tool
+    partial_turn: bool = False  # the next turn reuses a recorded model answer
 
 
 class UsageEvent(BaseEvent):
@@ -203,6 +213,7 @@ Event = Annotated[
     | ThinkingDelta
     | ToolCall
     | ToolResult
+    | OperationResumed
     | UsageEvent
     | ErrorEvent
     | TaskStart

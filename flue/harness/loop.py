@@ -12,6 +12,11 @@ turn calls no tools (or when the structured result was accepted, see
 ``flue.harness.results``); ``max_turns`` model calls without ending raise
 :class:`~flue.harness.errors.TurnLimitError`.
 
+With a :class:`~flue.harness.journal.Journal` (durable agent submissions)
+each model answer, tool result and finished turn is recorded as it completes,
+and a recovering attempt replays what an earlier one recorded instead of
+repeating it (see ``flue.harness.journal`` for exactly what may run twice).
+
 Cancellation needs no extra machinery: cancelling the operation's task raises
 ``CancelledError`` at the stream read (the provider's ``finally`` closes the
 HTTP response) or inside the ``TaskGroup`` (which cancels every running tool
@@ -29,6 +34,7 @@ from typing import Any
 
 from flue.events import (
     EventSink,
+    OperationResumed,
     TextDelta,
     ThinkingDelta,
     ToolCall,
@@ -40,6 +46,7 @@ from flue.events import (
     monotonic_ms,
 )
 from flue.harness.errors import FlueHarnessError, ModelCallError, ResultValidationError, TurnLimitError
+from flue.harness.journal import Journal, Replay, calls_of, read_replay
 from flue.harness.results import REMINDER, RESULT_TOOL_NAME, ResultInvalid, ResultSpec
 from flue.ids import new_id
 from flue.models.base import AssembledToolCall, ModelProvider, ModelRequest, StreamAccumulator, aclose_stream
@@ -57,6 +64,7 @@ class LoopSettings:
     result: ResultSpec | None = None
     thinking: str | None = None
     max_turns: int = 50
+    journal: Journal | None = None  # durable submissions: record steps, replay an earlier attempt's
 
     @property
     def model_spec(self) -> str:
@@ -85,56 +93,119 @@ async def run_loop(
     """Run turns until done, appending the operation's messages to ``new``."""
     outcome = LoopOutcome()
     state = _ResultState()
-    last_text = ""
     specs = [t.spec() for t in settings.tools.values()]
     if settings.result is not None:
         specs.append(settings.result.tool_spec())
     system = [{"role": "system", "content": settings.system}] if settings.system else []
+    journal = settings.journal
+    replay = read_replay(journal.entries) if journal is not None else Replay()
+    if not replay.empty:
+        if await _restore(settings, replay, new, outcome, state, sink):
+            return outcome
 
-    for index in range(settings.max_turns):
+    for index in range(len(replay.turns), settings.max_turns):
         turn_sink = sink.child(turn_id=new_id("turn"))
         await turn_sink.emit(TurnStart(index=index, model=settings.model_spec))
-        request = ModelRequest(
-            provider=settings.provider_id,
-            model=settings.model,
-            messages=[*system, *history, *new],
-            tools=specs,
-            thinking=settings.thinking,  # type: ignore[arg-type]
-        )
-        acc = await _stream_turn(settings, request, turn_sink)
-        outcome.turns += 1
-        message = acc.message()
+        partial = replay.partial if replay.partial is not None and replay.partial.index == index else None
+        if partial is not None:  # the model answered before the crash: reuse the answer
+            message, text, turn_usage, stop, calls = (
+                partial.message, partial.text, partial.usage, partial.stop_reason, partial.calls
+            )
+        else:
+            request = ModelRequest(
+                provider=settings.provider_id,
+                model=settings.model,
+                messages=[*system, *history, *new],
+                tools=specs,
+                thinking=settings.thinking,  # type: ignore[arg-type]
+            )
+            acc = await _stream_turn(settings, request, turn_sink)
+            message, text, turn_usage, stop, calls = (
+                acc.message(), acc.text, acc.usage or Usage(), acc.finish_reason, acc.tool_calls
+            )
+            await _record(journal, {
+                "type": "model", "index": index, "message": message, "text": text,
+                "usage": turn_usage.model_dump(by_alias=True), "stopReason": stop,
+            })
+        mark = len(new)
         new.append(message)
-        turn_usage = acc.usage or Usage()
+        outcome.turns += 1
         outcome.usage = outcome.usage + turn_usage
-        calls = acc.tool_calls
-        await turn_sink.emit(
-            TurnEnd(index=index, stop_reason=acc.finish_reason, text=acc.text, tool_calls=len(calls), usage=turn_usage)
-        )
+        await turn_sink.emit(TurnEnd(index=index, stop_reason=stop, text=text, tool_calls=len(calls), usage=turn_usage))
         await turn_sink.emit(UsageEvent(usage=turn_usage, scope="turn"))
-        if acc.text:
-            last_text = acc.text
-        outcome.text = acc.text or last_text
+        outcome.text = text or outcome.text
 
+        done = False
         if not calls:
             if settings.result is None or state.accepted:
-                return outcome
-            state.failures += 1
-            state.last_error = state.last_error or f"the model answered without calling {RESULT_TOOL_NAME}"
-            if state.failures >= settings.result.retries:
+                done = True
+            else:
+                state.failures += 1
+                state.last_error = state.last_error or f"the model answered without calling {RESULT_TOOL_NAME}"
+                if state.failures >= settings.result.retries:
+                    raise ResultValidationError(state.failures, state.last_error)
+                new.append({"role": "user", "content": REMINDER})
+        else:
+            recorded = partial.results if partial is not None else {}
+            results = await _run_tools(settings, calls, turn_sink, state, recorded, journal, index)
+            for call, (output, is_error) in zip(calls, results, strict=True):
+                new.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {output}" if is_error else output})
+            if state.accepted:
+                outcome.data = state.data
+                done = True
+            elif settings.result is not None and state.failures >= settings.result.retries:
                 raise ResultValidationError(state.failures, state.last_error)
-            new.append({"role": "user", "content": REMINDER})
-            continue
-
-        results = await _run_tools(settings, calls, turn_sink, state)
-        for call, (output, is_error) in zip(calls, results, strict=True):
-            new.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {output}" if is_error else output})
-        if state.accepted:
-            outcome.data = state.data
+        await _record(journal, {
+            "type": "turn", "index": index, "messages": new[mark:], "done": done, "text": outcome.text,
+            "usage": turn_usage.model_dump(by_alias=True),
+            "state": {"accepted": state.accepted, "failures": state.failures, "lastError": state.last_error},
+        })
+        if done:
             return outcome
-        if settings.result is not None and state.failures >= settings.result.retries:
-            raise ResultValidationError(state.failures, state.last_error)
     raise TurnLimitError(settings.max_turns)
+
+
+async def _record(journal: Journal | None, entry: dict[str, Any]) -> None:
+    if journal is not None:
+        await journal.record(entry)
+
+
+async def _restore(
+    settings: LoopSettings, replay: Replay, new: list[dict[str, Any]], outcome: LoopOutcome,
+    state: _ResultState, sink: EventSink,
+) -> bool:
+    """Put the recorded turns back into the conversation; True when the operation had already finished."""
+    await sink.emit(OperationResumed(turns=len(replay.turns), tool_results=replay.tool_results,
+                                     partial_turn=replay.partial is not None))
+    done = False
+    for turn in replay.turns:
+        messages = list(turn.get("messages") or [])
+        new.extend(messages)
+        outcome.turns += 1
+        outcome.usage = outcome.usage + Usage.model_validate(turn.get("usage") or {})
+        outcome.text = str(turn.get("text") or outcome.text)
+        recorded = turn.get("state") or {}
+        state.failures = int(recorded.get("failures", 0))
+        state.last_error = str(recorded.get("lastError") or "")
+        done = bool(turn.get("done"))
+        if recorded.get("accepted") and settings.result is not None:
+            state.accepted, state.data = True, _accepted_result(settings.result, messages)
+    if done:
+        outcome.data = state.data
+    return done
+
+
+def _accepted_result(spec: ResultSpec, messages: list[dict[str, Any]]) -> Any:
+    """Validate the recorded result call again (the value may be a pydantic model, not JSON)."""
+    for message in messages:
+        for call in calls_of(message):
+            if call.name != RESULT_TOOL_NAME:
+                continue
+            try:
+                return spec.validate(json.loads(call.arguments) if call.arguments.strip() else {})
+            except (ResultInvalid, json.JSONDecodeError):
+                continue
+    return None
 
 
 async def _stream_turn(settings: LoopSettings, request: ModelRequest, sink: EventSink) -> StreamAccumulator:
@@ -157,7 +228,8 @@ async def _stream_turn(settings: LoopSettings, request: ModelRequest, sink: Even
 
 
 async def _run_tools(
-    settings: LoopSettings, calls: list[AssembledToolCall], sink: EventSink, state: _ResultState
+    settings: LoopSettings, calls: list[AssembledToolCall], sink: EventSink, state: _ResultState,
+    recorded: dict[str, tuple[str, bool]], journal: Journal | None, index: int,
 ) -> list[tuple[str, bool]]:
     parsed: list[tuple[Any, str | None]] = []
     for call in calls:
@@ -170,7 +242,7 @@ async def _run_tools(
         await sink.emit(ToolCall(tool_call_id=call.id, name=call.name, arguments=args))
     async with asyncio.TaskGroup() as group:
         tasks = [
-            group.create_task(_run_one(settings, call, args, problem, sink, state))
+            group.create_task(_run_one(settings, call, args, problem, sink, state, recorded, journal, index))
             for call, (args, problem) in zip(calls, parsed, strict=True)
         ]
     return [t.result() for t in tasks]
@@ -178,13 +250,22 @@ async def _run_tools(
 
 async def _run_one(
     settings: LoopSettings, call: AssembledToolCall, args: Any, problem: str | None, sink: EventSink,
-    state: _ResultState,
+    state: _ResultState, recorded: dict[str, tuple[str, bool]], journal: Journal | None, index: int,
 ) -> tuple[str, bool]:
     started = monotonic_ms()
-    output, is_error = await _execute(settings, call, args, problem, state)
+    # A result recorded by an earlier attempt is replayed, not run again. The structured-result
+    # call is pure validation, so it is simply evaluated again (that restores the accepted value).
+    replayed = call.id in recorded and call.name != RESULT_TOOL_NAME
+    if replayed:
+        output, is_error = recorded[call.id]
+    else:
+        output, is_error = await _execute(settings, call, args, problem, state)
+        await _record(journal, {"type": "tool", "index": index, "toolCallId": call.id, "output": output,
+                                "isError": is_error})
     await sink.emit(
         ToolResult(
-            tool_call_id=call.id, name=call.name, output=output, is_error=is_error, duration_ms=monotonic_ms() - started
+            tool_call_id=call.id, name=call.name, output=output, is_error=is_error,
+            duration_ms=monotonic_ms() - started, replayed=replayed or None,
         )
     )
     return output, is_error

@@ -49,6 +49,7 @@ from flue.harness.errors import (
     UnknownSkillError,
 )
 from flue.harness.fs import FlueFs
+from flue.harness.journal import Journal
 from flue.harness.loop import LoopSettings, run_loop
 from flue.harness.results import RESULT_INSTRUCTIONS, jsonable, result_spec
 from flue.ids import new_id
@@ -100,6 +101,7 @@ class _Output:
     messages: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     summary: Any = None  # JSON for operation_end.result
+    journal_key: str | None = None  # the journaled operation this output finishes
 
 
 class Session:
@@ -145,6 +147,11 @@ class Session:
         return json.loads(json.dumps(self._messages))
 
     @property
+    def metadata(self) -> dict[str, Any]:
+        """A copy of the session's metadata (``usage``, ``operations``, ``lastJournal`` ...)."""
+        return json.loads(json.dumps(self._metadata))
+
+    @property
     def usage(self) -> Usage:
         """Token usage of every operation of this session so far."""
         return self._usage.model_copy()
@@ -172,11 +179,19 @@ class Session:
         thinking: str | None = None,
         max_turns: int | None = None,
         result_retries: int | None = None,
+        journal: Journal | None = None,
     ) -> OperationResult:
         """Send a message; run turns (and tools) until the model is done.
 
         ``result``: a pydantic model (or any type pydantic understands) or a JSON
         Schema mapping; the validated value is returned in ``.data``.
+
+        ``journal`` (the runtime's durable submissions use it): record each
+        completed step there and replay what an earlier attempt recorded (see
+        :mod:`flue.harness.journal`). On success the session's metadata
+        ``lastJournal`` holds ``{"key": journal.key, "result": ...}``, saved with
+        the history in one write, so a recovering attempt can tell the
+        operation already finished.
         """
 
         def build() -> list[dict[str, Any]]:
@@ -185,7 +200,7 @@ class Session:
         return await self._model_op(
             "prompt", {"text": text, "images": len(images or [])}, build,
             result=result, tools=tools, model=model, thinking=thinking, max_turns=max_turns,
-            result_retries=result_retries,
+            result_retries=result_retries, journal=journal,
         )
 
     async def skill(
@@ -306,6 +321,7 @@ class Session:
         thinking: str | None,
         max_turns: int | None,
         result_retries: int | None,
+        journal: Journal | None = None,
     ) -> OperationResult:
         async def body(op_id: str, sink: EventSink) -> _Output:
             spec = result_spec(result, result_retries)
@@ -326,6 +342,7 @@ class Session:
                 result=spec,
                 thinking=level,
                 max_turns=max_turns or self.agent.turn_limit,
+                journal=journal,
             )
             new = build()
             outcome = await run_loop(settings, self._messages, new, sink)
@@ -333,7 +350,8 @@ class Session:
                 text=outcome.text, data=outcome.data, usage=outcome.usage, turns=outcome.turns,
                 operation_id=op_id, session=self.name, kind=kind,
             )
-            return _Output(value, new, outcome.usage, {"text": outcome.text, "data": jsonable(outcome.data)})
+            summary = {"text": outcome.text, "data": jsonable(outcome.data)}
+            return _Output(value, new, outcome.usage, summary, journal.key if journal is not None else None)
 
         return await self._run_op(kind, op_input, body)
 
@@ -372,6 +390,8 @@ class Session:
             self._messages.extend(out.messages)
             self._usage = self._usage + out.usage
             self._metadata["operations"] = int(self._metadata.get("operations", 0)) + 1
+            if out.journal_key is not None:
+                self._metadata["lastJournal"] = {"key": out.journal_key, "result": out.summary}
             await self.save()
             await sink.emit(UsageEvent(usage=out.usage, scope="operation"))
             await sink.emit(UsageEvent(usage=self._usage, scope="session"))

@@ -12,11 +12,21 @@ stream ``agents/<name>/<id>``, ending each submission with
 ``submission_settled``.
 
 A coordinator that dies leaves its submissions ``running`` with a lease that
-expires after 30 s; any coordinator then claims them again (attempts are
-bounded, and a deadline fails them). What may run twice after a crash: the
-model turn and the tool calls that were in flight when the process died;
-completed turns and tool calls are replayed from the journal (see
-``flue.harness.loop``), not repeated.
+expires after ``coordinator.lease`` seconds (default 30); any coordinator then
+claims them again (attempts are bounded, and a deadline fails them).
+
+Recovery is journaled (:class:`SubmissionJournal`): every model answer, tool
+result and finished turn of the running prompt is recorded in the
+submission's journal (fenced by the attempt number, so a coordinator that
+lost its lease cannot write into its successor's), and the virtual
+sandbox's snapshot is saved before each tool result and turn is recorded.
+A recovering attempt restores that snapshot and replays the journal, so
+completed turns and tool calls are not repeated. What may run twice after a
+crash: the model call that was streaming and the tool calls that had started
+but not finished when the process died (see :mod:`flue.harness.journal`).
+A prompt that finished but whose settlement was lost is recognised by the
+session's ``lastJournal`` marker (written with the history) and only
+settled.
 """
 
 from __future__ import annotations
@@ -35,6 +45,29 @@ from flue.runtime.stream_writer import StreamWriter
 
 class AgentNotFound(KeyError):
     pass
+
+
+class LeaseLost(Exception):
+    """This coordinator no longer holds the submission (another one took it over)."""
+
+
+class SubmissionJournal:
+    """The :class:`~flue.harness.journal.Journal` of one attempt of a submission."""
+
+    def __init__(self, runtime: Runtime, sub: Submission, entries: list[dict[str, Any]], env: Any):
+        self.key = sub.submission_id
+        self.entries = entries
+        self._runtime = runtime
+        self._sub = sub
+        self._snapshot = getattr(env, "snapshot", None)
+
+    async def record(self, entry: dict[str, Any]) -> None:
+        stores = self._runtime.stores
+        if self._snapshot is not None and entry.get("type") in ("tool", "turn"):
+            # the files must be at least as new as the results the journal will replay
+            await stores.snapshots.save_snapshot(self._sub.instance, await self._snapshot())
+        if not await stores.submissions.append_journal(self._sub.submission_id, self._sub.attempts, entry):
+            raise LeaseLost(self._sub.submission_id)
 
 
 def instance_path(agent: str, instance_id: str) -> str:
@@ -230,6 +263,7 @@ class Coordinator:
         writer = StreamWriter(runtime.stores.streams, sub.instance)
         sink.subscribe(writer)
         status, result, error = "completed", None, None
+        harness = None
         try:
             snapshot = await runtime.stores.snapshots.load_snapshot(sub.instance)
             harness = await init(
@@ -243,16 +277,28 @@ class Coordinator:
             )
             text, images, session_name = input_to_prompt(sub)
             session = await harness.session(session_name)
-            outcome = await session.prompt(text, images=images)
-            result = {"text": outcome.text, "data": outcome.data}
-            await self._save_snapshot(harness, sub.instance)
-        except asyncio.CancelledError:
-            # Shutdown or a lost lease: leave the submission to be recovered.
+            finished = session.metadata.get("lastJournal") or {}
+            if finished.get("key") == sub.submission_id:
+                result = finished.get("result")  # it finished before the crash; only settling was lost
+            else:
+                entries = await self.store.journal(sub.submission_id) if sub.attempts > 1 else []
+                journal = SubmissionJournal(runtime, sub, entries, harness.env)
+                outcome = await session.prompt(text, images=images, journal=journal)
+                result = {"text": outcome.text, "data": outcome.data}
+                await self._save_snapshot(harness, sub.instance)
+        except (asyncio.CancelledError, LeaseLost):
+            # Shutdown or a lost lease: leave the submission to whoever holds it now.
             await writer.drain()
             raise
         except Exception as exc:
+            if _caused_by_lease_loss(exc):
+                await writer.drain()
+                return
             status, error = "failed", error_info(exc)
             await sink.emit(ErrorEvent(error=error))
+        finally:
+            if harness is not None:
+                await harness.close()
         settled = await self.store.settle(sub.submission_id, self.owner, status=status, result=result, error=error)
         if settled:
             await sink.emit(SubmissionSettled(status=status, result=result, error=error))
@@ -280,6 +326,25 @@ class Coordinator:
         await sink.emit(SubmissionSettled(status="failed", error=sub.error))
         await writer.drain()
         self._notify(sub)
+
+
+def _caused_by_lease_loss(exc: BaseException) -> bool:
+    """A LeaseLost raised inside a tool's work comes back wrapped (TaskGroup, tool errors)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, LeaseLost):
+            return True
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        for nxt in (e.__cause__, e.__context__):
+            if nxt is not None:
+                stack.append(nxt)
+    return False
 
 
 def _warn(message: str) -> None:
