@@ -12,7 +12,18 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite files that already exist")
 
 
+# Package data globs skip names starting with "." (a wheel would silently lose
+# .gitignore and .env.example), so the scaffold stores them as "dot-<name>".
+DOT_PREFIX = "dot-"
+
+
+def project_path(packaged: str) -> str:
+    """The path a packaged scaffold file is written to: ``dot-x`` becomes ``.x``."""
+    return "/".join("." + p[len(DOT_PREFIX):] if p.startswith(DOT_PREFIX) else p for p in packaged.split("/"))
+
+
 def scaffold_files() -> dict[str, bytes]:
+    """The project files ``flue init`` writes, by their path in the new project."""
     from importlib.resources import files
 
     base = files("flue") / "scaffold" / "project"
@@ -26,7 +37,7 @@ def scaffold_files() -> dict[str, bytes]:
             if child.is_dir():
                 walk(child, rel + "/")
             else:
-                out[rel] = child.read_bytes()
+                out[project_path(rel)] = child.read_bytes()
 
     walk(base, "")
     return out
