@@ -68,8 +68,9 @@ def pydantic_diagnostics(
                 Diagnostic(
                     code=f"{code_prefix}.missing-key",
                     file=file,
-                    line=line,
+                    line=line if line is not None else (1 if file else None),
                     message=f"missing required key '{path}'",
+                    hint=f"add '{path.rsplit('.', 1)[-1]}: ...' to {'the frontmatter' if code_prefix in ('agent', 'skill') else 'the file'}",
                 )
             )
         else:

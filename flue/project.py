@@ -199,13 +199,17 @@ def _configure_plugins(project: Project) -> None:
             )
 
 
-def _missing(project: Project, kind: str, name: str, file: str | None, field_name: str, available: list[str]) -> None:
+def _missing(
+    project: Project, kind: str, name: str, file: str | None, field_name: str, available: list[str],
+    *, what: str | None = None,
+) -> None:
+    what = what or kind
     project.diagnostics.append(
         Diagnostic(
             code=f"reference.missing-{kind}",
             file=file,
-            message=f"{field_name} refers to {kind} '{name}', which does not exist",
-            hint=f"available {kind}s: {', '.join(sorted(available)) or 'none'}",
+            message=f"{field_name} refers to {what} '{name}', which does not exist",
+            hint=f"available {what}s: {', '.join(sorted(available)) or 'none'}",
         )
     )
 
@@ -213,6 +217,7 @@ def _missing(project: Project, kind: str, name: str, file: str | None, field_nam
 def _check_references(project: Project) -> None:
     agents, skills = project.agents, project.skills
     tool_names = _known_tool_names(project)
+    sandbox_kinds = _known_sandbox_kinds(project)
     for agent in agents.values():
         if agent.profile is not None:
             if agent.profile not in agents:
@@ -230,6 +235,10 @@ def _check_references(project: Project) -> None:
         for t in agent.tools or []:
             if tool_names is not None and t not in tool_names:
                 _missing(project, "tool", t, agent.file, "tools", sorted(tool_names))
+        if agent.sandbox is not None and sandbox_kinds and agent.sandbox.kind not in sandbox_kinds:
+            _missing(
+                project, "sandbox", agent.sandbox.kind, agent.file, "sandbox", sorted(sandbox_kinds), what="sandbox kind"
+            )
     for wf in project.workflows.values():
         if wf.kind == "yaml":
             _check_yaml_workflow(project, wf)
@@ -254,11 +263,27 @@ def _known_tool_names(project: Project) -> set[str] | None:
     named, diags = collect_named(project.pm, "flue_tools", "tool")
     project.diagnostics += diags
     clash = set(named) & set(BUILTIN_TOOL_NAMES)
+    project_files = {p.name: p.origin for p in project.plugins if p.source == "project"}
     for name in sorted(clash):
+        plugin = named[name][0]
         project.diagnostics.append(
-            Diagnostic(code="tool.builtin-collision", message=f"plugin '{named[name][0]}' registers tool '{name}', a built-in tool name")
+            Diagnostic(
+                code="tool.builtin-collision",
+                file=project_files.get(plugin),
+                message=f"plugin '{plugin}' registers tool '{name}', a built-in tool name",
+                hint=f"rename the tool; built-in names are {', '.join(BUILTIN_TOOL_NAMES)}",
+            )
         )
     return set(BUILTIN_TOOL_NAMES) | set(named)
+
+
+def _known_sandbox_kinds(project: Project) -> set[str]:
+    """Sandbox kinds registered through ``flue_sandboxes`` (empty: no sandbox plugin at all)."""
+    if project.pm is None:
+        return set()
+    named, diags = collect_named(project.pm, "flue_sandboxes", "sandbox")
+    project.diagnostics += diags
+    return set(named)
 
 
 def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
