@@ -208,7 +208,9 @@ class FlueClient:
                 raise FlueClientError(f"reading {url} failed: {exc}") from exc
             error = FlueClientError.from_body(exc.status, exc.details)
             if error.type == "http_error" and exc.status == 404:
-                error = FlueClientError(f"no stream at {url}", status=404, type="not_found")
+                # durable-streams drops the body of a 404 (StreamNotFoundError); the envelope
+                # says which 404 it is (stream_not_found, run_not_found, agent_not_found...)
+                error = await self._not_found(url, current)
             raise error from exc
         except FetchError as exc:
             if exc.status is None:
@@ -216,6 +218,18 @@ class FlueClient:
             raise FlueClientError.from_body(exc.status, exc.body) from exc
         except httpx.HTTPError as exc:
             raise FlueClientError(f"reading {url} failed: {exc!r}") from exc
+
+    async def _not_found(self, url: str, offset: str) -> FlueClientError:
+        """The server's envelope for a stream read that answered 404."""
+        fallback = FlueClientError(f"no stream at {url}", status=404, type="not_found")
+        try:
+            response = await self._http.get(url, params={"offset": offset}, headers=self.headers)
+        except httpx.HTTPError:
+            return fallback
+        if response.status_code != 404:
+            return fallback
+        error = FlueClientError.from_body(404, response.content)
+        return fallback if error.type == "http_error" else error
 
 
 class Agents:

@@ -1,0 +1,175 @@
+"""WebSockets on ``/agents/<name>/<id>`` (sequential prompts) and ``/workflows/<name>``
+(one invocation), as documented in flue/server/websocket.py."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, WSServerHandshakeError
+from fixtures.server.support import scratch_project, served
+
+from flue.testing import reply
+from flue.testing.model_server import ScriptedModelServer
+from flue.testing.scripted import ScriptedTurn
+
+pytest_plugins = ["flue.testing.pytest_plugin"]
+
+TYPED_WORKFLOW = textwrap.dedent(
+    """
+    http: true
+    agent: assistant
+    payload: {type: object, required: [person], properties: {person: {type: string}}}
+    steps:
+      - prompt: "About {{ payload.person }}"
+    return: "{{ steps[0] }}"
+    """
+)
+
+
+async def receive_until(ws: Any, kinds: set[str], timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Messages up to and including the first whose type is in ``kinds``."""
+    out = []
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await ws.receive_json()
+            out.append(msg)
+            if msg["type"] in kinds:
+                return out
+
+
+async def test_agent_socket_sequential_prompts(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
+    model = scripted_model_server
+    model.add(reply("Hi Ada."), ScriptedTurn(text="You are Ada, as you said.", delay=0.1), reply("Third."))
+    root = scratch_project(tmp_path, model.url)
+    async with served(root) as srv:
+        c = srv.client
+        ws = await c.ws_connect("/agents/assistant/w1")
+        assert await ws.receive_json(timeout=5) == {"type": "ready", "agent": "assistant", "instanceId": "w1"}
+
+        await ws.send_json({"type": "prompt", "message": "I am Ada.", "id": "p1"})
+        first = await receive_until(ws, {"result", "error"})
+        admitted, *events, result = first
+        assert admitted["type"] == "admitted" and admitted["id"] == "p1" and admitted["offset"] == "-1"
+        assert all(m["type"] == "event" and m["id"] == "p1" for m in events)
+        assert events[0]["event"]["type"] == "submission_admitted"
+        assert events[-1]["event"]["type"] == "submission_settled"
+        assert result == {"type": "result", "id": "p1", "submissionId": admitted["submissionId"],
+                          "result": {"text": "Hi Ada.", "data": None}}
+        # each event's offset resumes the HTTP stream right after it
+        after_first = events[-1]["offset"]
+        resp = await c.get(f"/agents/assistant/w1?offset={events[0]['offset']}")
+        assert [e["type"] for e in await resp.json()] == [m["event"]["type"] for m in events[1:]]
+
+        # the second prompt continues the conversation; one in flight at a time
+        await ws.send_json({"type": "prompt", "message": "Who am I?", "id": "p2"})
+        await ws.send_json({"type": "prompt", "message": "too soon", "id": "p3"})
+        second = await receive_until(ws, {"result"})
+        refusals = [m for m in second if m["type"] == "error"]
+        assert refusals == [{"type": "error", "id": "p3", "error": {
+            "type": "prompt_in_progress", "message": "A prompt is already in progress.",
+            "details": "Wait for its result before sending the next prompt."}}]
+        (admitted2,) = [m for m in second if m["type"] == "admitted"]
+        assert admitted2["id"] == "p2" and admitted2["offset"] == after_first
+        assert second[-1]["id"] == "p2" and second[-1]["result"]["text"] == "You are Ada, as you said."
+
+        # malformed and unknown messages get errors; the socket stays open
+        await ws.send_str("{not json")
+        assert (await ws.receive_json(timeout=5))["error"]["type"] == "invalid_json"
+        await ws.send_json({"type": "shout", "id": 7})
+        msg = await ws.receive_json(timeout=5)
+        assert msg["id"] == 7 and msg["error"]["type"] == "invalid_request"
+        await ws.send_json({"type": "prompt", "message": ["not", "text"]})
+        assert (await ws.receive_json(timeout=5))["error"]["type"] == "invalid_request"
+        await ws.send_bytes(b"binary")
+        assert (await ws.receive_json(timeout=5))["error"]["type"] == "invalid_request"
+
+        await ws.send_json({"type": "prompt", "message": "And a third.", "session": "other"})
+        third = await receive_until(ws, {"result"})
+        assert "id" not in third[-1] and third[-1]["result"]["text"] == "Third."
+        await ws.close()
+
+    history = [(m["role"], m["content"]) for m in model.requests[1]["messages"] if m["role"] != "system"]
+    assert history == [("user", "I am Ada."), ("assistant", "Hi Ada."), ("user", "Who am I?")]
+    # session "other" starts fresh
+    assert [m["role"] for m in model.requests[2]["messages"] if m["role"] != "system"] == ["user"]
+    assert len(model.requests) == 3  # the refused prompt never reached the model
+
+
+async def test_closing_the_socket_does_not_cancel_the_prompt(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
+    scripted_model_server.add(ScriptedTurn(text="finished anyway", delay=0.05))
+    root = scratch_project(tmp_path, scripted_model_server.url)
+    async with served(root) as srv:
+        c = srv.client
+        ws = await c.ws_connect("/agents/assistant/gone")
+        await ws.receive_json(timeout=5)
+        await ws.send_json({"type": "prompt", "message": "hello"})
+        admitted = await ws.receive_json(timeout=5)
+        assert admitted["type"] == "admitted"
+        await ws.close()
+        settled = await srv.runtime.coordinator.wait(admitted["submissionId"], timeout=10)
+        assert settled.status == "completed" and settled.result["text"] == "finished anyway"
+
+
+async def test_socket_routes_refuse_what_http_refuses(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
+    root = scratch_project(tmp_path, scripted_model_server.url)
+    async with served(root) as srv:
+        for path in ("/agents/internal/x", "/agents/missing/x", "/workflows/private", "/workflows/missing"):
+            with pytest.raises(WSServerHandshakeError) as info:
+                await srv.client.ws_connect(path)
+            assert info.value.status == 404, path
+
+
+async def test_workflow_socket_one_invocation(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
+    root = scratch_project(tmp_path, scripted_model_server.url)
+    async with served(root) as srv:
+        ws = await srv.client.ws_connect("/workflows/echo")
+        assert await ws.receive_json(timeout=5) == {"type": "ready", "workflow": "echo"}
+        await ws.send_json({"type": "start"})
+        assert (await ws.receive_json(timeout=5))["error"]["type"] == "invalid_request"
+        await ws.send_json({"type": "invoke", "payload": ["not", "an", "object"]})
+        assert (await ws.receive_json(timeout=5))["error"]["type"] == "invalid_request"
+
+        await ws.send_json({"type": "invoke", "payload": {"k": "v"}})
+        messages = await receive_until(ws, {"result", "error"})
+        admitted, *events, result = messages
+        assert admitted["type"] == "admitted" and admitted["offset"] == "-1"
+        run_id = admitted["runId"]
+        assert admitted["streamUrl"] == srv.url(f"/runs/{run_id}")
+        types = [m["event"]["type"] for m in events]
+        assert types[0] == "run_start" and types[-1] == "run_end"
+        assert result == {"type": "result", "runId": run_id, "result": {"payload": {"k": "v"}, "run": run_id}}
+        # then the server closes the socket, normally
+        async with asyncio.timeout(5):
+            closing = await ws.receive()
+        assert closing.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+        assert ws.close_code == 1000
+
+        record = await (await srv.client.get(f"/runs/{run_id}?meta")).json()
+        assert record["status"] == "completed"
+
+
+async def test_workflow_socket_bad_payload_then_failure(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
+    root = scratch_project(tmp_path, scripted_model_server.url, {"workflows/typed.yaml": TYPED_WORKFLOW})
+    async with served(root) as srv:
+        ws = await srv.client.ws_connect("/workflows/typed")
+        await ws.receive_json(timeout=5)
+        await ws.send_json({"type": "invoke", "payload": {"nobody": 1}})
+        err = await ws.receive_json(timeout=5)
+        assert err["type"] == "error" and err["error"]["type"] == "invalid_request" and "person" in err["error"]["details"]
+        assert not ws.closed
+        await ws.close()
+
+        ws = await srv.client.ws_connect("/workflows/boom")
+        await ws.receive_json(timeout=5)
+        await ws.send_json({"type": "invoke"})
+        messages = await receive_until(ws, {"result", "error"})
+        assert messages[-2]["event"]["type"] == "run_end" and messages[-2]["event"]["isError"] is True
+        assert messages[-1]["type"] == "error" and messages[-1]["error"]["type"] == "internal_error"
+        assert messages[-1]["runId"] == messages[0]["runId"]
+        async with asyncio.timeout(5):
+            await ws.receive()
+        assert ws.close_code == 1000
