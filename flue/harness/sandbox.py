@@ -69,7 +69,8 @@ async def create_env(
     make = kinds[kind][1]
     # Makers may take the project's source root (relative workspace folders resolve against it).
     takes_root = source_root is not None and "source_root" in _parameters(make)
-    factory = make(options, source_root=source_root) if takes_root else make(options)
+    # The maker gets its own copy: request.options stays what the agent asked for.
+    factory = make(dict(options), source_root=source_root) if takes_root else make(dict(options))
     if inspect.isawaitable(factory):
         factory = await factory
     request.options = options
