@@ -314,11 +314,53 @@ def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
             _missing(project, "skill", step.skill, wf.file, f"{where} skill", list(project.skills))
         if step.subagent is not None and step.subagent not in project.agents:
             _missing(project, "subagent", step.subagent, wf.file, f"{where} subagent", list(project.agents))
+        if agent in project.agents:
+            _check_step_lists(project, wf, where, step, agent)
         earlier = set(seen_ids[:-1] if step.id else seen_ids)
         for text in _strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill"})):
             _check_step_template(project, wf, where, text, earlier)
     for text in _strings(wf.return_):
         _check_step_template(project, wf, "return", text, set(seen_ids))
+
+
+def _inherited(agents: dict[str, AgentDefinition], name: str, key: str) -> list[str]:
+    """The value of a list key after the profile chain (an agent's own list replaces its profile's)."""
+    seen: set[str] = set()
+    cur: str | None = name
+    while cur in agents and cur not in seen:
+        seen.add(cur)
+        definition = agents[cur]
+        if key in definition.model_fields_set:
+            return list(getattr(definition, key) or [])
+        cur = definition.profile
+    return []
+
+
+def _check_step_lists(project: Project, wf: WorkflowDefinition, where: str, step: Any, agent: str) -> None:
+    """A skill or task step only works if its agent lists that skill or subagent."""
+    agents = project.agents
+    if step.skill is not None and step.skill in project.skills:
+        listed = _inherited(agents, agent, "skills")
+        if step.skill not in listed:
+            project.diagnostics.append(
+                Diagnostic(
+                    code="workflow.skill-not-listed",
+                    file=wf.file,
+                    message=f"{where} uses skill '{step.skill}', but agent '{agent}' does not list it under 'skills:'",
+                    hint=f"add '{step.skill}' to 'skills:' in {agents[agent].file or 'the agent file'}",
+                )
+            )
+    if step.subagent is not None and step.subagent in agents:
+        listed = _inherited(agents, agent, "subagents")
+        if step.subagent not in listed:
+            project.diagnostics.append(
+                Diagnostic(
+                    code="workflow.subagent-not-listed",
+                    file=wf.file,
+                    message=f"{where} delegates to '{step.subagent}', but agent '{agent}' does not list it under 'subagents:'",
+                    hint=f"add '{step.subagent}' to 'subagents:' in {agents[agent].file or 'the agent file'}",
+                )
+            )
 
 
 def _strings(value: Any) -> list[str]:
