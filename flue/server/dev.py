@@ -218,15 +218,15 @@ class DevServer:
             new_runtime.use_project(project)
         state = self._state(new_runtime)
         try:
-            app = self._app(state)
-        except Exception as exc:  # a plugin's flue_app hook failed
-            self.say(f"flue dev: building the app failed: {exc!r}; still serving the last good version")
+            # a plugin's flue_app hook or an on_startup hook may fail: keep the old app then
+            await self.listener.swap(self._app(state), retire_timeout=DRAIN_GRACE_S)
+        except Exception as exc:
+            self.say(f"flue dev: starting the app failed: {exc!r}; still serving the last good version")
             if new_runtime is not old_runtime:
                 await new_runtime.close()
             else:
                 new_runtime.use_project(self.project)
             return False
-        await self.listener.swap(app, retire_timeout=DRAIN_GRACE_S)
         self.state, self.runtime, self.project = state, new_runtime, project
         if new_runtime is not old_runtime:
             asyncio.get_running_loop().create_task(shutdown_runtime(old_state, grace=DRAIN_GRACE_S))

@@ -1,11 +1,15 @@
 """Serving Flue applications: one listening socket, swappable applications, graceful shutdown.
 
-:class:`Listener` owns the listening socket and serves one application at a
-time on it. :meth:`Listener.swap` starts serving a new application on the same
-socket before the old one stops accepting, so ``flue dev`` reloads never
-refuse a connection; the old application finishes its in-flight requests in
-the background (its long-lived stream reads are cut at once; their clients
-resume from their last offset on the new one).
+:class:`Listener` owns the listening socket and one aiohttp server on it, and
+serves one application at a time. :meth:`Listener.swap` (``flue dev``
+reloads) makes every request from then on go to the new application, on new
+connections and on kept-alive ones alike: connections belong to the server,
+not to an application, so a reload neither refuses nor drops a connection (a
+client that reuses a pooled connection right after a reload would otherwise
+see "server disconnected" on a POST it cannot safely retry). The previous
+application is retired in the background: its long-lived stream reads are cut
+at once (their clients resume from their last offset on the new one), its
+other in-flight requests finish, then its cleanup hooks run.
 
 :func:`shutdown_runtime` is the graceful end of a runtime: let HTTP-started
 workflow runs and running agent submissions finish for ``grace`` seconds,
@@ -17,11 +21,14 @@ recovered by the next coordinator once their lease expires; cancelled runs end
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
+from aiohttp.web_server import Server
 
 from flue.server.state import ServerState
 
@@ -30,13 +37,87 @@ log = logging.getLogger("flue.server")
 ACCESS_LOG_FORMAT = '%r %s %Tfs'
 
 
+class _SwappableRunner(web.BaseRunner):
+    """An aiohttp runner whose one server hands each request to the current application.
+
+    What :class:`aiohttp.web.AppRunner` does for its one application (set the
+    loop, run ``on_startup``, freeze, then route requests through the app's
+    request factory and handler) is done here for each application swapped in;
+    those two calls are aiohttp's own (private) entry points, as AppRunner uses.
+    """
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._app = app
+        self._inflight: dict[web.Application, int] = {}
+        self._idle: dict[web.Application, asyncio.Event] = {}
+
+    @property
+    def app(self) -> web.Application:
+        return self._app
+
+    @staticmethod
+    async def _start_app(app: web.Application) -> None:
+        app._set_loop(asyncio.get_running_loop())
+        app.on_startup.freeze()
+        await app.startup()
+        app.freeze()
+
+    async def _make_server(self) -> Server:
+        await self._start_app(self._app)
+        kwargs = {"access_log_class": AccessLogger, **self._kwargs}
+        return Server(self._handle, request_factory=self._make_request, loop=asyncio.get_running_loop(), **kwargs)
+
+    def _make_request(self, *args: Any) -> web.BaseRequest:
+        return self._app._make_request(*args)
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        app = self._app
+        self._inflight[app] = self._inflight.get(app, 0) + 1
+        try:
+            return await app._handle(request)  # type: ignore[arg-type]
+        finally:
+            left = self._inflight[app] - 1
+            if left:
+                self._inflight[app] = left
+            else:
+                del self._inflight[app]
+                if app in self._idle:
+                    self._idle[app].set()
+
+    async def swap(self, app: web.Application) -> web.Application:
+        """Start ``app`` and route every later request to it; return the previous app."""
+        await self._start_app(app)
+        old, self._app = self._app, app
+        return old
+
+    async def retire(self, app: web.Application, timeout: float) -> None:
+        """Cut ``app``'s stream reads (on_shutdown), let its requests finish for ``timeout``
+        seconds, then run its cleanup hooks."""
+        try:
+            await app.shutdown()
+            if self._inflight.get(app):
+                idle = self._idle.setdefault(app, asyncio.Event())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(idle.wait(), timeout)
+            await app.cleanup()
+        finally:
+            self._idle.pop(app, None)
+
+    async def shutdown(self) -> None:
+        await self._app.shutdown()
+
+    async def _cleanup_server(self) -> None:
+        await self._app.cleanup()
+
+
 class Listener:
     def __init__(self, host: str, port: int, *, access_log: logging.Logger | None = None):
         self.host = host
         self.requested_port = port
         self.access_log = access_log
         self._sock: socket.socket | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: _SwappableRunner | None = None
         self._retiring: set[asyncio.Task[None]] = set()
 
     @property
@@ -49,6 +130,8 @@ class Listener:
         host = self.host
         if host in ("0.0.0.0", ""):
             host = "127.0.0.1"
+        elif host == "::":
+            host = "[::1]"
         elif ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
@@ -62,37 +145,35 @@ class Listener:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self._sock = socket.create_server((self.host, self.requested_port), family=family, backlog=512)
 
-    async def _serve(self, app: web.Application, shutdown_timeout: float) -> web.AppRunner:
+    async def start(self, app: web.Application, *, shutdown_timeout: float = 10.0) -> None:
+        """Serve ``app``; on :meth:`stop`, requests in flight get ``shutdown_timeout`` seconds."""
+        if self._sock is None:
+            self.bind()
         assert self._sock is not None
         kwargs: dict[str, Any] = {"shutdown_timeout": shutdown_timeout, "handle_signals": False}
         if self.access_log is not None:
             kwargs.update(access_log=self.access_log, access_log_format=ACCESS_LOG_FORMAT)
         else:
             kwargs["access_log"] = None
-        runner = web.AppRunner(app, **kwargs)
+        runner = _SwappableRunner(app, **kwargs)
         await runner.setup()
-        # each site gets its own descriptor of the one socket: closing a site closes only its copy
-        await web.SockSite(runner, self._sock.dup()).start()
-        return runner
-
-    async def start(self, app: web.Application, *, shutdown_timeout: float = 10.0) -> None:
-        if self._sock is None:
-            self.bind()
-        self._runner = await self._serve(app, shutdown_timeout)
+        self._runner = runner
+        await web.SockSite(runner, self._sock).start()
 
     async def swap(self, app: web.Application, *, retire_timeout: float = 60.0) -> web.Application | None:
-        """Serve ``app`` from now on; the previous app drains in the background. Returns the previous app."""
-        old = self._runner
-        self._runner = await self._serve(app, retire_timeout)
-        if old is None:
+        """Serve ``app`` from now on; the previous app retires in the background. Returns the previous app."""
+        if self._runner is None:
+            await self.start(app)
             return None
-        task = asyncio.get_running_loop().create_task(old.cleanup(), name="flue-retire-app")
+        old = await self._runner.swap(app)
+        task = asyncio.get_running_loop().create_task(self._runner.retire(old, retire_timeout), name="flue-retire-app")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
-        return old.app
+        return old
 
     async def stop(self) -> None:
-        """Stop accepting, let in-flight requests finish (up to the runner's shutdown timeout)."""
+        """Stop accepting (the socket closes at once), let in-flight requests finish
+        (up to the shutdown timeout given to :meth:`start`), run the apps' cleanup hooks."""
         runner, self._runner = self._runner, None
         try:
             if runner is not None:
