@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from flue.version import __version__
@@ -66,6 +67,30 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.main(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+#: Exit status after the reader of our output went away (``flue logs ... | head``):
+#: what a process ended by SIGPIPE reports in a shell (128 + 13).
+EXIT_CLOSED_PIPE = 141
+
+
+def _closed_pipe() -> int:
+    """Stop quietly when stdout/stderr is a pipe whose reader has gone.
+
+    As the Python docs advise (signal module, "Note on SIGPIPE"): point the
+    standard streams at devnull, so the interpreter's final flush does not
+    raise (and print) a second BrokenPipeError on the way out.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):
+            pass
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
 
 
 if __name__ == "__main__":

@@ -1,0 +1,298 @@
+"""``flue dev``, ``flue start`` and ``flue logs`` as real subprocesses.
+
+- ``flue dev`` on the example project at the repository root (its offline
+  model plugin) answers workflows and agent prompts over HTTP;
+- ``flue dev`` on a scratch project with the scripted model server: a second
+  prompt carries the first exchange, an edited agent file is picked up, a
+  broken edit keeps the last good project serving while printing diagnostics;
+- ``flue start`` drains an in-flight ``?wait=result`` on SIGTERM and exits 0;
+- ``flue logs`` replays, filters and follows runs of an in-process server.
+
+Every subprocess is killed by PID when its test ends (see fixtures/server/support.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import textwrap
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from fixtures.server.support import (
+    REPO,
+    WORKFLOW_TOKEN_ENV,
+    flue_cli,
+    flue_server,
+    scratch_project,
+    served,
+    wait_for_file,
+)
+
+from flue.testing import reply
+from flue.testing.model_server import ScriptedModelServer
+
+pytest_plugins = ["flue.testing.pytest_plugin"]
+
+
+async def read_until_settled(client: httpx.AsyncClient, url: str, offset: str) -> list[dict]:
+    """An agent stream's events from ``offset`` until a submission settles (catch-up polling)."""
+    events: list[dict] = []
+    async with asyncio.timeout(15):
+        while True:
+            resp = await client.get(url, params={"offset": offset, "live": "long-poll"})
+            if resp.status_code == 200:
+                events += resp.json()
+                offset = resp.headers["Stream-Next-Offset"]
+                if any(e["type"] == "submission_settled" for e in events):
+                    return events
+
+
+async def run_ended(client, run_id: str) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            record = await (await client.get(f"/runs/{run_id}?meta")).json()
+            if record["status"] != "active":
+                return
+            await asyncio.sleep(0.02)
+
+
+# -- flue dev on the example project ----------------------------------------------------------
+
+
+async def test_flue_dev_serves_the_example_project() -> None:
+    instance = f"test-{uuid.uuid4().hex[:8]}"
+    async with flue_server("dev", cwd=REPO) as dev, httpx.AsyncClient(timeout=15) as client:
+        resp = await client.post(f"{dev.url}/workflows/hello?wait=result", json={"name": "Ada"})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["result"] == {"greeting": "Hello, Ada! It is a real pleasure to meet you."}
+        assert body["streamUrl"] == f"{dev.url}/runs/{body['runId']}"
+
+        resp = await client.post(f"{dev.url}/agents/assistant/{instance}", json={"message": "A greeting for Bo."})
+        assert resp.status_code == 202
+        admitted = resp.json()
+        assert admitted["streamUrl"] == f"{dev.url}/agents/assistant/{instance}"
+        events = await read_until_settled(client, admitted["streamUrl"], admitted["offset"])
+        assert events[0]["type"] == "submission_admitted" and events[0]["submissionId"] == admitted["submissionId"]
+        assert events[-1]["result"]["text"] == "Hello, Bo! It is a real pleasure to meet you."
+
+        # dev mode: 404s carry the dev hint (what is exposed)
+        resp = await client.post(f"{dev.url}/agents/reviewer/{instance}", json={"message": "hi"})
+        assert resp.status_code == 404
+        assert resp.json()["error"]["dev"] == 'Available agents: "assistant", "support".'
+
+        # the run is readable by flue logs from the dev server
+        code, out, err = await flue_cli("logs", body["runId"], "--server", dev.url, "--format", "ndjson", cwd=REPO)
+        assert code == 0, err
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert lines[0]["type"] == "run_start" and lines[-1]["type"] == "run_end"
+
+        dev.signal(signal.SIGTERM)
+        assert await dev.wait() == 143
+    assert "POST /workflows/hello?wait=result" in dev.output  # the dev access log
+
+
+# -- flue dev: conversation and reloads ---------------------------------------------------------
+
+
+async def test_flue_dev_conversation_and_reload(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
+    model = scripted_model_server
+    model.add(reply("Hello Ada."), reply("You are Ada."), reply("Still Ada."), reply("Hi from helper."),
+              reply("Ada, still."))
+    root = scratch_project(tmp_path, model.url)
+    agent_file = root / "agents" / "assistant.md"
+    async with flue_server("dev", cwd=root) as dev, httpx.AsyncClient(timeout=30) as client:
+        url = f"{dev.url}/agents/assistant/u1"
+
+        async def ask(message: str, target: str = url) -> httpx.Response:
+            return await client.post(target, params={"wait": "result"}, json={"message": message})
+
+        assert (await ask("I am Ada.")).json()["result"]["text"] == "Hello Ada."
+        assert (await ask("Who am I?")).json()["result"]["text"] == "You are Ada."
+        history = [(m["role"], m["content"]) for m in model.requests[1]["messages"] if m["role"] != "system"]
+        assert history == [("user", "I am Ada."), ("assistant", "Hello Ada."), ("user", "Who am I?")]
+        assert "You are terse." in model.requests[1]["messages"][0]["content"]
+
+        # an edited agent file is picked up; the instance keeps its conversation
+        mark = len(dev.lines)
+        agent_file.write_text("---\ndescription: test assistant\nhttp: true\ntools: []\n---\nYou are verbose.\n")
+        await dev.wait_for_line(r"^flue dev: reloaded$", after=mark)
+        assert (await ask("Again?")).json()["result"]["text"] == "Still Ada."
+        system = model.requests[2]["messages"][0]["content"]
+        assert "You are verbose." in system and "You are terse." not in system
+        assert [m["role"] for m in model.requests[2]["messages"]].count("user") == 3
+
+        # a new agent file: a new HTTP agent
+        mark = len(dev.lines)
+        (root / "agents" / "helper.md").write_text("---\ndescription: helper\nhttp: true\ntools: []\n---\nHelp.\n")
+        await dev.wait_for_line(r"^flue dev: reloaded$", after=mark)
+        resp = await ask("hi", f"{dev.url}/agents/helper/h1")
+        assert resp.status_code == 200 and resp.json()["result"]["text"] == "Hi from helper."
+
+        # a broken edit: diagnostics printed, the last good project keeps serving
+        mark = len(dev.lines)
+        agent_file.write_text("---\ndescription: [unclosed\n---\nBroken.\n")
+        await dev.wait_for_line(r"still serving the last good version", after=mark)
+        await dev.wait_for_line(r"agents/assistant\.md:2: error\[yaml\.syntax\]", after=mark)
+        resp = await ask("Still there?")
+        assert resp.status_code == 200 and resp.json()["result"]["text"] == "Ada, still."
+        assert "You are verbose." in model.requests[4]["messages"][0]["content"]
+        dev.signal(signal.SIGINT)
+        assert await dev.wait() == 130
+
+
+async def test_flue_dev_refuses_a_broken_project(tmp_path: Path) -> None:
+    root = scratch_project(tmp_path, "http://127.0.0.1:9", {"agents/bad.md": "---\nbogus_key: 1\n---\nx\n"})
+    code, _out, err = await flue_cli("dev", "--port", "0", cwd=root, timeout=20)
+    assert code == 1
+    assert "agents/bad.md" in err and "bogus_key" in err
+
+
+# -- flue start ---------------------------------------------------------------------------------
+
+
+async def test_flue_start_graceful_sigterm_and_prefix(tmp_path: Path) -> None:
+    root = scratch_project(tmp_path, "http://127.0.0.1:9")
+    gate = tmp_path / "gate"
+    async with flue_server("start", "--host", "127.0.0.1", "--prefix", "/api", cwd=root) as srv, \
+            httpx.AsyncClient(timeout=30) as client:
+        resp = await client.post(f"{srv.url}/api/workflows/echo", json={"x": 1})
+        assert resp.status_code == 202
+        assert resp.json()["streamUrl"] == f"{srv.url}/api/runs/{resp.json()['runId']}"
+        resp = await client.post(f"{srv.url}/agents/assistant/a", json={"message": "hi"})
+        assert resp.status_code == 404 and resp.json()["error"]["type"] == "route_not_found"
+        # production mode: no dev hints
+        resp = await client.post(f"{srv.url}/api/agents/missing/a", json={"message": "hi"})
+        assert "dev" not in resp.json()["error"]
+
+        in_flight = asyncio.create_task(
+            client.post(f"{srv.url}/api/workflows/gated", params={"wait": "result"}, json={"gate": str(gate)})
+        )
+        await wait_for_file(Path(str(gate) + ".started"))
+        srv.signal(signal.SIGTERM)
+        await srv.wait_for_line(r"flue start: shutting down")
+        gate.write_text("open")  # the run may finish only now, after the signal
+        async with asyncio.timeout(15):
+            resp = await in_flight
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["result"] == {"released": True}
+        assert await srv.wait() == 0
+
+
+# -- flue logs ----------------------------------------------------------------------------------
+
+CHATTY = textwrap.dedent(
+    """
+    http = True
+
+
+    async def run(ctx):
+        for i in range(2000):
+            ctx.log.info("line", i=i, padding="x" * 100)
+        return {"lines": 2000}
+    """
+)
+
+
+@pytest.fixture
+def logs_project(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> Path:
+    return scratch_project(tmp_path, scripted_model_server.url, {"workflows/chatty.py": CHATTY})
+
+
+async def test_flue_logs_replay_formats_and_filters(logs_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(WORKFLOW_TOKEN_ENV, "wf-token")
+    async with served(logs_project) as srv:
+        c = srv.client
+        ok = (await (await c.post("/workflows/echo?wait=result", json={"a": 1})).json())["runId"]
+        boom = (await (await c.post("/workflows/boom", json={})).json())["runId"]
+        await run_ended(c, boom)
+        server = srv.base
+        cwd = logs_project
+
+        code, out, err = await flue_cli("logs", ok, "--server", server, "--no-follow", cwd=cwd)
+        assert code == 0, err
+        assert out == ""  # pretty output goes to stderr
+        assert f"▶ run {ok} (echo)" in err and "[info] echoing" in err and "✔ run completed" in err
+
+        code, out, err = await flue_cli("logs", ok, "--server", server, "--format", "ndjson", cwd=cwd)
+        assert code == 0, err
+        events = [json.loads(line) for line in out.splitlines()]
+        assert [e["type"] for e in events] == ["run_start", "log", "run_end"]
+        assert all("offset" in e for e in events)
+
+        # --since resumes strictly after an offset; --types and --limit filter
+        code, out, _ = await flue_cli("logs", ok, "--server", server, "--format", "ndjson",
+                                      "--since", events[0]["offset"], cwd=cwd)
+        assert [json.loads(line)["type"] for line in out.splitlines()] == ["log", "run_end"]
+        code, out, _ = await flue_cli("logs", ok, "--server", server, "--format", "ndjson", "--types", "run_end,log",
+                                      cwd=cwd)
+        assert [json.loads(line)["type"] for line in out.splitlines()] == ["log", "run_end"]
+        code, out, _ = await flue_cli("logs", ok, "--server", server, "--format", "ndjson", "--limit", "2", cwd=cwd)
+        assert code == 0 and [json.loads(line)["type"] for line in out.splitlines()] == ["run_start", "log"]
+
+        # a run that ended with an error: exit 2, with and without --no-follow
+        for extra in ((), ("--no-follow",)):
+            code, out, err = await flue_cli("logs", boom, "--server", server, *extra, cwd=cwd)
+            assert code == 2, err
+            assert "✘ run errored" in err and "ValueError: db password is hunter2" in err
+        code, out, _ = await flue_cli("logs", boom, "--server", server, "--format", "ndjson", "--types", "run_end",
+                                      cwd=cwd)
+        assert code == 2 and json.loads(out)["isError"] is True
+
+        # failures: unknown run, unreachable server, bad flags
+        code, _, err = await flue_cli("logs", "run_01ARZ3NDEKTSV4RRFFQ69G5FAV", "--server", server,
+                                      "--header", "Authorization: Bearer wf-token", cwd=cwd)
+        assert code == 1 and "not found" in err
+        code, _, err = await flue_cli("logs", ok, "--server", "http://127.0.0.1:9", cwd=cwd)
+        assert code == 1 and "cannot reach" in err
+        code, _, err = await flue_cli("logs", ok, "--limit", "0", cwd=cwd)
+        assert code == 1 and "--limit" in err
+        code, _, err = await flue_cli("logs", ok, "--header", "Accept: text/plain", cwd=cwd)
+        assert code == 1 and "Accept" in err
+
+
+async def test_flue_logs_auth_header(logs_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(WORKFLOW_TOKEN_ENV, "wf-token")
+    async with served(logs_project) as srv:
+        resp = await srv.client.post("/workflows/guarded?wait=result", json={},
+                                     headers={"Authorization": "Bearer wf-token"})
+        run_id = (await resp.json())["runId"]
+        code, _, err = await flue_cli("logs", run_id, "--server", srv.base, cwd=logs_project)
+        assert code == 1 and "401" in err and "--header" in err
+        code, out, err = await flue_cli("logs", run_id, "--server", srv.base, "--format", "ndjson",
+                                        "--header", "Authorization: Bearer wf-token", cwd=logs_project)
+        assert code == 0, err
+        assert json.loads(out.splitlines()[-1])["result"] == {"guarded": True}
+
+
+async def test_flue_logs_follows_an_active_run(logs_project: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    async with served(logs_project) as srv:
+        run_id = (await (await srv.client.post("/workflows/gated", json={"gate": str(gate)})).json())["runId"]
+        await wait_for_file(Path(str(gate) + ".started"))
+        # no --follow/--no-follow: the run is active, so it is followed until run_end
+        follower = asyncio.create_task(
+            flue_cli("logs", run_id, "--server", srv.base, "--format", "ndjson", cwd=logs_project)
+        )
+        await asyncio.sleep(0.5)
+        assert not follower.done()  # waiting for the run to end
+        gate.write_text("open")
+        code, out, err = await asyncio.wait_for(follower, 30)
+        assert code == 0, err
+        messages = [e.get("message") for e in map(json.loads, out.splitlines()) if e["type"] == "log"]
+        assert messages == ["waiting", "released"]
+        assert json.loads(out.splitlines()[-1])["type"] == "run_end"
+
+
+async def test_flue_logs_into_a_closed_pipe(logs_project: Path) -> None:
+    async with served(logs_project) as srv:
+        run_id = (await (await srv.client.post("/workflows/chatty?wait=result", json={})).json())["runId"]
+        code, out, err = await flue_cli("logs", run_id, "--server", srv.base, "--format", "ndjson",
+                                        cwd=logs_project, shell_pipe="head -3")
+    assert len(out.splitlines()) == 3 and json.loads(out.splitlines()[0])["type"] == "run_start"
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert code in (0, 141)  # 141: ended by a closed pipe, as shell tools report it
