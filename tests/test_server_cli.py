@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 from fixtures.server.support import (
     REPO,
     WORKFLOW_TOKEN_ENV,
+    cli_env,
     flue_cli,
     flue_server,
     scratch_project,
@@ -168,6 +170,10 @@ async def test_flue_start_graceful_sigterm_and_prefix(tmp_path: Path) -> None:
         # production mode: no dev hints
         resp = await client.post(f"{srv.url}/api/agents/missing/a", json={"message": "hi"})
         assert "dev" not in resp.json()["error"]
+        # flue logs reads runs under the prefix
+        run_id = (await client.post(f"{srv.url}/api/workflows/echo?wait=result", json={})).json()["runId"]
+        code, out, err = await flue_cli("logs", run_id, "--server", f"{srv.url}/api", "--format", "ndjson", cwd=root)
+        assert code == 0 and json.loads(out.splitlines()[-1])["type"] == "run_end", err
 
         in_flight = asyncio.create_task(
             client.post(f"{srv.url}/api/workflows/gated", params={"wait": "result"}, json={"gate": str(gate)})
@@ -181,6 +187,16 @@ async def test_flue_start_graceful_sigterm_and_prefix(tmp_path: Path) -> None:
         assert resp.status_code == 200, resp.text
         assert resp.json()["result"] == {"released": True}
         assert await srv.wait() == 0
+
+
+async def test_flue_dev_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    root = scratch_project(tmp_path, "http://127.0.0.1:9")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        code, _out, err = await flue_cli("dev", "--port", port, cwd=root, timeout=20)
+    assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in err
 
 
 # -- flue logs ----------------------------------------------------------------------------------
@@ -211,48 +227,52 @@ async def test_flue_logs_replay_formats_and_filters(logs_project: Path, monkeypa
         boom = (await (await c.post("/workflows/boom", json={})).json())["runId"]
         await run_ended(c, boom)
         server = srv.base
-        cwd = logs_project
 
-        code, out, err = await flue_cli("logs", ok, "--server", server, "--no-follow", cwd=cwd)
-        assert code == 0, err
-        assert out == ""  # pretty output goes to stderr
-        assert f"▶ run {ok} (echo)" in err and "[info] echoing" in err and "✔ run completed" in err
+        def logs(*args: str):
+            return flue_cli("logs", *args, cwd=logs_project)
 
-        code, out, err = await flue_cli("logs", ok, "--server", server, "--format", "ndjson", cwd=cwd)
+        code, out, err = await logs(ok, "--server", server, "--format", "ndjson")
         assert code == 0, err
         events = [json.loads(line) for line in out.splitlines()]
         assert [e["type"] for e in events] == ["run_start", "log", "run_end"]
         assert all("offset" in e for e in events)
 
-        # --since resumes strictly after an offset; --types and --limit filter
-        code, out, _ = await flue_cli("logs", ok, "--server", server, "--format", "ndjson",
-                                      "--since", events[0]["offset"], cwd=cwd)
-        assert [json.loads(line)["type"] for line in out.splitlines()] == ["log", "run_end"]
-        code, out, _ = await flue_cli("logs", ok, "--server", server, "--format", "ndjson", "--types", "run_end,log",
-                                      cwd=cwd)
-        assert [json.loads(line)["type"] for line in out.splitlines()] == ["log", "run_end"]
-        code, out, _ = await flue_cli("logs", ok, "--server", server, "--format", "ndjson", "--limit", "2", cwd=cwd)
-        assert code == 0 and [json.loads(line)["type"] for line in out.splitlines()] == ["run_start", "log"]
+        # the other invocations are independent: run them side by side
+        (pretty, since, types, limit, failed, failed_no_follow, failed_ndjson, unknown, unreachable,
+         bad_limit, bad_header) = await asyncio.gather(
+            logs(ok, "--server", server, "--no-follow"),
+            logs(ok, "--server", server, "--format", "ndjson", "--since", events[0]["offset"]),
+            logs(ok, "--server", server, "--format", "ndjson", "--types", "run_end,log"),
+            logs(ok, "--server", server, "--format", "ndjson", "--limit", "2"),
+            logs(boom, "--server", server),
+            logs(boom, "--server", server, "--no-follow"),
+            logs(boom, "--server", server, "--format", "ndjson", "--types", "run_end"),
+            logs("run_01ARZ3NDEKTSV4RRFFQ69G5FAV", "--server", server, "--header", "Authorization: Bearer wf-token"),
+            logs(ok, "--server", "http://127.0.0.1:9"),
+            logs(ok, "--limit", "0"),
+            logs(ok, "--header", "Accept: text/plain"),
+        )
 
+        def types_of(out: str) -> list[str]:
+            return [json.loads(line)["type"] for line in out.splitlines()]
+
+        code, out, err = pretty
+        assert code == 0 and out == "", err  # pretty output goes to stderr
+        assert f"▶ run {ok} (echo)" in err and "[info] echoing" in err and "✔ run completed" in err
+        # --since resumes strictly after an offset; --types and --limit filter
+        assert since[0] == 0 and types_of(since[1]) == ["log", "run_end"]
+        assert types[0] == 0 and types_of(types[1]) == ["log", "run_end"]
+        assert limit[0] == 0 and types_of(limit[1]) == ["run_start", "log"]
         # a run that ended with an error: exit 2, with and without --no-follow
-        for extra in ((), ("--no-follow",)):
-            code, out, err = await flue_cli("logs", boom, "--server", server, *extra, cwd=cwd)
+        for code, _out, err in (failed, failed_no_follow):
             assert code == 2, err
             assert "✘ run errored" in err and "ValueError: db password is hunter2" in err
-        code, out, _ = await flue_cli("logs", boom, "--server", server, "--format", "ndjson", "--types", "run_end",
-                                      cwd=cwd)
-        assert code == 2 and json.loads(out)["isError"] is True
-
+        assert failed_ndjson[0] == 2 and json.loads(failed_ndjson[1])["isError"] is True
         # failures: unknown run, unreachable server, bad flags
-        code, _, err = await flue_cli("logs", "run_01ARZ3NDEKTSV4RRFFQ69G5FAV", "--server", server,
-                                      "--header", "Authorization: Bearer wf-token", cwd=cwd)
-        assert code == 1 and "not found" in err
-        code, _, err = await flue_cli("logs", ok, "--server", "http://127.0.0.1:9", cwd=cwd)
-        assert code == 1 and "cannot reach" in err
-        code, _, err = await flue_cli("logs", ok, "--limit", "0", cwd=cwd)
-        assert code == 1 and "--limit" in err
-        code, _, err = await flue_cli("logs", ok, "--header", "Accept: text/plain", cwd=cwd)
-        assert code == 1 and "Accept" in err
+        assert unknown[0] == 1 and "not found" in unknown[2]
+        assert unreachable[0] == 1 and "cannot reach" in unreachable[2]
+        assert bad_limit[0] == 1 and "--limit" in bad_limit[2]
+        assert bad_header[0] == 1 and "Accept" in bad_header[2]
 
 
 async def test_flue_logs_auth_header(logs_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,6 +306,32 @@ async def test_flue_logs_follows_an_active_run(logs_project: Path, tmp_path: Pat
         messages = [e.get("message") for e in map(json.loads, out.splitlines()) if e["type"] == "log"]
         assert messages == ["waiting", "released"]
         assert json.loads(out.splitlines()[-1])["type"] == "run_end"
+
+
+async def test_flue_logs_ctrl_c_while_following(logs_project: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    async with served(logs_project) as srv:
+        run_id = (await (await srv.client.post("/workflows/gated", json={"gate": str(gate)})).json())["runId"]
+        await wait_for_file(Path(str(gate) + ".started"))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "flue", "logs", run_id, "--server", srv.base, "--follow", "--format", "ndjson",
+            cwd=logs_project, env=cli_env(), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert proc.stdout is not None
+            async with asyncio.timeout(15):
+                first = json.loads(await proc.stdout.readline())  # following: run_start is out
+            assert first["type"] == "run_start"
+            proc.send_signal(signal.SIGINT)
+            async with asyncio.timeout(15):
+                code = await proc.wait()
+            assert code == 130
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        gate.write_text("open")
 
 
 async def test_flue_logs_into_a_closed_pipe(logs_project: Path) -> None:
