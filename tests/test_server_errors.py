@@ -279,3 +279,37 @@ async def test_error_envelope_never_leaks_unknown_exceptions(tmp_path: Path, scr
     async with served(root, dev=True) as srv:
         err = await expect(await srv.client.get("/explode"), 500, "internal_error", dev=True)
         assert err["dev"] == "RuntimeError: secret-token-abc123"
+
+
+async def test_mounted_in_an_outer_app_with_a_body_limit(project: Path) -> None:
+    """build_flue_app mounted next to the application's own routes (the app.ts pattern)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from flue.project import load_project
+    from flue.runtime.runtime import Runtime
+    from flue.server.app import build_flue_app
+    from flue.server.errors import error_middleware
+
+    runtime = await Runtime.open(load_project(project))
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    outer = web.Application(middlewares=[error_middleware], client_max_size=1024)
+    outer.router.add_get("/health", health)
+    outer.add_subapp("/api", build_flue_app(runtime))
+    client = TestClient(TestServer(outer, host="127.0.0.1"))
+    try:
+        await client.start_server()
+        assert await (await client.get("/health")).json() == {"ok": True}
+        resp = await client.post("/api/workflows/echo?wait=result", json={"k": 1})
+        assert resp.status == 200
+        body = await resp.json()
+        assert body["streamUrl"] == str(client.make_url(f"/api/runs/{body['runId']}"))
+        err = await expect(await client.post("/api/workflows/echo", json={"k": "x" * 2000}), 413, "payload_too_large")
+        assert "1024" in err["details"]
+        await expect(await client.get("/elsewhere"), 404, "route_not_found")
+    finally:
+        await client.close()
+        await runtime.close()

@@ -267,8 +267,10 @@ async def test_prefix_mount(tmp_path: Path, scripted_model_server: ScriptedModel
         assert resp.status == 202
         admitted = await resp.json()
         assert admitted["streamUrl"] == srv.url(f"/api/runs/{admitted['runId']}")
-        resp = await c.post("/api/agents/assistant/p1", json={"message": "hello"})
-        assert (await resp.json())["streamUrl"] == srv.url("/api/agents/assistant/p1")
+        # the coordinator runs under a prefix too (the sub-app's startup hook)
+        resp = await c.post("/api/agents/assistant/p1?wait=result", json={"message": "hello"})
+        body = await resp.json()
+        assert body["streamUrl"] == srv.url("/api/agents/assistant/p1") and body["result"]["text"] == "hi"
         async with asyncio.timeout(10):
             assert (await read_run(admitted["streamUrl"], "sse"))[-1]["type"] == "run_end"
         # outside the prefix: the envelope, not aiohttp's text 404

@@ -221,6 +221,9 @@ def from_http_exception(request: web.Request, exc: web.HTTPException) -> HttpErr
         return unsupported_media_type(request.headers.get("Content-Type"))
     if exc.status == 400:
         return invalid_request(exc.reason or "Bad request.")
+    if exc.status == 413:
+        # a fixed type: HTTPStatus(413).phrase differs across Python versions ("Content Too Large" in 3.13)
+        return HttpError(413, "payload_too_large", "The request body is too large.", exc.text or "")
     try:
         type_ = _snake(HTTPStatus(exc.status).phrase)
     except ValueError:
