@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from durable_streams import astream
-from fixtures.server.support import read_sse_until, scratch_project, served, wait_for_file
+from fixtures.server.support import read_sse_until, scratch_project, served, until, wait_for_file
 
 from flue.testing import reply
 from flue.testing.model_server import ScriptedModelServer
@@ -211,7 +211,8 @@ async def test_live_sse_and_long_poll_deliver_later_appends(tmp_path: Path, scri
         assert first[0][0] == "control" and first[0][1]["upToDate"] is True
         assert first[0][1]["streamNextOffset"] == tail
         long_poll = asyncio.create_task(c.get(f"/runs/{run_id}?offset={tail}&live=long-poll"))
-        await asyncio.sleep(0.2)
+        # the server holds both reads (ServerState tracks them) before the run goes on
+        await until(lambda: len(srv.state.readers) == 2)
         assert not long_poll.done()  # nothing to answer with until the gate opens
 
         gate.write_text("open")
