@@ -159,9 +159,29 @@ def load_config(root: Path) -> tuple[FlueConfig, Path | None, list[Diagnostic]]:
             )
         ]
     try:
-        return FlueConfig.model_validate(data), path, []
+        config = FlueConfig.model_validate(data)
     except Exception as exc:
         return FlueConfig(), path, pydantic_diagnostics(exc, file=rel, code_prefix="config", line_of=key_lines)
+    return config, path, _check_builtin_persistence(config, rel, key_lines.get("persistence"))
+
+
+def _check_builtin_persistence(config: FlueConfig, rel: str, line: int | None) -> list[Diagnostic]:
+    """The built-in ``sqlite`` kind's options are known here; other kinds are checked by their plugin."""
+    if config.persistence.kind != "sqlite":
+        return []
+    from pydantic import ValidationError
+
+    from flue.persistence.plugin import SQLiteOptions
+
+    try:
+        SQLiteOptions.model_validate(config.persistence.options)
+    except ValidationError as exc:
+        out = pydantic_diagnostics(exc, file=rel, code_prefix="config")
+        for d in out:
+            d.line = line
+            d.message = d.message.replace("'", "'persistence.", 1)
+        return out
+    return []
 
 
 def load_env_file(root: Path, env_file: str | Path | None = None) -> Path | None:

@@ -126,6 +126,7 @@ def load_project(root: str | Path = ".", *, extra_plugins: list[tuple[str, Any]]
     project.pm, project.plugins = pm, infos
     project.diagnostics += pdiags
     _configure_plugins(project)
+    _check_persistence_kind(project)
     _check_references(project)
     _check_channels(project)
     return project
@@ -197,6 +198,28 @@ def _configure_plugins(project: Project) -> None:
             project.diagnostics.append(
                 Diagnostic(code="plugin.configure-failed", message=f"plugin '{name}' rejected its configuration: {exc}")
             )
+
+
+def _check_persistence_kind(project: Project) -> None:
+    """A persistence kind that no plugin can provide (only the built-in ``sqlite`` is installed)."""
+    kind = project.config.persistence.kind
+    if kind == "sqlite" or project.pm is None:
+        return
+    from flue.plugins import BUILTIN_PLUGINS
+
+    others = [
+        impl for impl in project.pm.hook.flue_persistence.get_hookimpls()
+        if project.pm.get_name(impl.plugin) not in BUILTIN_PLUGINS
+    ]
+    if not others:
+        project.diagnostics.append(
+            Diagnostic(
+                code="config.unknown-persistence",
+                file=project.rel(project.config_file) if project.config_file else None,
+                message=f"persistence kind '{kind}' is not provided by any installed plugin (built in: sqlite)",
+                hint=f"install the plugin for '{kind}' (e.g. pip install flue-{kind}) or set persistence.kind to sqlite",
+            )
+        )
 
 
 def _missing(

@@ -279,6 +279,11 @@ def test_channels_are_discovered_with_their_kind(write_tree, tmp_path):
     assert doc["channels"] == [{"name": "support-inbox", "file": "channels/support-inbox.yaml", "kind": "webhook"}]
     assert ("channel.missing-kind", "channels/nokind.yaml") in codes(doc)
     assert rc == 1
+    # Warnings alone (no plugin provides 'webhook' here) are shown but do not fail flue info.
+    (tmp_path / "channels/nokind.yaml").unlink()
+    doc, rc = info_json(tmp_path)
+    assert rc == 0
+    assert [(d["severity"], d["code"]) for d in doc["diagnostics"]] == [("warning", "channel.unknown-kind")]
 
 
 def test_unknown_sandbox_kind_in_frontmatter_is_a_diagnostic(write_tree, tmp_path):
@@ -474,3 +479,18 @@ def test_a_pip_installed_distribution_is_a_plugin_through_its_entry_point(write_
     # Without the distribution on the path, the agent's tool reference is an error.
     proc = run_flue("info", "--json", "--root", root)
     assert ("reference.missing-tool", "agents/loud.md") in codes(json.loads(proc.stdout))
+
+
+def test_persistence_options_are_validated_by_flue_info(write_tree, tmp_path):
+    write_tree({"flue.yaml": "port: 8080\npersistence:\n  kind: sqlite\n  pth: state.db\n"})
+    (diag,) = load_project(tmp_path).errors
+    assert (diag.code, diag.file, diag.line) == ("config.unknown-key", "flue.yaml", 2)
+    assert "persistence.pth" in diag.message
+
+    # No installed plugin provides the kind (the postgres plugin is switched off): an error before startup.
+    write_tree({"flue.yaml": "persistence:\n  kind: mongo\nplugins:\n  postgres: false\n"})
+    (diag,) = load_project(tmp_path).errors
+    assert diag.code == "config.unknown-persistence" and "'mongo'" in diag.message
+
+    write_tree({"flue.yaml": "persistence: sqlite\n"})
+    assert load_project(tmp_path).diagnostics == []
