@@ -60,13 +60,15 @@ BOOM = "async def run(ctx):\n    ctx.log.info('about to fail')\n    raise Lookup
 
 WAITING = '''
 import asyncio
-
-GATE = asyncio.Event()
+import os
 
 
 async def run(ctx):
-    await asyncio.wait_for(GATE.wait(), 10)
-    return "released"
+    for _ in range(1000):  # at most 10 s
+        if os.path.exists(ctx.payload["gate"]):
+            return "released"
+        await asyncio.sleep(0.01)
+    return "timed out"
 '''
 
 STEPS = """
@@ -187,13 +189,14 @@ async def test_an_errored_run_records_the_error_and_ends_its_stream(tmp_path: Pa
 async def test_a_run_is_active_while_it_runs(tmp_path: Path) -> None:
     runtime, _ = await open_runtime(write_project(tmp_path, {"workflows/waiting.py": WAITING}))
     try:
-        handle = await start_run(runtime, "waiting")
+        gate = tmp_path / "gate"
+        handle = await start_run(runtime, "waiting", {"gate": str(gate)})
         await asyncio.sleep(0.05)
         active = await runtime.stores.runs.get_run(handle.run_id)
         assert active.status == "active" and active.ended_at is None and active.duration_ms is None
         read = await runtime.stores.streams.read_events(f"runs/{handle.run_id}")
         assert not read.closed
-        sys.modules["flue_workflows.waiting"].GATE.set()
+        gate.write_text("open")
         record = await asyncio.wait_for(handle.wait(), 10)
     finally:
         await runtime.close()
