@@ -22,7 +22,9 @@ as reasoning models, an explicit ``thinking`` budget is sent instead.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,6 +48,15 @@ def import_litellm() -> Any:
     # Never print "Give Feedback / Get Help" banners into a user's terminal.
     litellm.suppress_debug_info = True
     return litellm
+
+
+async def load_litellm() -> Any:
+    """``import_litellm`` without blocking the event loop: the first import takes seconds,
+    which would stall every other task of a server (lease renewals, stream reads)."""
+    module = sys.modules.get("litellm")
+    if module is not None and getattr(module, "suppress_debug_info", False):
+        return module
+    return await asyncio.to_thread(import_litellm)
 
 
 class LiteLLMProvider:
@@ -124,7 +135,7 @@ class LiteLLMProvider:
     # -- the call -------------------------------------------------------------------
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
-        litellm = import_litellm()
+        litellm = await load_litellm()
         kwargs = self.call_kwargs(request, litellm)
         try:
             response = await litellm.acompletion(**kwargs)
