@@ -107,11 +107,11 @@ async def test_two_adapters_on_one_file_claim_atomically(tmp_path: Path) -> None
     won = [c.submission_id for c in claims if c is not None]
     assert sorted(won) == sorted(ids)
     # appends from both adapters interleave without colliding
-    await sa.streams.create_stream("agents/x/0")
+    await sa.streams.create_stream("runs/race")
     offsets = await asyncio.gather(
-        *(store.streams.append_events("agents/x/0", [{"k": k}]) for k in range(10) for store in (sa, sb))
+        *(store.streams.append_events("runs/race", [{"k": k}]) for k in range(10) for store in (sa, sb))
     )
-    assert len(set(offsets)) == 20 and (await sb.streams.get_stream_meta("agents/x/0")).length == 20
+    assert len(set(offsets)) == 20 and (await sb.streams.get_stream_meta("runs/race")).length == 20
     await a.close()
     await b.close()
 

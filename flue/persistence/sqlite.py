@@ -239,11 +239,12 @@ class SQLiteAdapter:
         check_schema_version(await self._worker.read(op), where)
         if self._stores is None:
             w = self._worker
+            streams = SQLiteEventStreamStore(w)
             self._stores = SQLiteStores(
                 sessions=SQLiteSessionStore(w),
                 runs=SQLiteRunStore(w),
-                streams=SQLiteEventStreamStore(w),
-                submissions=SQLiteSubmissionStore(w),
+                streams=streams,
+                submissions=SQLiteSubmissionStore(w, streams),
                 snapshots=SQLiteSnapshotStore(w),
             )
         return self._stores

@@ -193,6 +193,31 @@ def _meta(path: str, row: tuple[Any, ...]) -> StreamMeta:
                       created_at=created_at)
 
 
+def append_rows(conn: sqlite3.Connection, path: str, texts: list[str], *, create: bool = False) -> int:
+    """Append JSON texts to a stream inside the caller's write transaction; return the new length.
+
+    ``create``: make the stream if it is missing (lifecycle events of submissions).
+    """
+    if create:
+        conn.execute(
+            "INSERT INTO flue_streams (path, created_at) VALUES (?, ?) ON CONFLICT (path) DO NOTHING",
+            (path, utc_now_iso()),
+        )
+    row = conn.execute("SELECT length, closed FROM flue_streams WHERE path = ?", (path,)).fetchone()
+    if row is None:
+        raise StreamNotFound(path)
+    length, closed = row
+    if closed:
+        raise StreamClosed(f"stream {path!r} is closed")
+    conn.executemany(
+        "INSERT INTO flue_events (path, seq, data) VALUES (?, ?, ?)",
+        [(path, length + i, t) for i, t in enumerate(texts, start=1)],
+    )
+    if texts:
+        conn.execute("UPDATE flue_streams SET length = ? WHERE path = ?", (length + len(texts), path))
+    return length + len(texts)
+
+
 class SQLiteEventStreamStore:
     """Streams are rows in ``flue_streams``; events are ``(path, seq)`` rows numbered from 1.
 
@@ -205,6 +230,10 @@ class SQLiteEventStreamStore:
     def __init__(self, worker: SQLiteWorker) -> None:
         self._db = worker
         self._listeners = Listeners()
+
+    def appended(self, path: str) -> None:
+        """Wake this store's subscribers of ``path`` after an append made in another store's transaction."""
+        self._listeners.notify(path)
 
     async def create_stream(self, path: str) -> StreamMeta:
         created_at = utc_now_iso()
@@ -225,22 +254,7 @@ class SQLiteEventStreamStore:
             raise TypeError("events must be JSON objects (dicts)")
         texts = [dumps(e) for e in events]
 
-        def op(conn: sqlite3.Connection) -> int:
-            row = conn.execute("SELECT length, closed FROM flue_streams WHERE path = ?", (path,)).fetchone()
-            if row is None:
-                raise StreamNotFound(path)
-            length, closed = row
-            if closed:
-                raise StreamClosed(f"stream {path!r} is closed")
-            conn.executemany(
-                "INSERT INTO flue_events (path, seq, data) VALUES (?, ?, ?)",
-                [(path, length + i, t) for i, t in enumerate(texts, start=1)],
-            )
-            if texts:
-                conn.execute("UPDATE flue_streams SET length = ? WHERE path = ?", (length + len(texts), path))
-            return length + len(texts)
-
-        length = await self._db.write(op)
+        length = await self._db.write(lambda conn: append_rows(conn, path, texts))
         if texts:
             self._listeners.notify(path)
         return format_offset(length)

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from flue.persistence.base import StreamClosed
 from flue.persistence.kit import Listeners, dumps, iso_to_ms, now_ms
+from flue.persistence.sqlite_stores import append_rows
 from flue.persistence.submissions import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_TIMEOUT_S,
@@ -25,15 +27,18 @@ from flue.persistence.submissions import (
     SettledStatus,
     Submission,
     SubmissionKind,
+    admission_event,
     check_replay,
     check_settle_status,
     exhaustion_error,
     plan_admission,
+    settlement_events,
     submission_from_row,
 )
 
 if TYPE_CHECKING:
     from flue.persistence.sqlite import SQLiteWorker
+    from flue.persistence.sqlite_stores import SQLiteEventStreamStore
 
 _COLS = ", ".join(SUBMISSION_COLUMNS)
 _JSON_COLUMNS = ("input", "result", "error")
@@ -60,6 +65,14 @@ def _decode(row: tuple[Any, ...]) -> Submission:
     return submission_from_row(data)
 
 
+def _record(conn: sqlite3.Connection, sub: Submission, events: list[dict[str, Any]]) -> None:
+    """Append lifecycle events to the instance's stream in the current transaction."""
+    try:
+        append_rows(conn, sub.instance, [dumps(e) for e in events], create=True)
+    except StreamClosed:
+        pass  # a closed stream takes no more events; the state change still stands
+
+
 def _take(conn: sqlite3.Connection, sub: Submission, owner: str, lease_ms: int, now: int) -> Submission:
     """Claim ``sub`` (a runnable head) for ``owner``, or settle it failed if exhausted."""
     deadline = iso_to_ms(sub.deadline_at)
@@ -78,13 +91,21 @@ def _take(conn: sqlite3.Connection, sub: Submission, owner: str, lease_ms: int, 
         )
     result = _row(conn, "submission_id = ?", (sub.submission_id,))
     assert result is not None
+    if error is not None:
+        _record(conn, result, settlement_events(result, with_error=True))
     return result
 
 
 class SQLiteSubmissionStore:
-    def __init__(self, worker: SQLiteWorker) -> None:
+    def __init__(self, worker: SQLiteWorker, streams: SQLiteEventStreamStore | None = None) -> None:
         self._db = worker
         self._listeners = Listeners()
+        self._streams = streams  # lifecycle events go to these streams' subscribers too
+
+    def _appended(self, instance: str) -> None:
+        self._listeners.notify("*", instance)
+        if self._streams is not None:
+            self._streams.appended(instance)
 
     async def admit(
         self,
@@ -103,7 +124,7 @@ class SQLiteSubmissionStore:
         )
         sub, created = await self._db.write(lambda conn: self._admit(conn, plan))
         if created:
-            self._listeners.notify("*", instance)
+            self._appended(instance)
         return sub, created
 
     @staticmethod
@@ -129,6 +150,7 @@ class SQLiteSubmissionStore:
         )
         sub = _row(conn, "submission_id = ?", (plan.submission_id,))
         assert sub is not None
+        _record(conn, sub, [admission_event(sub)])
         return sub, True
 
     async def claim_next(
@@ -163,7 +185,7 @@ class SQLiteSubmissionStore:
 
     def _after_claim(self, sub: Submission | None) -> Submission | None:
         if sub is not None and sub.status == "failed":
-            self._listeners.notify("*", sub.instance)  # the instance's next head became runnable
+            self._appended(sub.instance)  # the instance's next head became runnable
         return sub
 
     async def renew(
@@ -194,6 +216,7 @@ class SQLiteSubmissionStore:
         status: SettledStatus,
         result: Any = None,
         error: dict[str, Any] | None = None,
+        attempt: int | None = None,
         now: datetime | None = None,
     ) -> bool:
         check_settle_status(status)
@@ -201,26 +224,27 @@ class SQLiteSubmissionStore:
         error_json = None if error is None else dumps(error)
         t = now_ms(now)
 
-        def op(conn: sqlite3.Connection) -> tuple[bool, bool]:
+        def op(conn: sqlite3.Connection) -> tuple[bool, str | None]:
             row = conn.execute(
-                "SELECT status, lease_owner FROM flue_submissions WHERE submission_id = ?", (submission_id,)
+                "SELECT status, lease_owner, attempts FROM flue_submissions WHERE submission_id = ?", (submission_id,)
             ).fetchone()
-            if row is None or row[1] != owner:
-                return False, False
-            if row[0] == "running":
-                conn.execute(
-                    "UPDATE flue_submissions SET status = ?, result = ?, error = ?, settled_ms = ?, "
-                    "lease_expires_ms = NULL WHERE submission_id = ?",
-                    (status, result_json, error_json, t, submission_id),
-                )
-                return True, True
-            return row[0] == status, False  # a replayed settle by the same owner
+            if row is None or row[1] != owner or (attempt is not None and row[2] != attempt):
+                return False, None
+            if row[0] != "running":
+                return row[0] == status, None  # a replayed settle by the same owner
+            conn.execute(
+                "UPDATE flue_submissions SET status = ?, result = ?, error = ?, settled_ms = ?, "
+                "lease_expires_ms = NULL WHERE submission_id = ?",
+                (status, result_json, error_json, t, submission_id),
+            )
+            sub = _row(conn, "submission_id = ?", (submission_id,))
+            assert sub is not None
+            _record(conn, sub, settlement_events(sub))
+            return True, sub.instance
 
-        ok, changed = await self._db.write(op)
-        if changed:
-            sub = await self.get(submission_id)
-            if sub is not None:
-                self._listeners.notify("*", sub.instance)
+        ok, instance = await self._db.write(op)
+        if instance is not None:
+            self._appended(instance)
         return ok
 
     async def get(self, submission_id: str) -> Submission | None:

@@ -46,7 +46,10 @@ settled) and must stop working on it.
 **Settlement.** Only the current lease owner may ``settle`` a running
 submission (``completed`` or ``failed``); settling again with the same owner
 and status returns ``True`` without changing anything, anyone else gets
-``False``. Settling advances the instance's head.
+``False``. With ``attempt`` (the fencing token the journal uses) only that
+attempt may settle: a coordinator whose lease expired and was taken over --
+even by a later claim of its own -- gets ``False``. Settling advances the
+instance's head.
 
 **Journal.** ``append_journal(submission_id, attempt, entry)`` records one
 completed step (a finished turn, a finished tool call with its output) so a
@@ -54,6 +57,14 @@ recovering attempt can resume after it. ``attempt`` is a fencing token: the
 entry is accepted only while the submission is ``running`` with exactly that
 attempt number, so a coordinator that lost its lease cannot write into its
 successor's journal. ``journal`` returns every accepted entry in order.
+
+**Lifecycle events.** The instance's event stream (path = the instance,
+created if missing) records each submission's admission and settlement in
+the same transaction as the state change, so the stream holds exactly one
+``submission_admitted`` and at most one ``submission_settled`` per
+submission, whatever crashes in between: a created admission appends
+:func:`admission_event`; a settlement (by ``settle``, or a claim that
+exhausts a head) appends :func:`settlement_events`. Replays append nothing.
 
 **Notification.** ``subscribe(listener)`` calls ``listener(instance)``
 after an admission to, or a settlement in, that instance made through this
@@ -188,9 +199,11 @@ class SubmissionStore(Protocol):
         status: SettledStatus,
         result: Any = None,
         error: dict[str, Any] | None = None,
+        attempt: int | None = None,
         now: datetime | None = None,
     ) -> bool:
-        """Finish a running submission held by ``owner``. Idempotent for that owner and status."""
+        """Finish a running submission held by ``owner`` (and, if given, ``attempt``).
+        Idempotent for that owner, attempt and status."""
         ...
 
     async def get(self, submission_id: str) -> Submission | None: ...
@@ -286,6 +299,35 @@ def exhaustion_error(*, attempts: int, max_attempts: int, deadline_ms: int, now:
             "message": f"submission was attempted {attempts} times (max_attempts {max_attempts}) without finishing",
         }
     return None
+
+
+def _instance_ids(sub: Submission) -> dict[str, Any]:
+    parts = sub.instance.split("/", 2)
+    ids: dict[str, Any] = {"submission_id": sub.submission_id, "dispatch_id": sub.dispatch_id}
+    if len(parts) == 3 and parts[0] == "agents":
+        ids.update(agent=parts[1], instance_id=parts[2])
+    return ids
+
+
+def admission_event(sub: Submission) -> dict[str, Any]:
+    """The ``submission_admitted`` event (wire JSON) a created admission appends to its stream."""
+    from flue.events import SubmissionAdmitted
+
+    return SubmissionAdmitted(input=sub.input, **_instance_ids(sub)).wire()
+
+
+def settlement_events(sub: Submission, *, with_error: bool = False) -> list[dict[str, Any]]:
+    """The events (wire JSON) a settlement appends: ``submission_settled``, preceded by an
+    ``error`` event when ``with_error`` (a head failed on claim: nobody else reports why)."""
+    from flue.events import ErrorEvent, SubmissionSettled
+
+    ids = _instance_ids(sub)
+    out = []
+    if with_error and sub.error is not None:
+        out.append(ErrorEvent(error=sub.error, **ids).wire())
+    status = "completed" if sub.status == "completed" else "failed"
+    out.append(SubmissionSettled(status=status, result=sub.result, error=sub.error, **ids).wire())
+    return out
 
 
 def check_settle_status(status: str) -> None:

@@ -8,8 +8,9 @@ runs each in a fresh harness for ``agents/<name>/<id>`` whose session history
 comes from the session store and whose virtual filesystem is restored from the
 instance's last snapshot, renews its lease while it works, snapshots the
 filesystem and settles the submission when done. Events go to the instance's
-stream ``agents/<name>/<id>``, ending each submission with
-``submission_settled``.
+stream ``agents/<name>/<id>``: the store itself appends ``submission_admitted``
+and ``submission_settled`` in the transactions that admit and settle, so each
+appears exactly once per submission even across crashes.
 
 A coordinator that dies leaves its submissions ``running`` with a lease that
 expires after ``coordinator.lease`` seconds (default 30); any coordinator then
@@ -36,7 +37,7 @@ import contextlib
 import json
 from typing import Any
 
-from flue.events import ErrorEvent, SubmissionAdmitted, SubmissionSettled
+from flue.events import BaseEvent, ErrorEvent, SubmissionAdmitted, SubmissionSettled
 from flue.ids import new_id
 from flue.persistence.submissions import LEASE_S, Submission
 from flue.runtime.runtime import Runtime, error_info
@@ -118,6 +119,7 @@ class Coordinator:
         self.max_concurrency = max_concurrency
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._settling: set[str] = set()  # running here, past their work: not renewed, never cancelled
         self._waiters: dict[str, list[asyncio.Future[Submission]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -170,17 +172,19 @@ class Coordinator:
         if durability is not None:
             options = {"max_attempts": durability.max_attempts, "timeout_s": durability.timeout}
         path = instance_path(agent, instance_id)
+        # the store appends submission_admitted to the instance's stream in the admission's transaction
         sub, created = await self.store.admit(path, input, kind=kind, dispatch_id=dispatch_id, **options)
         if created:
-            streams = self.runtime.stores.streams
-            await streams.create_stream(path)
-            event = SubmissionAdmitted(
-                input=input, instance_id=instance_id, agent=agent, submission_id=sub.submission_id,
-                dispatch_id=sub.dispatch_id,
-            )
-            await streams.append_events(path, [event.wire()])
+            await self._observe(sub, SubmissionAdmitted(input=input))
         self._wake.set()
         return sub, created
+
+    async def _observe(self, sub: Submission, event: BaseEvent) -> None:
+        """Show a lifecycle event (already on the stream, written by the store) to observers only."""
+        agent, instance_id = split_instance(sub.instance)
+        await self.runtime.sink.child(
+            instance_id=instance_id, agent=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id
+        ).emit(event)
 
     async def wait(self, submission_id: str, *, timeout: float | None = None) -> Submission:
         """Wait for a submission to settle (settled here or by another process)."""
@@ -223,21 +227,34 @@ class Coordinator:
                     sub = None
                 if sub is not None:
                     claimed = True
+                    # Our own lease on it expired (a stalled loop) and we claimed it again: the
+                    # earlier attempt is fenced off (journal, settle); stop it before the new one runs.
+                    await self._retire(sub.submission_id)
                     if sub.status == "failed":
                         await self._emit_settled(sub)
                     else:
                         task = asyncio.get_running_loop().create_task(self._run(sub), name=f"flue-{sub.submission_id}")
                         self._running[sub.submission_id] = task
-                        task.add_done_callback(lambda _t, sid=sub.submission_id: self._running.pop(sid, None))
+                        task.add_done_callback(lambda t, sid=sub.submission_id: self._forget(sid, t))
             if not claimed:
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
 
+    def _forget(self, submission_id: str, task: asyncio.Task[None]) -> None:
+        if self._running.get(submission_id) is task:
+            del self._running[submission_id]
+
+    async def _retire(self, submission_id: str) -> None:
+        stale = self._running.pop(submission_id, None)
+        if stale is not None:
+            stale.cancel()
+            await asyncio.gather(stale, return_exceptions=True)
+
     async def _renew_loop(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.lease_s / 3)
-            ids = list(self._running)
+            ids = [sid for sid in self._running if sid not in self._settling]
             if not ids:
                 continue
             try:
@@ -246,7 +263,7 @@ class Coordinator:
                 _warn(f"lease renewal failed: {exc!r}")
                 continue
             for sid in ids:
-                if sid not in renewed and sid in self._running:
+                if sid not in renewed and sid in self._running and sid not in self._settling:
                     self._running[sid].cancel()  # lost the lease: someone else owns it now
 
     # -- running -------------------------------------------------------------------------
@@ -286,12 +303,12 @@ class Coordinator:
                 outcome = await session.prompt(text, images=images, journal=journal)
                 result = {"text": outcome.text, "data": outcome.data}
                 await self._save_snapshot(harness, sub.instance)
-        except (asyncio.CancelledError, LeaseLost):
+        except asyncio.CancelledError:
             # Shutdown or a lost lease: leave the submission to whoever holds it now.
             await writer.drain()
             raise
         except Exception as exc:
-            if _caused_by_lease_loss(exc):
+            if _caused_by_lease_loss(exc):  # another coordinator holds it now
                 await writer.drain()
                 return
             status, error = "failed", error_info(exc)
@@ -299,10 +316,18 @@ class Coordinator:
         finally:
             if harness is not None:
                 await harness.close()
-        settled = await self.store.settle(sub.submission_id, self.owner, status=status, result=result, error=error)
-        if settled:
-            await sink.emit(SubmissionSettled(status=status, result=result, error=error))
-        await writer.drain()
+        # From here on the lease is no longer renewed: the renew loop must not take a
+        # settled submission (no longer "running") for a lost one and cancel its last events.
+        self._settling.add(sub.submission_id)
+        try:
+            await writer.drain()  # everything before the settlement event, which the store appends
+            settled = await self.store.settle(
+                sub.submission_id, self.owner, status=status, result=result, error=error, attempt=sub.attempts
+            )
+            if settled:
+                await self._observe(sub, SubmissionSettled(status=status, result=result, error=error))
+        finally:
+            self._settling.discard(sub.submission_id)
         final = await self.store.get(sub.submission_id)
         if final is not None:
             self._notify(final)
@@ -314,17 +339,10 @@ class Coordinator:
             await self.runtime.stores.snapshots.save_snapshot(instance, await snapshot())
 
     async def _emit_settled(self, sub: Submission) -> None:
-        """A head the store failed on claim (deadline or attempts): tell its stream readers."""
-        agent, instance_id = split_instance(sub.instance)
-        sink = self.runtime.sink.child(
-            instance_id=instance_id, agent=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id
-        )
-        writer = StreamWriter(self.runtime.stores.streams, sub.instance)
-        sink.subscribe(writer)
-        await self.runtime.stores.streams.create_stream(sub.instance)
-        await sink.emit(ErrorEvent(error=sub.error or {}))
-        await sink.emit(SubmissionSettled(status="failed", error=sub.error))
-        await writer.drain()
+        """A head the store failed on claim (deadline or attempts); the store put the error and
+        the settlement on its stream."""
+        await self._observe(sub, ErrorEvent(error=sub.error or {}))
+        await self._observe(sub, SubmissionSettled(status="failed", error=sub.error))
         self._notify(sub)
 
 

@@ -415,6 +415,50 @@ class PersistenceContract:
         with pytest.raises(ValueError):
             await sub.settle(s.submission_id, "c1", status="queued")
 
+    async def test_settle_is_fenced_by_attempt(self, stores: Any) -> None:
+        sub = stores.submissions
+        s, _ = await sub.admit("agents/a/1", "x", now=at(0))
+        first = await sub.claim_next("c1", lease_s=30, now=at(0))
+        assert first.attempts == 1
+        # c1's lease expires and c1 itself claims the submission again: attempt 2
+        again = await sub.claim_next("c1", lease_s=30, now=at(31))
+        assert again.submission_id == s.submission_id and again.attempts == 2
+        assert not await sub.settle(s.submission_id, "c1", status="completed", result="stale", attempt=1, now=at(32))
+        assert await sub.settle(s.submission_id, "c1", status="completed", result="fresh", attempt=2, now=at(33))
+        assert await sub.settle(s.submission_id, "c1", status="completed", result="fresh", attempt=2, now=at(34))
+        assert not await sub.settle(s.submission_id, "c1", status="completed", attempt=1, now=at(35))
+        assert (await sub.get(s.submission_id)).result == "fresh"
+
+    async def test_lifecycle_events_are_appended_once_with_the_state_change(self, stores: Any) -> None:
+        sub, streams = stores.submissions, stores.streams
+        path = "agents/helper/u1"
+        woke: list[str] = []
+        streams.subscribe(path, woke.append)
+        s, created = await sub.admit(path, {"message": "hi"}, kind="dispatch", dispatch_id="dsp_ev", now=at(0))
+        assert created and woke  # the stream was created by the admission, and its readers woken
+        await sub.admit(path, {"message": "hi"}, kind="dispatch", dispatch_id="dsp_ev", now=at(1))  # a replay
+        events = (await streams.read_events(path)).events
+        assert [e["type"] for e in events] == ["submission_admitted"]
+        assert events[0]["submissionId"] == s.submission_id and events[0]["dispatchId"] == "dsp_ev"
+        assert events[0]["agent"] == "helper" and events[0]["instanceId"] == "u1"
+        assert events[0]["input"] == {"message": "hi"}
+        await sub.claim_next("c1", now=at(2))
+        await streams.append_events(path, [{"type": "operation_start"}])
+        assert await sub.settle(s.submission_id, "c1", status="completed", result={"text": "ok"}, now=at(3))
+        assert await sub.settle(s.submission_id, "c1", status="completed", result={"text": "ok"}, now=at(4))
+        events = (await streams.read_events(path)).events
+        assert [e["type"] for e in events] == ["submission_admitted", "operation_start", "submission_settled"]
+        settled = events[-1]
+        assert settled["status"] == "completed" and settled["result"] == {"text": "ok"}
+        assert settled["submissionId"] == s.submission_id
+        # a head exhausted on claim: the error and the settlement go on the stream in the same step
+        t, _ = await sub.admit(path, "late", timeout_s=1, now=at(10))
+        failed = await sub.claim_next("c1", now=at(20))
+        assert failed.submission_id == t.submission_id and failed.status == "failed"
+        tail = (await streams.read_events(path)).events[3:]
+        assert [e["type"] for e in tail] == ["submission_admitted", "error", "submission_settled"]
+        assert tail[1]["error"]["type"] == ERROR_DEADLINE_EXCEEDED and tail[2]["status"] == "failed"
+
     async def test_attempts_are_bounded(self, stores: Any) -> None:
         sub = stores.submissions
         s, _ = await sub.admit("agents/a/1", "x", max_attempts=2, now=at(0))

@@ -104,11 +104,12 @@ class PostgresAdapter:
         check_schema_version(stored, self.description)
         if self._stores is None:
             p, s = self._pool, self._s
+            streams = PgEventStreamStore(p, s, self._notifier)
             self._stores = PostgresStores(
                 sessions=PgSessionStore(p, s),
                 runs=PgRunStore(p, s),
-                streams=PgEventStreamStore(p, s, self._notifier),
-                submissions=PgSubmissionStore(p, s, self._notifier),
+                streams=streams,
+                submissions=PgSubmissionStore(p, s, self._notifier, streams),
                 snapshots=PgSnapshotStore(p, s),
             )
         return self._stores

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Json
 
 from flue.persistence.base import (
@@ -157,6 +158,39 @@ def _meta(path: str, row: dict[str, Any]) -> StreamMeta:
                       closed=row["closed"], created_at=row["created_at"])
 
 
+async def append_rows(
+    conn: psycopg.AsyncConnection[Any], schema: str, notifier: Notifier, path: str, docs: list[Any],
+    *, create: bool = False,
+) -> int:
+    """Append JSON documents to a stream inside the caller's transaction; return the new length.
+
+    The stream row is locked, so concurrent appenders get consecutive seqs; other
+    replicas are notified when the transaction commits. ``create``: make the stream
+    if it is missing (lifecycle events of submissions).
+    """
+    if create:
+        await conn.execute(
+            f"INSERT INTO {schema}.flue_streams (path, created_at) VALUES (%s, %s) ON CONFLICT (path) DO NOTHING",
+            (path, utc_now_iso()),
+        )
+    cur = await conn.execute(f"SELECT length, closed FROM {schema}.flue_streams WHERE path = %s FOR UPDATE", (path,))
+    row = await cur.fetchone()
+    if row is None:
+        raise StreamNotFound(path)
+    if row["closed"]:
+        raise StreamClosed(f"stream {path!r} is closed")
+    length = row["length"]
+    if docs:
+        async with conn.cursor() as c:
+            await c.executemany(
+                f"INSERT INTO {schema}.flue_events (path, seq, data) VALUES (%s, %s, %s)",
+                [(path, length + i, d) for i, d in enumerate(docs, start=1)],
+            )
+        await conn.execute(f"UPDATE {schema}.flue_streams SET length = %s WHERE path = %s", (length + len(docs), path))
+        await notifier.send(conn, "s", path)
+    return length + len(docs)
+
+
 class PgEventStreamStore:
     """Stream rows allocate seqs: an append locks its stream row (``FOR UPDATE``),
     so appenders on any replica get consecutive, non-overlapping offsets.
@@ -168,6 +202,10 @@ class PgEventStreamStore:
         self._listeners = Listeners()
         self._notifier = notifier
         notifier.on("s", self._listeners.notify)
+
+    def appended(self, path: str) -> None:
+        """Wake this process's subscribers of ``path`` after an append made in another store's transaction."""
+        self._listeners.notify(path)
 
     async def create_stream(self, path: str) -> StreamMeta:
         async with self._pool.connection() as conn:
@@ -187,28 +225,10 @@ class PgEventStreamStore:
             raise TypeError("events must be JSON objects (dicts)")
         docs = [as_json(e) for e in events]
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                f"SELECT length, closed FROM {self._s}.flue_streams WHERE path = %s FOR UPDATE", (path,)
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise StreamNotFound(path)
-            if row["closed"]:
-                raise StreamClosed(f"stream {path!r} is closed")
-            length = row["length"]
-            if docs:
-                async with conn.cursor() as c:
-                    await c.executemany(
-                        f"INSERT INTO {self._s}.flue_events (path, seq, data) VALUES (%s, %s, %s)",
-                        [(path, length + i, d) for i, d in enumerate(docs, start=1)],
-                    )
-                await conn.execute(
-                    f"UPDATE {self._s}.flue_streams SET length = %s WHERE path = %s", (length + len(docs), path)
-                )
-                await self._notifier.send(conn, "s", path)
+            length = await append_rows(conn, self._s, self._notifier, path, docs)
         if docs:
             self._listeners.notify(path)
-        return format_offset(length + len(docs))
+        return format_offset(length)
 
     async def read_events(self, path: str, offset: str = OFFSET_BEFORE_START, limit: int | None = None) -> ReadResult:
         start = parse_offset(offset)

@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from flue.persistence.base import StreamClosed
 from flue.persistence.kit import Listeners, now_ms
 from flue.persistence.submissions import (
     DEFAULT_MAX_ATTEMPTS,
@@ -30,15 +31,17 @@ from flue.persistence.submissions import (
     SettledStatus,
     Submission,
     SubmissionKind,
+    admission_event,
     check_replay,
     check_settle_status,
     exhaustion_error,
     plan_admission,
+    settlement_events,
     submission_from_row,
 )
 from flue_postgres.notify import Notifier
 from flue_postgres.pool import ConnectionPool
-from flue_postgres.stores import as_json
+from flue_postgres.stores import PgEventStreamStore, append_rows, as_json
 
 _COLS = ", ".join(SUBMISSION_COLUMNS)
 _S_COLS = ", ".join("s." + c for c in SUBMISSION_COLUMNS)
@@ -49,10 +52,13 @@ class _Replayed(Exception):
 
 
 class PgSubmissionStore:
-    def __init__(self, pool: ConnectionPool, schema: str, notifier: Notifier) -> None:
+    def __init__(
+        self, pool: ConnectionPool, schema: str, notifier: Notifier, streams: PgEventStreamStore | None = None
+    ) -> None:
         self._pool, self._s = pool, schema
         self._listeners = Listeners()
         self._notifier = notifier
+        self._streams = streams  # lifecycle events go to these streams' subscribers too
         notifier.on("q", lambda instance: self._listeners.notify("*", instance))
         self._runnable_head = (
             "s.status IN ('queued', 'running') "
@@ -60,6 +66,18 @@ class PgSubmissionStore:
             "WHERE h.instance = s.instance AND h.status IN ('queued', 'running')) "
             "AND (s.status = 'queued' OR s.lease_expires_ms <= %(now)s)"
         )
+
+    async def _record(self, conn: psycopg.AsyncConnection[Any], sub: Submission, events: list[dict[str, Any]]) -> None:
+        """Append lifecycle events to the instance's stream in the current transaction."""
+        try:
+            await append_rows(conn, self._s, self._notifier, sub.instance, [as_json(e) for e in events], create=True)
+        except StreamClosed:
+            pass  # a closed stream takes no more events; the state change still stands
+
+    def _appended(self, instance: str) -> None:
+        self._listeners.notify("*", instance)
+        if self._streams is not None:
+            self._streams.appended(instance)
 
     async def _one(self, conn: psycopg.AsyncConnection[Any], where: str, params: Any) -> Submission | None:
         cur = await conn.execute(f"SELECT {_COLS} FROM {self._s}.flue_submissions WHERE {where}", params)
@@ -91,7 +109,7 @@ class PgSubmissionStore:
                 check_replay(existing, plan)
                 sub, created = existing, False
         if created:
-            self._listeners.notify("*", instance)
+            self._appended(instance)
         return sub, created
 
     async def _admit(self, conn: psycopg.AsyncConnection[Any], plan: Admission) -> tuple[Submission, bool]:
@@ -120,7 +138,9 @@ class PgSubmissionStore:
         if inserted is None:
             raise _Replayed  # roll back the seq bump; the caller reads the winner
         await self._notifier.send(conn, "q", plan.instance)
-        return submission_from_row(inserted), True
+        sub = submission_from_row(inserted)
+        await self._record(conn, sub, [admission_event(sub)])
+        return sub, True
 
     async def _take(
         self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], owner: str, lease_ms: int, now: int
@@ -142,7 +162,10 @@ class PgSubmissionStore:
             )
         updated = await cur.fetchone()
         assert updated is not None
-        return submission_from_row(updated)
+        sub = submission_from_row(updated)
+        if error is not None:
+            await self._record(conn, sub, settlement_events(sub, with_error=True))
+        return sub
 
     async def _claim(self, owner: str, lease_s: float, now: datetime | None, extra: str, params: dict[str, Any]
                      ) -> Submission | None:
@@ -158,7 +181,7 @@ class PgSubmissionStore:
             if sub is not None and sub.status == "failed":
                 await self._notifier.send(conn, "q", sub.instance)
         if sub is not None and sub.status == "failed":
-            self._listeners.notify("*", sub.instance)
+            self._appended(sub.instance)
         return sub
 
     async def claim_next(
@@ -194,6 +217,7 @@ class PgSubmissionStore:
         status: SettledStatus,
         result: Any = None,
         error: dict[str, Any] | None = None,
+        attempt: int | None = None,
         now: datetime | None = None,
     ) -> bool:
         check_settle_status(status)
@@ -201,22 +225,26 @@ class PgSubmissionStore:
         t = now_ms(now)
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                f"SELECT status, lease_owner, instance FROM {self._s}.flue_submissions "
+                f"SELECT status, lease_owner, instance, attempts FROM {self._s}.flue_submissions "
                 "WHERE submission_id = %s FOR UPDATE",
                 (submission_id,),
             )
             row = await cur.fetchone()
-            if row is None or row["lease_owner"] != owner:
+            if row is None or row["lease_owner"] != owner or (attempt is not None and row["attempts"] != attempt):
                 return False
             if row["status"] != "running":
                 return row["status"] == status  # a replayed settle by the same owner
-            await conn.execute(
+            cur = await conn.execute(
                 f"UPDATE {self._s}.flue_submissions SET status = %s, result = %s, error = %s, settled_ms = %s, "
-                "lease_expires_ms = NULL WHERE submission_id = %s",
+                f"lease_expires_ms = NULL WHERE submission_id = %s RETURNING {_COLS}",
                 (status, result_doc, error_doc, t, submission_id),
             )
+            updated = await cur.fetchone()
+            assert updated is not None
+            settled = submission_from_row(updated)
+            await self._record(conn, settled, settlement_events(settled))
             await self._notifier.send(conn, "q", row["instance"])
-        self._listeners.notify("*", row["instance"])
+        self._appended(row["instance"])
         return True
 
     async def get(self, submission_id: str) -> Submission | None:
