@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import WSServerHandshakeError
 from fixtures.server.support import WORKFLOW_TOKEN_ENV, assert_envelope, scratch_project, served
 
 from flue.runtime.workflows import start_run
@@ -247,6 +248,10 @@ async def test_run_store_unavailable(tmp_path: Path, scripted_model_server: Scri
             await c.get("/runs/run_01ARZ3NDEKTSV4RRFFQ69G5FAV?meta"),
         ):
             await expect(resp, 501, "run_store_unavailable")
+        # a workflow socket is refused in its handshake (after the upgrade only frames could say why)
+        with pytest.raises(WSServerHandshakeError) as info:
+            await c.ws_connect("/workflows/echo")
+        assert info.value.status == 501
         # checks before the store still come first
         await expect(await c.post("/workflows/missing", json={}), 404, "workflow_not_found")
         await expect(await c.post("/workflows/echo?wait=nope", json={}), 400, "invalid_request")

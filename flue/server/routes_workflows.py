@@ -4,7 +4,8 @@
 Checks run in the order method (405, ``Allow: POST``), exposure (404
 ``workflow_not_found`` for unknown and non-HTTP workflows alike), auth (401),
 ``wait`` (400), body (415 / ``invalid_json`` / ``invalid_request``), run store
-(501), payload schema (400). The body is optional JSON (empty means ``{}``)
+(501), payload schema (400). A socket is refused with 501 in its handshake
+when there is no run store. The body is optional JSON (empty means ``{}``)
 and must be an object. A run that raises in ``?wait=result`` mode answers
 500 ``internal_error``; its record says ``errored`` and its stream ends with
 ``run_end`` carrying the error.
@@ -42,6 +43,9 @@ async def workflow_route(request: web.Request) -> web.StreamResponse:
     definition = exposed_workflow(state, name)
     require(request, auth_of(definition.http))
     if websocket:
+        # refuse in the handshake: once upgraded, only socket messages can carry an error
+        if getattr(state.runtime.stores, "runs", None) is None:
+            raise run_store_unavailable()
         return await workflow_socket(request, state, name)
     return await _invoke(request, state, name)
 

@@ -75,6 +75,11 @@ def _error(type_: str, message: str, details: str = "") -> dict[str, Any]:
     return {"type": type_, "message": message, "details": details}
 
 
+def _internal() -> dict[str, Any]:
+    """The caller-safe internal error (details stay in the server log)."""
+    return _error("internal_error", "An internal error occurred.")
+
+
 def _with_id(message: dict[str, Any], client_id: Any) -> dict[str, Any]:
     return {**message, "id": client_id} if client_id is not None else message
 
@@ -150,6 +155,19 @@ async def agent_socket(request: web.Request, state: ServerState, agent: str, ins
 async def _prompt(
     ws: web.WebSocketResponse, state: ServerState, agent: str, instance_id: str, body: AgentPrompt, client_id: Any
 ) -> None:
+    try:
+        await _prompt_and_forward(ws, state, agent, instance_id, body, client_id)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        # e.g. the store failed: the client must not wait forever for a result
+        log.exception("a prompt over a socket to %s/%s failed", agent, instance_id)
+        await ws.send_json(_with_id({"type": "error", "error": _internal()}, client_id))
+
+
+async def _prompt_and_forward(
+    ws: web.WebSocketResponse, state: ServerState, agent: str, instance_id: str, body: AgentPrompt, client_id: Any
+) -> None:
     runtime = state.runtime
     path = instance_path(agent, instance_id)
     meta = await runtime.stores.streams.get_stream_meta(path)
@@ -185,7 +203,7 @@ async def _prompt(
 
 
 async def workflow_socket(request: web.Request, state: ServerState, workflow: str) -> web.WebSocketResponse:
-    from flue.runtime.workflows import InvalidPayload, run_stream_path, start_run
+    from flue.runtime.workflows import InvalidPayload, WorkflowNotFound, run_stream_path, start_run
 
     ws = await _open(request, {"type": "ready", "workflow": workflow})
     forward: asyncio.Task[None] | None = None
@@ -217,6 +235,15 @@ async def workflow_socket(request: web.Request, state: ServerState, workflow: st
             except InvalidPayload as exc:
                 await ws.send_json({"type": "error", "error": _error(
                     "invalid_request", "The payload does not match the workflow's schema.", str(exc))})
+                continue
+            except WorkflowNotFound:  # removed by a reload since the handshake
+                await ws.send_json({"type": "error", "error": _error(
+                    "workflow_not_found", f'Workflow "{workflow}" is not registered.')})
+                continue
+            except Exception:
+                # an HTTP error response cannot follow the upgrade; say it in a frame instead
+                log.exception("starting workflow %r from a socket failed", workflow)
+                await ws.send_json({"type": "error", "error": _internal()})
                 continue
             state.track_run(handle.task)
             await ws.send_json({
