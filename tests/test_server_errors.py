@@ -46,9 +46,26 @@ async def expect(resp: Any, status: int, type_: str, *, dev: bool | None = None)
     return assert_envelope(await resp.json(), type_, dev=dev)
 
 
+# An agent with `model: false` whose workflow prompts it anyway: a Flue error (ModelNotConfiguredError).
+NO_MODEL = {
+    "agents/nomodel.md": "---\ndescription: no model\nmodel: false\ntools: []\n---\nx\n",
+    "workflows/nomodel.py": textwrap.dedent(
+        """
+        http = True
+
+
+        async def run(ctx):
+            harness = await ctx.init("nomodel")
+            session = await harness.session()
+            await session.prompt("hi")
+        """
+    ),
+}
+
+
 @pytest.fixture
 def project(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> Path:
-    return scratch_project(tmp_path, scripted_model_server.url, {"workflows/typed.yaml": TYPED_WORKFLOW})
+    return scratch_project(tmp_path, scripted_model_server.url, {"workflows/typed.yaml": TYPED_WORKFLOW, **NO_MODEL})
 
 
 async def test_invalid_request(project: Path, scripted_model_server: ScriptedModelServer) -> None:
@@ -201,6 +218,11 @@ async def test_typed_500_for_a_failing_prompt(project: Path, scripted_model_serv
         # the stream says the same
         events = await (await srv.client.get("/agents/assistant/t?offset=-1")).json()
         assert events[-1]["type"] == "submission_settled" and events[-1]["status"] == "failed"
+
+        # the same holds for a workflow that a Flue error ended (a plain exception is internal_error)
+        resp = await srv.client.post("/workflows/nomodel?wait=result", json={})
+        err = await expect(resp, 500, "model_not_configured", dev=False)
+        assert "model" in err["message"] and err["meta"]["runId"].startswith("run_")
 
 
 NO_RUNS_PLUGIN = '''

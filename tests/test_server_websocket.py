@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,22 @@ async def test_workflow_socket_bad_payload_then_failure(tmp_path: Path, scripted
         messages = await receive_until(ws, {"result", "error"})
         assert messages[-2]["event"]["type"] == "run_end" and messages[-2]["event"]["isError"] is True
         assert messages[-1]["type"] == "error" and messages[-1]["error"]["type"] == "internal_error"
+        assert "hunter2" not in json.dumps(messages[-1])  # the error frame, like the HTTP envelope, hides it
         assert messages[-1]["runId"] == messages[0]["runId"]
         async with asyncio.timeout(5):
             await ws.receive()
         assert ws.close_code == 1000
+
+
+async def test_agent_socket_failed_prompt_is_typed(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
+    scripted_model_server.add(*[ScriptedTurn(error_status=400, error_message="provider says no")] * 3)
+    root = scratch_project(tmp_path, scripted_model_server.url)
+    async with served(root) as srv:
+        ws = await srv.client.ws_connect("/agents/assistant/f1")
+        await ws.receive_json(timeout=5)
+        await ws.send_json({"type": "prompt", "message": "hi", "id": "x"})
+        messages = await receive_until(ws, {"result", "error"}, timeout=20)
+        assert messages[-2]["event"] == {**messages[-2]["event"], "type": "submission_settled", "status": "failed"}
+        last = messages[-1]
+        assert last["type"] == "error" and last["id"] == "x" and last["error"]["type"] == "model_call"
+        await ws.close()

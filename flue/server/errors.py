@@ -204,6 +204,40 @@ def internal_error(dev: str | None = None) -> HttpError:
     return error("internal_error", "An internal error occurred.", "", dev=dev)
 
 
+def _class_snake(name: str) -> str:
+    """``ModelNotConfiguredError`` -> ``model_not_configured``."""
+    base = name[: -len("Error")] if name.endswith("Error") and len(name) > len("Error") else name
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
+
+
+def flue_error_type(error: Mapping[str, Any]) -> str | None:
+    """The wire type of a recorded failure (``{"type", "message"}`` of a run record or a
+    settled submission) when it is one of Flue's own errors, whose message is caller-safe
+    by contract: a harness error class (``ModelNotConfiguredError`` -> ``model_not_configured``)
+    or a snake_case type a store gave it (``deadline_exceeded``). None for anything else."""
+    import builtins
+
+    from flue.harness import errors as harness_errors
+
+    name = str(error.get("type") or "")
+    cls = getattr(harness_errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, harness_errors.FlueHarnessError):
+        return _class_snake(name)
+    if re.fullmatch(r"[a-z][a-z0-9_]*", name) and not hasattr(builtins, name):
+        return name
+    return None
+
+
+def failure(recorded: Mapping[str, Any], message: str, details: str = "", **kwargs: Any) -> HttpError:
+    """A recorded failure as a 500: Flue's own errors keep their type and message; anything
+    else is ``internal_error`` with ``message``, its text only in the ``dev`` hint."""
+    type_ = flue_error_type(recorded)
+    if type_ is not None:
+        return HttpError(500, type_, str(recorded.get("message") or message), details, **kwargs)
+    name, text = recorded.get("type"), recorded.get("message")
+    return error("internal_error", message, details, dev=f"{name}: {text}" if name else None, **kwargs)
+
+
 # -- rendering -----------------------------------------------------------------
 
 

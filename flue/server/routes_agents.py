@@ -14,8 +14,6 @@ replays the whole interaction (``-1`` on a fresh instance). The stream is
 
 from __future__ import annotations
 
-import builtins
-import re
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +25,7 @@ from flue.server.bodies import read_json_body, validation_details, wait_for_resu
 from flue.server.errors import (
     HttpError,
     agent_not_found,
-    internal_error,
+    failure,
     invalid_request,
     method_not_allowed,
     stream_not_found,
@@ -101,22 +99,7 @@ def _seconds_until(iso: str) -> float:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _snake(name: str) -> str:
-    if re.fullmatch(r"[a-z0-9_]+", name):
-        return name
-    base = name[: -len("Error")] if name.endswith("Error") and len(name) > len("Error") else name
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
-
-
 def submission_failure(error: dict[str, Any]) -> HttpError:
-    """A failed submission as a typed 500: Flue's own errors keep their type and message
-    (``model_not_configured``, ``deadline_exceeded``...); anything else is ``internal_error``."""
-    from flue.harness import errors as harness_errors
-
-    type_name = str(error.get("type") or "")
-    message = str(error.get("message") or "")
-    flue_error = getattr(harness_errors, type_name, None)
-    is_flue = isinstance(flue_error, type) and issubclass(flue_error, harness_errors.FlueHarnessError)
-    if is_flue or (re.fullmatch(r"[a-z0-9_]+", type_name) and not hasattr(builtins, type_name)):
-        return HttpError(500, _snake(type_name), message or "The prompt failed.")
-    return internal_error(dev=f"{type_name}: {message}" if type_name else None)
+    """A failed submission as a 500: typed for Flue's own errors (``model_not_configured``,
+    ``deadline_exceeded``...), ``internal_error`` for anything else."""
+    return failure(error, "The prompt failed.")

@@ -7,7 +7,8 @@ Checks run in the order method (405, ``Allow: POST``), exposure (404
 (501), payload schema (400). A socket is refused with 501 in its handshake
 when there is no run store. The body is optional JSON (empty means ``{}``)
 and must be an object. A run that raises in ``?wait=result`` mode answers
-500 ``internal_error``; its record says ``errored`` and its stream ends with
+500 ``internal_error`` (or, when one of Flue's own errors ended it, that error's
+type, e.g. ``model_not_configured``); its record says ``errored`` and its stream ends with
 ``run_end`` carrying the error.
 """
 
@@ -19,7 +20,7 @@ from flue.runtime.workflows import InvalidPayload, WorkflowNotFound, start_run
 from flue.server.auth import auth_of, require
 from flue.server.bodies import read_json_body, wait_for_result
 from flue.server.errors import (
-    error,
+    failure,
     invalid_request,
     method_not_allowed,
     run_store_unavailable,
@@ -73,12 +74,11 @@ async def _invoke(request: web.Request, state: ServerState, name: str) -> web.Re
         return web.json_response(admission.wire(), status=202, headers=headers)
     record = await handle.wait()
     if record.status != "completed":
-        err = record.error or {}
-        raise error(
-            "internal_error",
+        # internal_error, or the Flue error's own type (model_not_configured...) as for agents
+        raise failure(
+            record.error or {},
             "The workflow run failed.",
             "The run's events, ending with run_end, are at streamUrl.",
-            dev=f"{err.get('type')}: {err.get('message')}",
             meta={"runId": handle.run_id, "streamUrl": stream_url},
         )
     result = WorkflowResult(run_id=handle.run_id, result=record.result, stream_url=stream_url, offset=ADMISSION_OFFSET)

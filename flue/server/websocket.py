@@ -52,6 +52,7 @@ from pydantic import ValidationError
 
 from flue.runtime.instances import AgentNotFound, instance_path, prompt_input
 from flue.server.bodies import validation_details
+from flue.server.errors import failure
 from flue.server.follow import follow_stream
 from flue.server.lookup import run_stream_url
 from flue.server.state import ServerState
@@ -190,10 +191,10 @@ async def _prompt_and_forward(
             if event.get("status") == "completed":
                 await ws.send_json(_with_id({"type": "result", "submissionId": sid, "result": event.get("result")}, client_id))
             else:
-                err = event.get("error") or {}
+                # typed like ?wait=result: Flue's own errors keep their type, others are internal_error
+                failed = failure(event.get("error") or {}, "The prompt failed.")
                 await ws.send_json(_with_id(
-                    {"type": "error", "submissionId": sid,
-                     "error": _error(str(err.get("type") or "internal_error"), str(err.get("message") or "The prompt failed."))},
+                    {"type": "error", "submissionId": sid, "error": _error(failed.type, failed.message, failed.details)},
                     client_id,
                 ))
             return
@@ -264,10 +265,11 @@ async def _forward_run(ws: web.WebSocketResponse, state: ServerState, run_id: st
         await ws.send_json({"type": "event", "offset": after, "event": event})
         if event.get("type") == "run_end":
             if event.get("isError"):
-                err = event.get("error") or {}
-                # typed like ?wait=result (internal_error); the detail is already in the run_end event
-                await ws.send_json({"type": "error", "runId": run_id, "error": _error(
-                    "internal_error", "The workflow run failed.", f"{err.get('type')}: {err.get('message')}")})
+                # typed like ?wait=result; what went wrong is in the run_end event just forwarded
+                failed = failure(event.get("error") or {}, "The workflow run failed.",
+                                 "The run's events, ending with run_end, were sent above.")
+                await ws.send_json({"type": "error", "runId": run_id,
+                                    "error": _error(failed.type, failed.message, failed.details)})
             else:
                 await ws.send_json({"type": "result", "runId": run_id, "result": event.get("result")})
             await ws.close()
