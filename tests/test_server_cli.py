@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fixtures.server.support import (
+    AGENT_TOKEN_ENV,
     REPO,
     WORKFLOW_TOKEN_ENV,
     cli_env,
@@ -107,7 +108,7 @@ async def test_flue_dev_conversation_and_reload(tmp_path: Path, scripted_model_s
     model = scripted_model_server
     model.add(reply("Hello Ada."), reply("You are Ada."), reply("Still Ada."), reply("Hi from helper."),
               reply("Ada, still."))
-    root = scratch_project(tmp_path, model.url)
+    root = scratch_project(tmp_path, model.url, {".env": f"{AGENT_TOKEN_ENV}=first\n"})
     agent_file = root / "agents" / "assistant.md"
     async with flue_server("dev", cwd=root) as dev, httpx.AsyncClient(timeout=30) as client:
         url = f"{dev.url}/agents/assistant/u1"
@@ -136,6 +137,18 @@ async def test_flue_dev_conversation_and_reload(tmp_path: Path, scripted_model_s
         await dev.wait_for_line(r"^flue dev: reloaded$", after=mark)
         resp = await ask("hi", f"{dev.url}/agents/helper/h1")
         assert resp.status_code == 200 and resp.json()["result"]["text"] == "Hi from helper."
+
+        # .env edits reach declarative auth (the token is read per request)
+        guarded = f"{dev.url}/agents/guarded/g1"
+
+        async def auth_status(token: str) -> int:
+            return (await client.get(guarded, headers={"Authorization": f"Bearer {token}"})).status_code
+
+        assert await auth_status("first") == 404  # authorized; the stream does not exist yet
+        mark = len(dev.lines)
+        (root / ".env").write_text(f"{AGENT_TOKEN_ENV}=second\n")
+        await dev.wait_for_line(r"^flue dev: reloaded$", after=mark)
+        assert (await auth_status("first"), await auth_status("second")) == (401, 404)
 
         # a broken edit: diagnostics printed, the last good project keeps serving
         mark = len(dev.lines)
