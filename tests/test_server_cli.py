@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sys
 import textwrap
@@ -175,8 +176,9 @@ async def test_flue_dev_refuses_a_broken_project(tmp_path: Path) -> None:
 async def test_flue_start_graceful_sigterm_and_prefix(tmp_path: Path) -> None:
     root = scratch_project(tmp_path, "http://127.0.0.1:9")
     gate = tmp_path / "gate"
-    async with flue_server("start", "--host", "127.0.0.1", "--prefix", "/api", cwd=root) as srv, \
+    async with flue_server("start", "--host", "127.0.0.1", "--prefix", "api/", cwd=root) as srv, \
             httpx.AsyncClient(timeout=30) as client:
+        await srv.wait_for_line(rf"flue start: serving .* on {re.escape(srv.url)}/api$")  # "api/" normalized
         resp = await client.post(f"{srv.url}/api/workflows/echo", json={"x": 1})
         assert resp.status_code == 202
         assert resp.json()["streamUrl"] == f"{srv.url}/api/runs/{resp.json()['runId']}"

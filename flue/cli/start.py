@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
 
 async def _serve(project, args: argparse.Namespace, port: int) -> int:
     from flue.runtime.runtime import Runtime
-    from flue.server.app import flue_state, make_app
+    from flue.server.app import flue_state, make_app, normalize_prefix
     from flue.server.serve import Listener
 
     listener = Listener(args.host, port)
@@ -76,7 +76,8 @@ async def _serve(project, args: argparse.Namespace, port: int) -> int:
         print(f"flue start: cannot open persistence: {exc}", file=sys.stderr)
         await listener.stop()
         return 1
-    app = make_app(runtime, prefix=args.prefix)
+    prefix = normalize_prefix(args.prefix)  # "api", "/api/" -> "/api"
+    app = make_app(runtime, prefix=prefix)
     state = flue_state(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -84,7 +85,7 @@ async def _serve(project, args: argparse.Namespace, port: int) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         await listener.start(app, shutdown_timeout=args.grace)
-        print(f"flue start: serving {project.root} on {listener.url}{args.prefix}", file=sys.stderr, flush=True)
+        print(f"flue start: serving {project.root} on {listener.url}{prefix}", file=sys.stderr, flush=True)
         await stop.wait()
         print("flue start: shutting down", file=sys.stderr, flush=True)
     finally:

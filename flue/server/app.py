@@ -89,7 +89,8 @@ def build_flue_app(
     return app
 
 
-def _normalize_prefix(prefix: str) -> str:
+def normalize_prefix(prefix: str) -> str:
+    """``"api"``, ``"/api/"`` -> ``"/api"``; ``""`` and ``"/"`` -> ``""``."""
     prefix = "/" + prefix.strip().strip("/")
     return "" if prefix == "/" else prefix
 
@@ -98,7 +99,7 @@ def make_app(
     runtime: Runtime, *, prefix: str = "", dev: bool = False, state: ServerState | None = None
 ) -> web.Application:
     """The application to serve: Flue at ``/`` or under ``prefix`` (e.g. ``/api``)."""
-    prefix = _normalize_prefix(prefix)
+    prefix = normalize_prefix(prefix)
     state = state or ServerState(runtime, dev=dev)
     flue = build_flue_app(runtime, dev=dev, state=state)
     if not prefix:
