@@ -123,10 +123,11 @@ async def run_loop(
             message, text, turn_usage, stop, calls = (
                 acc.message(), acc.text, acc.usage or Usage(), acc.finish_reason, acc.tool_calls
             )
-            await _record(journal, {
-                "type": "model", "index": index, "message": message, "text": text,
-                "usage": turn_usage.model_dump(by_alias=True), "stopReason": stop,
-            })
+            if calls:  # without tools the turn's own entry follows at once
+                await _record(journal, {
+                    "type": "model", "index": index, "message": message, "text": text,
+                    "usage": turn_usage.model_dump(by_alias=True), "stopReason": stop,
+                })
         mark = len(new)
         new.append(message)
         outcome.turns += 1

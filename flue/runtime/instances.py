@@ -55,19 +55,29 @@ class LeaseLost(Exception):
 class SubmissionJournal:
     """The :class:`~flue.harness.journal.Journal` of one attempt of a submission."""
 
-    def __init__(self, runtime: Runtime, sub: Submission, entries: list[dict[str, Any]], env: Any):
+    def __init__(
+        self, runtime: Runtime, sub: Submission, entries: list[dict[str, Any]], env: Any, saved: bytes | None
+    ):
         self.key = sub.submission_id
         self.entries = entries
         self._runtime = runtime
         self._sub = sub
         self._snapshot = getattr(env, "snapshot", None)
+        self.saved = saved  # the instance's snapshot as last stored
+
+    async def save_snapshot(self) -> None:
+        """Store the sandbox's state when it changed since it was last stored."""
+        if self._snapshot is None:
+            return
+        data = bytes(await self._snapshot())
+        if data != self.saved:
+            await self._runtime.stores.snapshots.save_snapshot(self._sub.instance, data)
+            self.saved = data
 
     async def record(self, entry: dict[str, Any]) -> None:
-        stores = self._runtime.stores
-        if self._snapshot is not None and entry.get("type") in ("tool", "turn"):
-            # the files must be at least as new as the results the journal will replay
-            await stores.snapshots.save_snapshot(self._sub.instance, await self._snapshot())
-        if not await stores.submissions.append_journal(self._sub.submission_id, self._sub.attempts, entry):
+        if entry.get("type") in ("tool", "turn"):
+            await self.save_snapshot()  # the files must be at least as new as the results replayed
+        if not await self._runtime.stores.submissions.append_journal(self._sub.submission_id, self._sub.attempts, entry):
             raise LeaseLost(self._sub.submission_id)
 
 
@@ -133,7 +143,8 @@ class Coordinator:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._unsubscribe = self.store.subscribe(lambda _instance: loop.call_soon_threadsafe(self._wake.set))
+        # the store calls listeners on the loop they subscribed from (flue.persistence.kit.Listeners)
+        self._unsubscribe = self.store.subscribe(lambda _instance: self._wake.set())
         self._tasks = [
             loop.create_task(self._claim_loop(), name="flue-coordinator-claims"),
             loop.create_task(self._renew_loop(), name="flue-coordinator-leases"),
@@ -276,7 +287,6 @@ class Coordinator:
         sink = runtime.sink.child(
             instance_id=instance_id, agent=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id
         )
-        await runtime.stores.streams.create_stream(sub.instance)
         writer = StreamWriter(runtime.stores.streams, sub.instance)
         sink.subscribe(writer)
         status, result, error = "completed", None, None
@@ -299,10 +309,10 @@ class Coordinator:
                 result = finished.get("result")  # it finished before the crash; only settling was lost
             else:
                 entries = await self.store.journal(sub.submission_id) if sub.attempts > 1 else []
-                journal = SubmissionJournal(runtime, sub, entries, harness.env)
+                journal = SubmissionJournal(runtime, sub, entries, harness.env, snapshot)
                 outcome = await session.prompt(text, images=images, journal=journal)
                 result = {"text": outcome.text, "data": outcome.data}
-                await self._save_snapshot(harness, sub.instance)
+                await journal.save_snapshot()
         except asyncio.CancelledError:
             # Shutdown or a lost lease: leave the submission to whoever holds it now.
             await writer.drain()
@@ -331,12 +341,6 @@ class Coordinator:
         final = await self.store.get(sub.submission_id)
         if final is not None:
             self._notify(final)
-
-    async def _save_snapshot(self, harness: Any, instance: str) -> None:
-        env = getattr(harness, "env", None)
-        snapshot = getattr(env, "snapshot", None)
-        if snapshot is not None:
-            await self.runtime.stores.snapshots.save_snapshot(instance, await snapshot())
 
     async def _emit_settled(self, sub: Submission) -> None:
         """A head the store failed on claim (deadline or attempts); the store put the error and
