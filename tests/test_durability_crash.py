@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from flue.persistence.base import parse_offset
 from flue.project import load_project
@@ -178,3 +179,24 @@ async def test_conversation_and_sandbox_files_survive_a_restart(tmp_path: Path) 
     assert "Remember: I like blue." in contents and "Noted." in contents  # the earlier turns came back
     read_result = next(m for m in model.requests[3]["messages"] if m["role"] == "tool" and m["tool_call_id"] == "r")
     assert "favourite colour: blue" in read_result["content"]  # the file written before the kill
+
+
+async def test_flue_start_refuses_a_database_written_by_a_newer_flue(tmp_path: Path) -> None:
+    import sqlite3
+
+    from flue.persistence.plugin import open_persistence
+
+    project = make_project(tmp_path / "proj", "http://127.0.0.1:9/v1")
+    adapter, _stores = await open_persistence(load_project(project))  # creates and stamps the schema
+    await adapter.close()
+    with sqlite3.connect(project / "data" / "state.db") as db:
+        db.execute("UPDATE flue_meta SET value = '99' WHERE key = 'schema_version'")
+    server = FlueServerProcess(project, ready_timeout=30)
+    try:
+        with pytest.raises(RuntimeError, match="exited with 1"):
+            await server.start()
+        assert server.proc is not None and server.proc.returncode == 1
+        out = server.output()
+        assert "written by a newer Flue (schema 99, this Flue knows 1)" in out and "Traceback" not in out
+    finally:
+        await server.stop()
