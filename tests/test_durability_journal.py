@@ -124,7 +124,7 @@ async def test_takeover_replays_finished_turns_and_tools(tmp_path: Path, test_di
         first = await Runtime.open(load_project(project))
         second = await Runtime.open(load_project(project))
         try:
-            a = Coordinator(first, owner="coord-a", lease_s=1.0, poll_interval=0.1)
+            a = Coordinator(first, owner="coord-a", lease_s=2.0, poll_interval=0.1)
             await a.start()
             sub, _ = await a.admit("worker", "job-1", prompt_input("do the job"))
             # turn 1 is running: count (c2) finished, slow (s1) is in flight
@@ -133,10 +133,11 @@ async def test_takeover_replays_finished_turns_and_tools(tmp_path: Path, test_di
             await a.stop(grace=0)  # the process "dies": no settle, no lease renewal
 
             crashed = await first.stores.submissions.get(sub.submission_id)
-            assert crashed is not None and crashed.status == "running" and crashed.attempts == 1
+            # (a loaded machine may have let A's own lease lapse and A claim it again: attempts 2)
+            assert crashed is not None and crashed.status == "running" and crashed.lease_owner == "coord-a"
             (test_dir / "release").write_text("go")
 
-            b = Coordinator(second, owner="coord-b", lease_s=1.0, poll_interval=0.1)
+            b = Coordinator(second, owner="coord-b", lease_s=2.0, poll_interval=0.1)
             await b.start()
             try:
                 done = await b.wait(sub.submission_id, timeout=20)
@@ -147,7 +148,7 @@ async def test_takeover_replays_finished_turns_and_tools(tmp_path: Path, test_di
             await second.close()
 
         assert done.status == "completed", done.error
-        assert done.attempts == 2 and done.lease_owner == "coord-b"
+        assert done.attempts == crashed.attempts + 1 and done.lease_owner == "coord-b"
         assert done.result["text"] == "all done"
         # three model calls in all: neither turn 0 nor turn 1 asked the model again
         assert len(model.requests) == 3
@@ -166,10 +167,11 @@ async def test_takeover_replays_finished_turns_and_tools(tmp_path: Path, test_di
             events = await stream_events(reopened, path)
             assert [e["type"] for e in events].count("submission_settled") == 1
             resumed = [e for e in events if e["type"] == "operation_resumed"]
-            assert len(resumed) == 1 and resumed[0]["turns"] == 1 and resumed[0]["partialTurn"] is True
-            assert resumed[0]["toolResults"] == 3  # w1, c1 (turn 0) and c2 (turn 1)
-            replayed = [e["toolCallId"] for e in events if e["type"] == "tool_result" and e.get("replayed")]
-            assert replayed == ["c2"]
+            assert len(resumed) == crashed.attempts  # one per attempt after the first
+            assert resumed[-1]["turns"] == 1 and resumed[-1]["partialTurn"] is True
+            assert resumed[-1]["toolResults"] == 3  # w1, c1 (turn 0) and c2 (turn 1)
+            replayed = {e["toolCallId"] for e in events if e["type"] == "tool_result" and e.get("replayed")}
+            assert replayed == {"c2"}
             # the history holds each message once, in order
             history = await reopened.stores.sessions.load(f"{path}/default/default")
             roles = [m["role"] for m in history.messages]
@@ -227,3 +229,29 @@ def _exists(path: Path) -> bool:
 
 def _lines(path: Path, n: int) -> bool:
     return path.exists() and len(path.read_text().splitlines()) >= n
+
+
+async def test_a_submission_past_its_deadline_is_stopped_and_fails(tmp_path: Path, test_dir: Path) -> None:
+    async with ScriptedModelServer() as model:
+        model.add(reply("thinking very hard", hang=True, hang_timeout=30))
+        project = make_project(tmp_path / "proj", model.url)
+        (project / "agents" / "slowpoke.md").write_text(
+            "---\ndescription: too slow\ntools: []\ndurability: {timeout: 1}\n---\nTake your time.\n"
+        )
+        runtime = await Runtime.open(load_project(project))
+        try:
+            coordinator = Coordinator(runtime, owner="coord-a", lease_s=5.0, poll_interval=0.1)
+            await coordinator.start()
+            try:
+                sub, _ = await coordinator.admit("slowpoke", "job-3", prompt_input("go"))
+                done = await coordinator.wait(sub.submission_id, timeout=15)
+            finally:
+                await coordinator.stop()
+            assert done.status == "failed" and done.error["type"] == "deadline_exceeded"
+            await wait_for(lambda: model.aborted.is_set(), what="the model stream to be closed")
+            events = await stream_events(runtime, instance_path("slowpoke", "job-3"))
+            types = [e["type"] for e in events]
+            assert types[-2:] == ["error", "submission_settled"] and events[-1]["status"] == "failed"
+            assert events[-2]["error"]["type"] == "deadline_exceeded"
+        finally:
+            await runtime.close()

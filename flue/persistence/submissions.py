@@ -129,6 +129,12 @@ class Submission(Camel):
     def settled(self) -> bool:
         return self.status in ("completed", "failed")
 
+    def seconds_left(self, now: datetime | None = None) -> float:
+        """Seconds until ``deadline_at`` (0 when it has passed)."""
+        from flue.persistence.kit import iso_to_ms
+
+        return max(0.0, (iso_to_ms(self.deadline_at) - now_ms(now)) / 1000)
+
     def receipt(self) -> DispatchReceipt:
         if self.dispatch_id is None:
             raise ValueError(f"submission {self.submission_id} is a {self.kind}, not a dispatch")

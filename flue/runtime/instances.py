@@ -39,13 +39,20 @@ from typing import Any
 
 from flue.events import BaseEvent, ErrorEvent, SubmissionAdmitted, SubmissionSettled
 from flue.ids import new_id
-from flue.persistence.submissions import LEASE_S, Submission
+from flue.persistence.submissions import ERROR_DEADLINE_EXCEEDED, LEASE_S, Submission
 from flue.runtime.runtime import Runtime, error_info
 from flue.runtime.stream_writer import StreamWriter
 
 
 class AgentNotFound(KeyError):
     pass
+
+
+class DeadlineExceeded(Exception):
+    """The submission ran past its deadline (``durability.timeout``) and was stopped."""
+
+    def __init__(self, deadline_at: str):
+        super().__init__(f"submission deadline passed at {deadline_at} before it could finish")
 
 
 class LeaseLost(Exception):
@@ -310,7 +317,12 @@ class Coordinator:
             else:
                 entries = await self.store.journal(sub.submission_id) if sub.attempts > 1 else []
                 journal = SubmissionJournal(runtime, sub, entries, harness.env, snapshot)
-                outcome = await session.prompt(text, images=images, journal=journal)
+                try:  # the coordinator enforces the deadline (wait_for: the operation raises its own cancel error)
+                    outcome = await asyncio.wait_for(
+                        session.prompt(text, images=images, journal=journal), sub.seconds_left()
+                    )
+                except TimeoutError:
+                    raise DeadlineExceeded(sub.deadline_at) from None
                 result = {"text": outcome.text, "data": outcome.data}
                 await journal.save_snapshot()
         except asyncio.CancelledError:
@@ -322,6 +334,8 @@ class Coordinator:
                 await writer.drain()
                 return
             status, error = "failed", error_info(exc)
+            if isinstance(exc, DeadlineExceeded):
+                error["type"] = ERROR_DEADLINE_EXCEEDED  # the same type as a head failed on claim
             await sink.emit(ErrorEvent(error=error))
         finally:
             if harness is not None:
