@@ -143,3 +143,36 @@ async def test_a_snapshot_restores_the_sandbox_of_a_new_harness():
     assert await second.fs.read_file("state.txt") == "kept"
     fresh = await flue.init(agent)
     assert not await fresh.fs.exists("state.txt")  # one env per init()
+
+
+async def test_instructions_are_rendered_with_jinja2(tmp_path):
+    from datetime import date
+
+    from flue.harness.errors import InstructionsTemplateError
+
+    project = make_project(tmp_path, files={
+        "agents/greeter.md": "---\ndescription: Greets people\nmodel: false\ntools: []\n---\n"
+                             "You are {{ agent.name }} ({{ agent.description }}), working in {{ cwd }} on {{ date }}.\n"
+                             "Answer with {% raw %}{{ name }}{% endraw %} filled in.\n",
+    })
+    model = ScriptedModel([reply("ok")])
+    harness = await flue.init("greeter", project=project, model=model)
+    await (await harness.session()).prompt("hi")
+    system = model.requests[0].messages[0]["content"]
+    assert system.startswith(f"You are greeter (Greets people), working in /workspace on {date.today().isoformat()}.")
+    assert "Answer with {{ name }} filled in." in system
+
+    bad = flue.create_agent(name="typo", model=model, tools=[], instructions="Hello {{ agnet.name }}")
+    with pytest.raises(InstructionsTemplateError, match="agnet"):
+        await flue.init(bad, project=project)
+
+
+def test_an_undefined_variable_in_instructions_is_a_diagnostic(tmp_path):
+    from flue.project import load_project
+
+    root = tmp_path / "p"
+    (root / "agents").mkdir(parents=True)
+    (root / "agents" / "a.md").write_text("---\ndescription: x\nmodel: false\n---\nHi {{ user }} and {{ agent.name }}\n")
+    diags = [d for d in load_project(root).diagnostics if d.code == "template.undefined"]
+    assert len(diags) == 1 and diags[0].file == "agents/a.md" and "'user'" in diags[0].message
+    assert "agent, cwd, date" in diags[0].hint

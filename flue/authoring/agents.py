@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flue.authoring.source import load_markdown, load_yaml_mapping
-from flue.authoring.templates import check_template
+from flue.authoring.templates import INSTRUCTION_VARIABLES, check_template, check_variables
 from flue.diagnostics import Diagnostic, pydantic_diagnostics
 
 ThinkingLevel = Literal["off", "minimal", "low", "medium", "high", "xhigh"]
@@ -177,7 +177,10 @@ def parse_agent_file(path: Path, *, rel: str) -> tuple[AgentDefinition | None, l
             )
         ]
     instructions = data.get("instructions")
-    tdiags = check_template(instructions, file=rel, line_offset=body_line, what="instructions") if isinstance(instructions, str) else []
+    tdiags = []
+    if isinstance(instructions, str):
+        tdiags = check_template(instructions, file=rel, line_offset=body_line, what="instructions")
+        tdiags += check_variables(instructions, INSTRUCTION_VARIABLES, file=rel, what="instructions")
     try:
         agent = AgentDefinition.model_validate({**data, "name": name, "file": rel})
     except Exception as exc:  # pydantic.ValidationError

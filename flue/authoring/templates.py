@@ -48,6 +48,32 @@ def check_template(source: str, *, file: str, line_offset: int = 0, what: str = 
     return []
 
 
+#: What agent instructions may use: ``{{ agent.name }}``, ``{{ agent.description }}``,
+#: ``{{ cwd }}`` (the sandbox working directory) and ``{{ date }}`` (today, ISO 8601).
+INSTRUCTION_VARIABLES = ("agent", "cwd", "date")
+
+
+def check_variables(source: str, allowed: tuple[str, ...], *, file: str, what: str) -> list[Diagnostic]:
+    """A name the template uses that it will not be given is a diagnostic (rendering would fail)."""
+    from jinja2 import TemplateSyntaxError, meta
+
+    try:
+        unknown = sorted(meta.find_undeclared_variables(environment().parse(source)) - set(allowed))
+    except TemplateSyntaxError:
+        return []  # reported by check_template
+    if not unknown:
+        return []
+    return [
+        Diagnostic(
+            code="template.undefined",
+            file=file,
+            message=f"{what} use{'s' if len(unknown) == 1 else ''} undefined variable{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(u) for u in unknown)}",
+            hint=f"available: {', '.join(allowed)}; write literal braces as {{% raw %}}{{{{ ... }}}}{{% endraw %}}",
+        )
+    ]
+
+
 def render(source: str, variables: dict[str, Any]) -> str:
     """Render a template string. Raises jinja2 errors on undefined names."""
     if "{" not in source:

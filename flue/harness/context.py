@@ -149,6 +149,26 @@ def parse_skill_text(text: str, folder: str, path: str) -> tuple[SkillEntry | No
     return SkillEntry(name=name, description=description.strip(), body=body.strip(), source="workspace", path=path), None
 
 
+def render_instructions(agent: Any, cwd: str) -> str:
+    """The agent's instructions, rendered with Jinja2 (see ``INSTRUCTION_VARIABLES``)."""
+    from datetime import date
+
+    from jinja2 import TemplateError
+
+    from flue.authoring.templates import render
+    from flue.harness.errors import InstructionsTemplateError
+
+    variables = {
+        "agent": {"name": agent.name, "description": agent.description or ""},
+        "cwd": cwd,
+        "date": date.today().isoformat(),
+    }
+    try:
+        return render(agent.instructions or "", variables)
+    except TemplateError as exc:
+        raise InstructionsTemplateError(agent.name, str(exc)) from None
+
+
 def compose_system_prompt(instructions: str, ctx: WorkspaceContext, *, has_sandbox: bool) -> str:
     parts: list[str] = []
     if instructions.strip():

@@ -161,6 +161,14 @@ class SkillArgumentsError(FlueHarnessError):
         super().__init__(f"skill '{name}' could not be rendered with the given args: {problem}: pass it in args=")
 
 
+class InstructionsTemplateError(FlueHarnessError):
+    def __init__(self, agent: str, problem: str):
+        super().__init__(
+            f"agent '{agent}': its instructions could not be rendered ({problem}); they may use "
+            "agent.name, agent.description, cwd and date; write literal braces inside {% raw %}...{% endraw %}"
+        )
+
+
 class UnknownSubagentError(FlueHarnessError):
     def __init__(self, name: str, agent: str, available: list[str]):
         super().__init__(

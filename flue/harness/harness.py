@@ -50,6 +50,7 @@ from flue.harness.context import (
     compose_system_prompt,
     discover_workspace,
     install_packaged_skills,
+    render_instructions,
 )
 from flue.harness.errors import (
     InvalidModelError,
@@ -276,7 +277,7 @@ class Harness:
         ctx.skills = {**ctx.skills, **packaged}
         for warning in ctx.warnings:
             await self.sink.emit(Log(level="warn", message=warning))
-        system = compose_system_prompt(agent.instructions, ctx, has_sandbox=self.env is not None)
+        system = compose_system_prompt(render_instructions(agent, cwd), ctx, has_sandbox=self.env is not None)
         self._setups[key] = _AgentSetup(system, ctx.skills, tools)
 
     async def close(self) -> None:
