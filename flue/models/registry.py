@@ -116,3 +116,17 @@ class ModelRegistry:
             provider = LiteLLMProvider(provider_id, registration, registered=self.registered)
         self._providers[provider_id] = provider
         return provider
+
+
+def calls_litellm(project: Project) -> bool:
+    """Whether any default model of the project (agents' ``model:``, flue.yaml ``model:``)
+    goes through litellm rather than a plugin's own provider object."""
+    registry = ModelRegistry.for_project(project)
+    specs = {a.model for a in project.agents.values() if isinstance(a.model, str)}
+    if project.config.model:
+        specs.add(project.config.model)
+    for spec in specs:
+        provider_id = spec.partition("/")[0]
+        if not isinstance(registry.registration(provider_id), ModelProvider):
+            return True
+    return False

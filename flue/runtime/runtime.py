@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
@@ -35,6 +36,7 @@ class Runtime:
         self._subscribe_observers()
         self._workflow_modules: dict[str, tuple[float, Any]] = {}
         self._coordinator: Any = None
+        self._warming: asyncio.Task[Any] | None = None
 
     def _subscribe_observers(self) -> None:
         pm = self.project.pm
@@ -63,6 +65,16 @@ class Runtime:
             )
         return self._coordinator
 
+    def warm_models(self) -> None:
+        """Import litellm in the background when the project's models need it, so the first
+        prompt does not wait seconds for the import (servers call this at startup)."""
+        from flue.models.registry import calls_litellm
+
+        if self._warming is None and calls_litellm(self.project):
+            from flue.models.litellm_provider import load_litellm
+
+            self._warming = asyncio.get_running_loop().create_task(load_litellm(), name="flue-warm-litellm")
+
     async def start_coordinator(self) -> Any:
         coordinator = self.coordinator
         if not coordinator._tasks:
@@ -87,6 +99,8 @@ class Runtime:
         return _CURRENT[-1]
 
     async def close(self) -> None:
+        if self._warming is not None and not self._warming.done():
+            await asyncio.gather(self._warming, return_exceptions=True)  # a thread cannot be interrupted
         if self._coordinator is not None and self._coordinator._tasks:
             await self._coordinator.stop()
         if self in _CURRENT:

@@ -60,7 +60,9 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 async def _start_coordinator(app: web.Application) -> None:
-    await app[STATE].runtime.start_coordinator()
+    runtime = app[STATE].runtime
+    runtime.warm_models()
+    await runtime.start_coordinator()
 
 
 async def _cut_readers(app: web.Application) -> None:
