@@ -8,10 +8,12 @@ scratch project (see fixtures/server/support.py).
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import WSServerHandshakeError
 from fixtures.server.support import WORKFLOW_TOKEN_ENV, assert_envelope, scratch_project, served
@@ -306,6 +308,40 @@ async def test_error_envelope_never_leaks_unknown_exceptions(tmp_path: Path, scr
     async with served(root, dev=True) as srv:
         err = await expect(await srv.client.get("/explode"), 500, "internal_error", dev=True)
         assert err["dev"] == "RuntimeError: secret-token-abc123"
+
+
+async def test_an_error_after_a_stream_started_ends_it_without_an_envelope(
+    tmp_path: Path, scripted_model_server: ScriptedModelServer
+) -> None:
+    """Once the status line is out, an error cannot become an envelope: the connection ends."""
+    plugin = textwrap.dedent(
+        '''
+        from aiohttp import web
+
+        from flue import hookimpl
+
+
+        async def halfway(request):
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(b"data: first\\n\\n")
+            raise RuntimeError("store went away")
+
+
+        @hookimpl
+        def flue_app(app, runtime):
+            app.router.add_get("/halfway", halfway)
+        '''
+    )
+    root = scratch_project(tmp_path, scripted_model_server.url, {"plugins/halfway.py": plugin})
+    async with served(root) as srv:
+        resp = await srv.client.get("/halfway")
+        assert resp.status == 200
+        body = b""
+        with contextlib.suppress(aiohttp.ClientPayloadError):
+            async for chunk in resp.content.iter_any():
+                body += chunk
+        assert body == b"data: first\n\n"  # nothing appended: no envelope inside the event stream
 
 
 async def test_mounted_in_an_outer_app_with_a_body_limit(project: Path) -> None:

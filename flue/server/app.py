@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from flue.server.channels import channel_root, channel_route
-from flue.server.errors import DEV_MODE, error_middleware
+from flue.server.errors import DEV_MODE, error_middleware, mark_prepared
 from flue.server.lookup import AGENT_ROUTE, OPENAPI_ROUTE, RUN_ROUTE, WORKFLOW_ROUTE
 from flue.server.openapi import openapi_route
 from flue.server.routes_agents import agent_route
@@ -74,6 +74,7 @@ def build_flue_app(
 ) -> web.Application:
     """Flue's routes as one application (mount it with ``add_subapp`` or serve it as is)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=client_max_size)
+    app.on_response_prepare.append(mark_prepared)
     app[STATE] = state or ServerState(runtime, dev=dev)
     app[DEV_MODE] = dev
     pm = runtime.project.pm
@@ -107,6 +108,7 @@ def make_app(
     if not prefix:
         return flue
     outer = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    outer.on_response_prepare.append(mark_prepared)
     outer[DEV_MODE] = dev
     outer[STATE] = state  # the same object: lets the server reach it (flue_state)
     outer.add_subapp(prefix, flue)

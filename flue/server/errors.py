@@ -291,9 +291,19 @@ def render_exception(request: web.Request, exc: BaseException) -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+#: Request key set once a response for the request has been prepared (its headers sent).
+PREPARED = "flue.response_prepared"
+
+
+async def mark_prepared(request: web.Request, _response: web.StreamResponse) -> None:
+    """``on_response_prepare`` signal: after this, an error can no longer become an envelope."""
+    request[PREPARED] = True
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render every error as the envelope. Add it first (outermost) in the app's middlewares."""
+    """Render every error as the envelope. Add it first (outermost) in the app's middlewares
+    and :func:`mark_prepared` to its ``on_response_prepare`` signal."""
     try:
         return await handler(request)
     except asyncio.CancelledError:
@@ -301,6 +311,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and other non-errors pass through untouched
+        if request.get(PREPARED):
+            raise  # a stream or socket already started: aiohttp ends the connection
         return render_exception(request, exc)
     except Exception as exc:
+        if request.get(PREPARED):
+            # The status line went out (an SSE stream, a socket): an envelope cannot follow.
+            # Log it and let aiohttp end the connection; stream readers resume from their offset.
+            log.error("error after the response started (%s %s)", request.method, request.path, exc_info=exc)
+            raise
         return render_exception(request, exc)
