@@ -189,3 +189,59 @@ async def test_agent_socket_failed_prompt_is_typed(tmp_path: Path, scripted_mode
         last = messages[-1]
         assert last["type"] == "error" and last["id"] == "x" and last["error"]["type"] == "model_call"
         await ws.close()
+
+
+# Persistence whose event-stream reads fail once the marker file exists: the socket's forwarding
+# breaks while the prompt itself (admission, the run, settlement) keeps working.
+FLAKY_READS_PLUGIN = '''
+import os
+from pathlib import Path
+
+from flue import hookimpl
+from flue.persistence.sqlite import SQLiteAdapter
+
+
+class FlakyReads(SQLiteAdapter):
+    async def connect(self):
+        stores = await super().connect()
+        read = stores.streams.read_events
+
+        async def read_events(path, offset="-1", limit=None):
+            if Path(os.environ["FLUE_FLAKY_MARKER"]).exists():
+                raise OSError("the disk went away")
+            return await read(path, offset, limit)
+
+        stores.streams.read_events = read_events
+        return stores
+
+
+@hookimpl
+def flue_persistence(config, root):
+    return FlakyReads() if config.kind == "flaky" else None
+'''
+
+
+async def test_a_store_failure_while_forwarding_is_told_to_the_client(
+    tmp_path: Path, scripted_model_server: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "break-reads"
+    monkeypatch.setenv("FLUE_FLAKY_MARKER", str(marker))
+    scripted_model_server.add(reply("slowly", delay=0.2), reply("fine again"))
+    root = scratch_project(
+        tmp_path, scripted_model_server.url, {"plugins/flaky.py": FLAKY_READS_PLUGIN}, config="persistence: {kind: flaky}\n"
+    )
+    async with served(root) as srv:
+        ws = await srv.client.ws_connect("/agents/assistant/w1")
+        await ws.receive_json(timeout=5)
+        marker.write_text("")
+        await ws.send_json({"type": "prompt", "message": "one", "id": "p1"})
+        messages = await receive_until(ws, {"result", "error"})
+        assert messages[-1] == {"type": "error", "id": "p1", "error": {
+            "type": "internal_error", "message": "An internal error occurred.", "details": ""}}
+        assert "disk" not in json.dumps(messages)
+        marker.unlink()  # the socket stays usable for the next prompt
+        await asyncio.sleep(0.5)
+        await ws.send_json({"type": "prompt", "message": "two", "id": "p2"})
+        messages = await receive_until(ws, {"result", "error"})
+        assert messages[-1]["type"] == "result" and messages[-1]["result"]["text"] == "fine again"
+        await ws.close()

@@ -143,7 +143,9 @@ async def agent_socket(request: web.Request, state: ServerState, agent: str, ins
                     client_id,
                 ))
                 continue
-            current = asyncio.create_task(_quietly(_prompt(ws, state, agent, instance_id, body, client_id)))
+            current = asyncio.create_task(
+                _quietly(_prompt(ws, state, agent, instance_id, body, client_id), ws, client_id)
+            )
     finally:
         # the submission is durable and keeps running; only the forwarding stops
         if current is not None and not current.done():
@@ -154,19 +156,6 @@ async def agent_socket(request: web.Request, state: ServerState, agent: str, ins
 
 
 async def _prompt(
-    ws: web.WebSocketResponse, state: ServerState, agent: str, instance_id: str, body: AgentPrompt, client_id: Any
-) -> None:
-    try:
-        await _prompt_and_forward(ws, state, agent, instance_id, body, client_id)
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception:
-        # e.g. the store failed: the client must not wait forever for a result
-        log.exception("a prompt over a socket to %s/%s failed", agent, instance_id)
-        await ws.send_json(_with_id({"type": "error", "error": _internal()}, client_id))
-
-
-async def _prompt_and_forward(
     ws: web.WebSocketResponse, state: ServerState, agent: str, instance_id: str, body: AgentPrompt, client_id: Any
 ) -> None:
     runtime = state.runtime
@@ -251,7 +240,9 @@ async def workflow_socket(request: web.Request, state: ServerState, workflow: st
                 "type": "admitted", "runId": handle.run_id,
                 "streamUrl": run_stream_url(request, handle.run_id), "offset": "-1",
             })
-            forward = asyncio.create_task(_quietly(_forward_run(ws, state, handle.run_id, run_stream_path(handle.run_id))))
+            forward = asyncio.create_task(
+                _quietly(_forward_run(ws, state, handle.run_id, run_stream_path(handle.run_id)), ws, close=True)
+            )
     finally:
         if forward is not None and not forward.done():
             forward.cancel()  # the run itself continues; only forwarding stops
@@ -276,9 +267,16 @@ async def _forward_run(ws: web.WebSocketResponse, state: ServerState, run_id: st
             return
 
 
-async def _quietly(coro: Any) -> None:
-    """Run a forwarding coroutine; a client that went away mid-send is not an error."""
+async def _quietly(coro: Any, ws: web.WebSocketResponse, client_id: Any = None, *, close: bool = False) -> None:
+    """Run a forwarding coroutine. A client that went away mid-send is not an error; any other
+    failure (a store gone away...) is logged and told to the client, so it does not wait forever."""
     try:
         await coro
     except (ConnectionResetError, RuntimeError) as exc:
         log.debug("websocket forwarding stopped: %r", exc)
+    except Exception:
+        log.exception("websocket forwarding failed")
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await ws.send_json(_with_id({"type": "error", "error": _internal()}, client_id))
+            if close:  # a workflow socket has nothing more to say; an agent socket takes the next prompt
+                await ws.close()
