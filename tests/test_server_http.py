@@ -287,6 +287,8 @@ async def test_openapi_document(tmp_path: Path, scripted_model_server: ScriptedM
         resp = await srv.client.get("/openapi.json")
         assert resp.status == 200
         doc = await resp.json()
+        head = await srv.client.head("/openapi.json")
+        assert head.status == 200 and head.headers["Content-Type"].startswith("application/json")
     assert doc["openapi"].startswith("3.")
     from flue.version import __version__
 

@@ -81,7 +81,7 @@ def build_flue_app(
     if pm is not None:
         pm.hook.flue_app(app=app, runtime=runtime)
     router = app.router
-    router.add_route("GET", "/openapi.json", openapi_route, name=OPENAPI_ROUTE)
+    router.add_get("/openapi.json", openapi_route, name=OPENAPI_ROUTE)  # HEAD too
     router.add_route("*", "/agents/{name}/{id}", agent_route, name=AGENT_ROUTE)
     router.add_route("*", "/workflows/{name}", workflow_route, name=WORKFLOW_ROUTE)
     router.add_route("*", "/runs/{run_id}", run_route, name=RUN_ROUTE)
