@@ -6,7 +6,7 @@ Where to find things (one hop):
 - authoring formats (files):       ``flue.authoring`` (agents, skills, workflows, channels)
 - project discovery + diagnostics: ``flue.project``, ``flue.diagnostics``, ``flue.config``
 - events:                          ``flue.events``
-- tools and the ``@tool`` decorator: ``flue.tools``
+- tools and the ``@tool`` decorator: ``flue.tools`` (MCP servers as tools: ``flue.harness.mcp``)
 - sandbox contract:                ``flue.sandbox.base``
 - persistence contract:            ``flue.persistence.base``
 - the CLI:                         ``flue.cli``

@@ -172,6 +172,7 @@ class Harness:
         self.sessions = Sessions(self)
         self.fs = FlueFs(self.require_env, self.cwd)
         self._skills_tmp: str | None = None  # packaged skills of a host sandbox (see flue.harness.context)
+        self._mcp: dict[str, tuple[Any, list[Tool]]] = {}  # "<server> <url>" -> (connection, its tools)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -270,6 +271,8 @@ class Harness:
         builtins, defaults = builtin_tools(self._subagent_descriptions(agent))
         tools = agent_tools(agent.name, agent.tools, builtins=builtins, defaults=defaults, plugins=self._plugin_tools)
         add_tools(tools, self._extra_tools, "init(tools=...)")
+        if agent.mcp:
+            add_tools(tools, await self._mcp_tools(agent), f"agent '{agent.name}' mcp:")
         definitions = self._skill_definitions(agent)
         host_dir = await self._host_skill_dir(agent) if definitions and _on_host(self.env) else None
         packaged = await install_packaged_skills(self.env, cwd, definitions, host_dir=host_dir)
@@ -289,6 +292,9 @@ class Harness:
         if self._skills_tmp is not None:
             await asyncio.to_thread(shutil.rmtree, self._skills_tmp, True)
             self._skills_tmp = None
+        for conn, _tools in self._mcp.values():
+            await conn.close()
+        self._mcp.clear()
         close = getattr(self.env, "close", None)
         if close is not None:
             result = close()
@@ -296,6 +302,20 @@ class Harness:
                 await result
 
     # -- internals ----------------------------------------------------------------------------
+
+    async def _mcp_tools(self, agent: Agent) -> list[Tool]:
+        """The tools of the agent's MCP servers (connected once per harness; see flue.harness.mcp)."""
+        from flue.harness.mcp import connect_servers
+
+        out: list[Tool] = []
+        for name, spec in agent.mcp.items():
+            url = spec.url if hasattr(spec, "url") else spec["url"]
+            key = f"{name} {url}"
+            if key not in self._mcp:
+                (conn,), tools = await connect_servers({name: spec})
+                self._mcp[key] = (conn, tools)
+            out += self._mcp[key][1]
+        return out
 
     async def _host_skill_dir(self, agent: Agent) -> str:
         if self._skills_tmp is None:
