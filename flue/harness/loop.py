@@ -45,6 +45,7 @@ from flue.events import (
     UsageEvent,
     monotonic_ms,
 )
+from flue.harness.compaction import CompactionPolicy, compact
 from flue.harness.errors import FlueHarnessError, ModelCallError, ResultValidationError, TurnLimitError
 from flue.harness.journal import Journal, Replay, calls_of, read_replay
 from flue.harness.results import REMINDER, RESULT_TOOL_NAME, ResultInvalid, ResultSpec
@@ -65,6 +66,7 @@ class LoopSettings:
     thinking: str | None = None
     max_turns: int = 50
     journal: Journal | None = None  # durable submissions: record steps, replay an earlier attempt's
+    compaction: CompactionPolicy | None = None  # summarize old messages before the window fills
 
     @property
     def model_spec(self) -> str:
@@ -90,7 +92,10 @@ class _ResultState:
 async def run_loop(
     settings: LoopSettings, history: list[dict[str, Any]], new: list[dict[str, Any]], sink: EventSink
 ) -> LoopOutcome:
-    """Run turns until done, appending the operation's messages to ``new``."""
+    """Run turns until done, appending the operation's messages to ``new``.
+
+    With ``settings.compaction``, ``history`` (and ``new``) may be rewritten in place
+    (see ``flue.harness.compaction``): pass a copy of what must stay as it is."""
     outcome = LoopOutcome()
     state = _ResultState()
     specs = [t.spec() for t in settings.tools.values()]
@@ -104,6 +109,9 @@ async def run_loop(
             return outcome
 
     for index in range(len(replay.turns), settings.max_turns):
+        if settings.compaction is not None:
+            await compact(settings.compaction, settings.provider, settings.provider_id, settings.model,
+                          settings.system, history, new, sink)
         turn_sink = sink.child(turn_id=new_id("turn"))
         await turn_sink.emit(TurnStart(index=index, model=settings.model_spec))
         partial = replay.partial if replay.partial is not None and replay.partial.index == index else None

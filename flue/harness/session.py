@@ -41,6 +41,7 @@ from flue.events import (
     UsageEvent,
     monotonic_ms,
 )
+from flue.harness.compaction import policy_for
 from flue.harness.errors import (
     FlueHarnessError,
     InvalidThinkingLevelError,
@@ -102,6 +103,7 @@ class _Output:
     usage: Usage = field(default_factory=Usage)
     summary: Any = None  # JSON for operation_end.result
     journal_key: str | None = None  # the journaled operation this output finishes
+    history: list[dict[str, Any]] | None = None  # the compacted history that replaces the session's
 
 
 class Session:
@@ -343,15 +345,18 @@ class Session:
                 thinking=level,
                 max_turns=max_turns or self.agent.turn_limit,
                 journal=journal,
+                compaction=policy_for(self.agent.compaction, resolved.provider, resolved.model),
             )
             new = build()
-            outcome = await run_loop(settings, self._messages, new, sink)
+            history = list(self._messages)  # compaction may rewrite it; kept only if the operation succeeds
+            outcome = await run_loop(settings, history, new, sink)
             value = OperationResult(
                 text=outcome.text, data=outcome.data, usage=outcome.usage, turns=outcome.turns,
                 operation_id=op_id, session=self.name, kind=kind,
             )
             summary = {"text": outcome.text, "data": jsonable(outcome.data)}
-            return _Output(value, new, outcome.usage, summary, journal.key if journal is not None else None)
+            return _Output(value, new, outcome.usage, summary, journal.key if journal is not None else None,
+                           history if history != self._messages else None)
 
         return await self._run_op(kind, op_input, body)
 
@@ -387,6 +392,9 @@ class Session:
                 raise
             finally:
                 _CURRENT.reset(token)
+            if out.history is not None:
+                self._messages = out.history
+                self._metadata["compactions"] = int(self._metadata.get("compactions", 0)) + 1
             self._messages.extend(out.messages)
             self._usage = self._usage + out.usage
             self._metadata["operations"] = int(self._metadata.get("operations", 0)) + 1

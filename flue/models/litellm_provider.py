@@ -132,6 +132,21 @@ class LiteLLMProvider:
             return out
         return {"reasoning_effort": level}
 
+    def context_window(self, model: str) -> int | None:
+        """The model's input token limit from litellm's (offline) catalog, when it is known
+        and litellm is already loaded (so asking never costs the import)."""
+        litellm = sys.modules.get("litellm")
+        if litellm is None or not getattr(litellm, "suppress_debug_info", False):
+            return None
+        api = self.config.api if self.config is not None else None
+        target = {"openai-completions": "openai", "anthropic-messages": "anthropic"}.get(api or "", self.provider_id)
+        try:
+            info = litellm.get_model_info(f"{target}/{model}")
+        except Exception:
+            return None
+        window = info.get("max_input_tokens") or info.get("max_tokens")
+        return int(window) if window else None
+
     # -- the call -------------------------------------------------------------------
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:

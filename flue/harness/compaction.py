@@ -1,0 +1,144 @@
+"""Automatic context compaction: summarize old turns before the conversation outgrows the model.
+
+An agent tunes it in frontmatter (it is on by default; ``compaction: false``
+turns it off)::
+
+    compaction:
+      threshold: 0.8              # compact when the request would fill 80% of the window
+      keep_recent_tokens: 20000   # the newest messages kept verbatim
+      context_window: 128000      # tokens; default: the model's (litellm's catalog)
+
+Before every model call the tool loop estimates the request's size (about
+four characters a token). Over ``threshold`` of the context window, the
+messages before the newest ``keep_recent_tokens`` are summarized by the same
+model and replaced by two messages: the summary (as a user message) and an
+assistant acknowledgement. The cut never separates an assistant's tool calls
+from their results. ``compaction_start``/``compaction_end`` events bracket
+it. A model whose context window is unknown (a plugin provider without
+``context_window(model)``, an uncatalogued model, no ``context_window:``) is
+not compacted automatically.
+
+The session keeps the compacted history once the operation succeeds (a
+failed operation leaves the history as it was, as always).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flue.events import CompactionEnd, CompactionStart, EventSink
+from flue.models.base import ModelProvider, ModelRequest, StreamAccumulator, aclose_stream
+
+SUMMARY_SYSTEM = (
+    "You compress conversations. Summarize the conversation you are given so that it can continue "
+    "without it: the user's goals and requests, decisions made, facts learned, files and commands "
+    "involved (with their paths and outcomes), and open questions or next steps. Be complete but "
+    "concise; write plain prose and lists, no preamble."
+)
+SUMMARY_OPEN = "Summary of the earlier conversation (it was compacted to save context):"
+ACK = "Understood. I have the summary of our earlier conversation and will continue from it."
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class CompactionPolicy:
+    threshold: float
+    keep_recent_tokens: int
+    context_window: int
+
+
+def policy_for(spec: Any, provider: ModelProvider, model: str) -> CompactionPolicy | None:
+    """The policy an agent's ``compaction`` setting asks for, or None (off, or window unknown)."""
+    if spec is False:
+        return None
+    data = spec.model_dump() if hasattr(spec, "model_dump") else dict(spec or {})
+    window = data.get("context_window")
+    if window is None:
+        lookup = getattr(provider, "context_window", None)
+        window = lookup(model) if callable(lookup) else None
+    if not window:
+        return None
+    return CompactionPolicy(
+        threshold=float(data.get("threshold", 0.8)),
+        keep_recent_tokens=int(data.get("keep_recent_tokens", 20_000)),
+        context_window=int(window),
+    )
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    return len(json.dumps(messages, ensure_ascii=False, default=str)) // CHARS_PER_TOKEN
+
+
+def split_point(messages: list[dict[str, Any]], keep_tokens: int) -> int:
+    """Index of the first message to keep: about ``keep_tokens`` of the newest messages,
+    starting at a user message (so no tool result loses its call). 0: nothing to compact."""
+    kept = 0
+    cut = len(messages)
+    for i in range(len(messages) - 1, -1, -1):
+        kept += estimate_tokens([messages[i]])
+        if kept >= keep_tokens:
+            cut = i
+            break
+    else:
+        return 0
+    # Move to a user message at or before the cut (keeping a little more than asked).
+    while cut > 0 and messages[cut].get("role") != "user":
+        cut -= 1
+    return cut
+
+
+async def compact(
+    policy: CompactionPolicy, provider: ModelProvider, provider_id: str, model: str, system: str,
+    history: list[dict[str, Any]], new: list[dict[str, Any]], sink: EventSink,
+) -> bool:
+    """Compact ``history + new`` in place when the request is too big; True when it did."""
+    everything = [*history, *new]
+    before = estimate_tokens([{"role": "system", "content": system}, *everything])
+    if before <= policy.threshold * policy.context_window:
+        return False
+    cut = split_point(everything, policy.keep_recent_tokens)
+    if cut < 2:
+        return False  # the newest messages alone are this big: nothing older to summarize
+    await sink.emit(CompactionStart(tokens_before=before))
+    summary = await _summarize(provider, provider_id, model, everything[:cut])
+    head = [{"role": "user", "content": f"{SUMMARY_OPEN}\n\n{summary}"}, {"role": "assistant", "content": ACK}]
+    if cut <= len(history):
+        history[:] = [*head, *history[cut:]]
+    else:
+        new[:] = new[cut - len(history):]
+        history[:] = head
+    after = estimate_tokens([{"role": "system", "content": system}, *history, *new])
+    await sink.emit(CompactionEnd(tokens_after=after, summary=summary))
+    return True
+
+
+async def _summarize(provider: ModelProvider, provider_id: str, model: str, messages: list[dict[str, Any]]) -> str:
+    transcript = "\n\n".join(_render(m) for m in messages)
+    request = ModelRequest(
+        provider=provider_id, model=model,
+        messages=[{"role": "system", "content": SUMMARY_SYSTEM},
+                  {"role": "user", "content": f"Summarize this conversation:\n\n{transcript}"}],
+        tools=[],
+    )
+    acc = StreamAccumulator()
+    stream = provider.stream(request)
+    try:
+        async for chunk in stream:
+            acc.add(chunk)
+    finally:
+        await aclose_stream(stream)
+    return acc.text.strip() or "(the earlier conversation could not be summarized)"
+
+
+def _render(message: dict[str, Any]) -> str:
+    role = message.get("role", "?")
+    content = message.get("content")
+    if isinstance(content, list):  # text and image parts
+        content = " ".join(p.get("text", "[image]") for p in content if isinstance(p, dict))
+    lines = [f"[{role}] {content or ''}".rstrip()]
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        lines.append(f"[{role} calls {fn.get('name')}] {fn.get('arguments')}")
+    return "\n".join(lines)
