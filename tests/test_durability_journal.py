@@ -208,6 +208,11 @@ async def test_a_finished_prompt_whose_settlement_was_lost_is_only_settled(tmp_p
                 "settled_ms = NULL, result = NULL WHERE submission_id = ?",
                 (sub.submission_id,),
             )
+            await runtime.adapter._execute_for_tests(
+                "UPDATE flue_instances SET (head_seq, head_ms) = (SELECT seq, accepted_ms FROM flue_submissions "
+                "WHERE submission_id = ?) WHERE instance = ?",
+                (sub.submission_id, sub.instance),
+            )
             b = Coordinator(runtime, owner="coord-b", lease_s=1.0, poll_interval=0.1)
             await b.start()
             try:

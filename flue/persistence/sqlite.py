@@ -75,8 +75,11 @@ CREATE TABLE IF NOT EXISTS flue_snapshots (
 );
 CREATE TABLE IF NOT EXISTS flue_instances (
     instance TEXT PRIMARY KEY,
-    next_seq INTEGER NOT NULL
+    next_seq INTEGER NOT NULL,
+    head_seq INTEGER,  -- seq of the lowest queued/running submission, NULL when idle
+    head_ms INTEGER    -- its accepted_ms: claims take the oldest head first
 );
+CREATE INDEX IF NOT EXISTS flue_instances_busy ON flue_instances (head_ms, instance) WHERE head_seq IS NOT NULL;
 CREATE TABLE IF NOT EXISTS flue_submissions (
     submission_id TEXT PRIMARY KEY,
     instance TEXT NOT NULL,

@@ -5,6 +5,12 @@ worker thread. The write lock is taken before the first read, so "find the
 head, check it, update it" cannot interleave with another claimer -- in this
 process (one thread serializes everything) or in another process sharing the
 database file (SQLite's lock serializes the transactions).
+
+Each instance row keeps its head (``head_seq``, and ``head_ms`` its admission
+time; set by the first admission to an idle instance, advanced when the head
+settles), indexed by ``head_ms``: a claim walks busy instances oldest head
+first and stops at the first that is runnable, skipping only heads that are
+running now -- its cost does not grow with the backlog.
 """
 
 from __future__ import annotations
@@ -42,13 +48,22 @@ if TYPE_CHECKING:
 
 _COLS = ", ".join(SUBMISSION_COLUMNS)
 _JSON_COLUMNS = ("input", "result", "error")
-# The runnable head of each instance: its lowest active seq, queued or with a dead lease.
-_RUNNABLE_HEAD = (
-    "s.status IN ('queued', 'running') "
-    "AND s.seq = (SELECT MIN(h.seq) FROM flue_submissions h "
-    "WHERE h.instance = s.instance AND h.status IN ('queued', 'running')) "
-    "AND (s.status = 'queued' OR s.lease_expires_ms <= :now)"
+# The runnable heads: each busy instance's head, queued or with a dead lease.
+_HEADS = (
+    f"SELECT {', '.join('s.' + c for c in SUBMISSION_COLUMNS)} FROM flue_instances i "
+    "JOIN flue_submissions s ON s.instance = i.instance AND s.seq = i.head_seq "
+    "WHERE i.head_seq IS NOT NULL AND (s.status = 'queued' OR s.lease_expires_ms <= :now)"
 )
+_OLDEST = " ORDER BY i.head_ms, i.instance LIMIT 1"
+
+
+def _advance_head(conn: sqlite3.Connection, instance: str) -> None:
+    """The head left the active set: point the instance at its next active submission."""
+    conn.execute(
+        "UPDATE flue_instances SET (head_seq, head_ms) = (SELECT seq, accepted_ms FROM flue_submissions "
+        "WHERE instance = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1) WHERE instance = ?",
+        (instance, instance),
+    )
 
 
 def _row(conn: sqlite3.Connection, where: str, params: Any) -> Submission | None:
@@ -92,6 +107,7 @@ def _take(conn: sqlite3.Connection, sub: Submission, owner: str, lease_ms: int, 
     result = _row(conn, "submission_id = ?", (sub.submission_id,))
     assert result is not None
     if error is not None:
+        _advance_head(conn, sub.instance)
         _record(conn, result, settlement_events(result, with_error=True))
     return result
 
@@ -137,9 +153,11 @@ class SQLiteSubmissionStore:
         # The per-instance counter row orders admissions; its update is serialized
         # by the write lock, so seq order is commit order.
         (seq,) = conn.execute(
-            "INSERT INTO flue_instances (instance, next_seq) VALUES (?, 1) "
-            "ON CONFLICT (instance) DO UPDATE SET next_seq = next_seq + 1 RETURNING next_seq",
-            (plan.instance,),
+            "INSERT INTO flue_instances (instance, next_seq, head_seq, head_ms) VALUES (?, 1, 1, ?) "
+            "ON CONFLICT (instance) DO UPDATE SET next_seq = next_seq + 1, "
+            "head_ms = CASE WHEN head_seq IS NULL THEN excluded.head_ms ELSE head_ms END, "
+            "head_seq = COALESCE(head_seq, next_seq + 1) RETURNING next_seq",
+            (plan.instance, plan.accepted_ms),
         ).fetchone()
         conn.execute(
             "INSERT INTO flue_submissions (submission_id, instance, seq, kind, dispatch_id, input, input_hash, "
@@ -159,11 +177,7 @@ class SQLiteSubmissionStore:
         t, lease_ms = now_ms(now), int(lease_s * 1000)
 
         def op(conn: sqlite3.Connection) -> Submission | None:
-            row = conn.execute(
-                f"SELECT {', '.join('s.' + c for c in SUBMISSION_COLUMNS)} FROM flue_submissions s "
-                f"WHERE {_RUNNABLE_HEAD} ORDER BY s.accepted_ms, s.instance, s.seq LIMIT 1",
-                {"now": t},
-            ).fetchone()
+            row = conn.execute(_HEADS + _OLDEST, {"now": t}).fetchone()
             return None if row is None else _take(conn, _decode(row), owner, lease_ms, t)
 
         return self._after_claim(await self._db.write(op))
@@ -174,11 +188,7 @@ class SQLiteSubmissionStore:
         t, lease_ms = now_ms(now), int(lease_s * 1000)
 
         def op(conn: sqlite3.Connection) -> Submission | None:
-            row = conn.execute(
-                f"SELECT {', '.join('s.' + c for c in SUBMISSION_COLUMNS)} FROM flue_submissions s "
-                f"WHERE s.submission_id = :id AND {_RUNNABLE_HEAD}",
-                {"now": t, "id": submission_id},
-            ).fetchone()
+            row = conn.execute(f"{_HEADS} AND s.submission_id = :id", {"now": t, "id": submission_id}).fetchone()
             return None if row is None else _take(conn, _decode(row), owner, lease_ms, t)
 
         return self._after_claim(await self._db.write(op))
@@ -239,6 +249,7 @@ class SQLiteSubmissionStore:
             )
             sub = _row(conn, "submission_id = ?", (submission_id,))
             assert sub is not None
+            _advance_head(conn, sub.instance)
             _record(conn, sub, settlement_events(sub))
             return True, sub.instance
 

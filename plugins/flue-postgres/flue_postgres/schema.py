@@ -47,8 +47,12 @@ TABLES = (
     )""",
     """CREATE TABLE IF NOT EXISTS {s}.flue_instances (
         instance text PRIMARY KEY,
-        next_seq bigint NOT NULL
+        next_seq bigint NOT NULL,
+        head_seq bigint,
+        head_ms bigint
     )""",
+    """CREATE INDEX IF NOT EXISTS flue_instances_busy
+        ON {s}.flue_instances (head_ms, instance) WHERE head_seq IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS {s}.flue_submissions (
         submission_id text PRIMARY KEY,
         instance text NOT NULL,

@@ -60,11 +60,21 @@ class PgSubmissionStore:
         self._notifier = notifier
         self._streams = streams  # lifecycle events go to these streams' subscribers too
         notifier.on("q", lambda instance: self._listeners.notify("*", instance))
-        self._runnable_head = (
-            "s.status IN ('queued', 'running') "
-            f"AND s.seq = (SELECT MIN(h.seq) FROM {schema}.flue_submissions h "
-            "WHERE h.instance = s.instance AND h.status IN ('queued', 'running')) "
-            "AND (s.status = 'queued' OR s.lease_expires_ms <= %(now)s)"
+        # Each busy instance row points at its head (head_seq, head_ms = its admission time),
+        # indexed by head_ms: a claim walks heads oldest first, not the whole backlog.
+        self._heads = (
+            f"SELECT {_S_COLS} FROM {schema}.flue_instances i "
+            f"JOIN {schema}.flue_submissions s ON s.instance = i.instance AND s.seq = i.head_seq "
+            "WHERE i.head_seq IS NOT NULL AND (s.status = 'queued' OR s.lease_expires_ms <= %(now)s)"
+        )
+
+    async def _advance_head(self, conn: psycopg.AsyncConnection[Any], instance: str) -> None:
+        """The head left the active set: point the instance at its next active submission."""
+        await conn.execute(
+            f"UPDATE {self._s}.flue_instances SET (head_seq, head_ms) = (SELECT seq, accepted_ms "
+            f"FROM {self._s}.flue_submissions WHERE instance = %s AND status IN ('queued', 'running') "
+            "ORDER BY seq LIMIT 1) WHERE instance = %s",
+            (instance, instance),
         )
 
     async def _record(self, conn: psycopg.AsyncConnection[Any], sub: Submission, events: list[dict[str, Any]]) -> None:
@@ -120,9 +130,11 @@ class PgSubmissionStore:
                 check_replay(existing, plan)
                 return existing, False
         cur = await conn.execute(
-            f"INSERT INTO {s}.flue_instances AS i (instance, next_seq) VALUES (%s, 1) "
-            "ON CONFLICT (instance) DO UPDATE SET next_seq = i.next_seq + 1 RETURNING next_seq",
-            (plan.instance,),
+            f"INSERT INTO {s}.flue_instances AS i (instance, next_seq, head_seq, head_ms) VALUES (%s, 1, 1, %s) "
+            "ON CONFLICT (instance) DO UPDATE SET next_seq = i.next_seq + 1, "
+            "head_ms = CASE WHEN i.head_seq IS NULL THEN excluded.head_ms ELSE i.head_ms END, "
+            "head_seq = COALESCE(i.head_seq, i.next_seq + 1) RETURNING next_seq",
+            (plan.instance, plan.accepted_ms),
         )
         row = await cur.fetchone()
         assert row is not None
@@ -164,6 +176,7 @@ class PgSubmissionStore:
         assert updated is not None
         sub = submission_from_row(updated)
         if error is not None:
+            await self._advance_head(conn, sub.instance)
             await self._record(conn, sub, settlement_events(sub, with_error=True))
         return sub
 
@@ -172,8 +185,7 @@ class PgSubmissionStore:
         t = now_ms(now)
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                f"SELECT {_S_COLS} FROM {self._s}.flue_submissions s WHERE {self._runnable_head}{extra} "
-                "ORDER BY s.accepted_ms, s.instance, s.seq LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
+                f"{self._heads}{extra} ORDER BY i.head_ms, i.instance LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
                 {"now": t, **params},
             )
             row = await cur.fetchone()
@@ -242,6 +254,7 @@ class PgSubmissionStore:
             updated = await cur.fetchone()
             assert updated is not None
             settled = submission_from_row(updated)
+            await self._advance_head(conn, settled.instance)
             await self._record(conn, settled, settlement_events(settled))
             await self._notifier.send(conn, "q", row["instance"])
         self._appended(row["instance"])
