@@ -197,6 +197,17 @@ class Coordinator:
         self._wake.set()
         return sub, created
 
+    async def admit_prompt(
+        self, agent: str, instance_id: str, message: str, *, images: list[dict[str, Any]] | None = None,
+        session: str = "default",
+    ) -> tuple[Submission, str]:
+        """Admit a prompt (HTTP, WebSocket); return it with the stream offset just before it,
+        from which a reader replays the whole interaction (``-1`` on a fresh instance)."""
+        meta = await self.runtime.stores.streams.get_stream_meta(instance_path(agent, instance_id))
+        offset = meta.next_offset if meta is not None else "-1"
+        sub, _created = await self.admit(agent, instance_id, prompt_input(message, images=images, session=session))
+        return sub, offset
+
     async def _observe(self, sub: Submission, event: BaseEvent) -> None:
         """Show a lifecycle event (already on the stream, written by the store) to observers only."""
         agent, instance_id = split_instance(sub.instance)

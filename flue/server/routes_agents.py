@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from flue.runtime.instances import AgentNotFound, instance_path, prompt_input
+from flue.runtime.instances import AgentNotFound, instance_path
 from flue.server.auth import auth_of, require
 from flue.server.bodies import read_json_body, validation_details, wait_for_result
 from flue.server.errors import (
@@ -66,13 +66,9 @@ async def _prompt(request: web.Request, state: ServerState, name: str, instance_
     except ValidationError as exc:
         raise invalid_request("The request body is invalid.", validation_details(exc)) from None
     runtime = state.runtime
-    path = instance_path(name, instance_id)
-    meta = await runtime.stores.streams.get_stream_meta(path)
-    offset = meta.next_offset if meta is not None else "-1"
-    images = [image.wire() for image in body.images] if body.images else None
     try:
-        sub, _created = await runtime.coordinator.admit(
-            name, instance_id, prompt_input(body.message, images=images, session=body.session or "default")
+        sub, offset = await runtime.coordinator.admit_prompt(
+            name, instance_id, body.message, images=body.image_dicts(), session=body.session or "default"
         )
     except AgentNotFound:  # removed by a reload between the lookup and the admission
         raise agent_not_found(name) from None

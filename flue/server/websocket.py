@@ -45,12 +45,13 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
-from flue.runtime.instances import AgentNotFound, instance_path, prompt_input
+from flue.runtime.instances import AgentNotFound, instance_path
 from flue.server.bodies import validation_details
 from flue.server.errors import failure
 from flue.server.follow import follow_stream
@@ -92,6 +93,18 @@ async def _open(request: web.Request, hello: dict[str, Any]) -> web.WebSocketRes
     return ws
 
 
+async def _messages(ws: web.WebSocketResponse) -> AsyncIterator[dict[str, Any]]:
+    """The client's well-formed messages until it closes; malformed frames get an error reply."""
+    async for msg in ws:
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
+            return
+        data, problem = _parse(msg)
+        if data is None:
+            await ws.send_json({"type": "error", "error": problem})
+            continue
+        yield data
+
+
 def _parse(msg: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(message, None) or (None, error) for one received frame."""
     if msg.type != WSMsgType.TEXT:
@@ -112,13 +125,7 @@ async def agent_socket(request: web.Request, state: ServerState, agent: str, ins
     ws = await _open(request, {"type": "ready", "agent": agent, "instanceId": instance_id})
     current: asyncio.Task[None] | None = None
     try:
-        async for msg in ws:
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
-                break
-            data, problem = _parse(msg)
-            if data is None:
-                await ws.send_json({"type": "error", "error": problem})
-                continue
+        async for data in _messages(ws):
             client_id = data.get("id")
             if data["type"] != "prompt":
                 await ws.send_json(_with_id(
@@ -160,12 +167,9 @@ async def _prompt(
 ) -> None:
     runtime = state.runtime
     path = instance_path(agent, instance_id)
-    meta = await runtime.stores.streams.get_stream_meta(path)
-    offset = meta.next_offset if meta is not None else "-1"
-    images = [image.wire() for image in body.images] if body.images else None
     try:
-        sub, _ = await runtime.coordinator.admit(
-            agent, instance_id, prompt_input(body.message, images=images, session=body.session or "default")
+        sub, offset = await runtime.coordinator.admit_prompt(
+            agent, instance_id, body.message, images=body.image_dicts(), session=body.session or "default"
         )
     except AgentNotFound:
         await ws.send_json(_with_id({"type": "error", "error": _error("agent_not_found", f'Agent "{agent}" is not registered.')}, client_id))
@@ -198,13 +202,7 @@ async def workflow_socket(request: web.Request, state: ServerState, workflow: st
     ws = await _open(request, {"type": "ready", "workflow": workflow})
     forward: asyncio.Task[None] | None = None
     try:
-        async for msg in ws:
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
-                break
-            data, problem = _parse(msg)
-            if data is None:
-                await ws.send_json({"type": "error", "error": problem})
-                continue
+        async for data in _messages(ws):
             if forward is not None:
                 await ws.send_json({"type": "error", "error": _error(
                     "invalid_request", "This socket already invoked the workflow.",

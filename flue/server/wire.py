@@ -42,6 +42,9 @@ class AgentPrompt(Wire):
     images: list[ImageInput] | None = None
     session: StrictStr | None = Field(None, min_length=1, max_length=200)
 
+    def image_dicts(self) -> list[dict[str, Any]] | None:
+        return [image.wire() for image in self.images] if self.images else None
+
 
 # -- responses ----------------------------------------------------------------------
 
