@@ -362,28 +362,21 @@ def _inherited(agents: dict[str, AgentDefinition], name: str, key: str) -> list[
 def _check_step_lists(project: Project, wf: WorkflowDefinition, where: str, step: Any, agent: str) -> None:
     """A skill or task step only works if its agent lists that skill or subagent."""
     agents = project.agents
-    if step.skill is not None and step.skill in project.skills:
-        listed = _inherited(agents, agent, "skills")
-        if step.skill not in listed:
-            project.diagnostics.append(
-                Diagnostic(
-                    code="workflow.skill-not-listed",
-                    file=wf.file,
-                    message=f"{where} uses skill '{step.skill}', but agent '{agent}' does not list it under 'skills:'",
-                    hint=f"add '{step.skill}' to 'skills:' in {agents[agent].file or 'the agent file'}",
-                )
+    checks = [
+        ("skill", step.skill, project.skills, "skills", "uses skill"),
+        ("subagent", step.subagent, agents, "subagents", "delegates to"),
+    ]
+    for kind, name, known, key, verb in checks:
+        if name is None or name not in known or name in _inherited(agents, agent, key):
+            continue
+        project.diagnostics.append(
+            Diagnostic(
+                code=f"workflow.{kind}-not-listed",
+                file=wf.file,
+                message=f"{where} {verb} '{name}', but agent '{agent}' does not list it under '{key}:'",
+                hint=f"add '{name}' to '{key}:' in {agents[agent].file or 'the agent file'}",
             )
-    if step.subagent is not None and step.subagent in agents:
-        listed = _inherited(agents, agent, "subagents")
-        if step.subagent not in listed:
-            project.diagnostics.append(
-                Diagnostic(
-                    code="workflow.subagent-not-listed",
-                    file=wf.file,
-                    message=f"{where} delegates to '{step.subagent}', but agent '{agent}' does not list it under 'subagents:'",
-                    hint=f"add '{step.subagent}' to 'subagents:' in {agents[agent].file or 'the agent file'}",
-                )
-            )
+        )
 
 
 def _strings(value: Any) -> list[str]:

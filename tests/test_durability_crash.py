@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from fixtures.durability import scripted_project
 
 from flue.persistence.base import parse_offset
 from flue.project import load_project
@@ -30,22 +30,9 @@ PER_INSTANCE = 10
 
 
 def make_project(root: Path, model_url: str) -> Path:
-    files = {
-        "flue.yaml": textwrap.dedent(
-            f"""
-            model: scripted/chat
-            providers:
-              scripted: {{api: openai-completions, base_url: {model_url}, api_key: test-key}}
-            persistence: {{kind: sqlite, path: data/state.db}}
-            coordinator: {{lease: 1, poll: 0.1}}
-            """
-        ),
+    return scripted_project(root, model_url, persistence="{kind: sqlite, path: data/state.db}", files={
         "agents/echo.md": "---\ndescription: echoes\nhttp: true\ntools: [write, read]\n---\nEcho.\n",
-    }
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    return root
+    })
 
 
 def echo(body: dict[str, Any]) -> ScriptedTurn:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.durability import scripted_project
 
 from flue.persistence.base import parse_offset
 from flue.project import load_project
@@ -66,23 +66,10 @@ def flue_tools():
 
 
 def make_project(root: Path, model_url: str) -> Path:
-    files = {
-        "flue.yaml": textwrap.dedent(
-            f"""
-            model: scripted/chat
-            providers:
-              scripted: {{api: openai-completions, base_url: {model_url}, api_key: test-key}}
-            persistence: {{kind: sqlite, path: state.db}}
-            coordinator: {{lease: 1, poll: 0.1}}
-            """
-        ),
+    return scripted_project(root, model_url, persistence="{kind: sqlite, path: state.db}", files={
         "agents/worker.md": "---\ndescription: does the work\ntools: [write, read, count, slow]\n---\nWork.\n",
         "plugins/tools.py": PLUGIN,
-    }
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    return root
+    })
 
 
 async def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> Any:

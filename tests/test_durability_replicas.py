@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import textwrap
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from fixtures.durability import write_files
 
 import flue
 from flue.project import load_project
@@ -62,21 +62,15 @@ def flue_model_providers():
 
 
 def make_project(root: Path, url: str, schema_name: str) -> Path:
-    files = {
-        "flue.yaml": textwrap.dedent(
-            f"""
-            model: echo/fast
-            persistence: {{kind: postgres, url: "{url}", schema: {schema_name}, pool_size: 8}}
-            coordinator: {{lease: 2, poll: 0.2, concurrency: 32}}
-            """
+    return write_files(root, {
+        "flue.yaml": (
+            "model: echo/fast\n"
+            f'persistence: {{kind: postgres, url: "{url}", schema: {schema_name}, pool_size: 8}}\n'
+            "coordinator: {lease: 2, poll: 0.2, concurrency: 32}\n"
         ),
         "agents/echo.md": "---\ndescription: echoes\ntools: []\n---\nEcho.\n",
         "plugins/echo_model.py": MODEL_PLUGIN,
-    }
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    return root
+    })
 
 
 async def test_two_replicas_share_the_work_and_survive_a_kill(tmp_path: Path, schema) -> None:  # noqa: F811

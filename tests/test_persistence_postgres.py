@@ -245,3 +245,31 @@ async def test_selected_through_flue_yaml_and_the_entry_point(schema, write_tree
         assert created and (await stores.submissions.get(sub.submission_id)).input == "hello"
     finally:
         await adapter.close()
+
+
+async def test_admissions_racing_settlements_keep_the_order(schema) -> None:
+    """A head settled while the next admission commits must not lose that admission
+    (the head pointer is advanced from a snapshot taken after the instance lock)."""
+    url, name = schema
+    a, b = PostgresAdapter(url, schema=name, pool_size=4), PostgresAdapter(url, schema=name, pool_size=4)
+    try:
+        await a.migrate()
+        sa, sb = await a.connect(), await b.connect()
+        first, _ = await sa.submissions.admit("agents/r/1", 0)
+        claimed_order = []
+        current = await sa.submissions.claim_next("c")
+        for n in range(1, 40):
+            # settle the running head on one replica while the next prompt is admitted on the other
+            await asyncio.gather(
+                sa.submissions.settle(current.submission_id, "c", status="completed"),
+                sb.submissions.admit("agents/r/1", n),
+            )
+            claimed_order.append(current.input)
+            async with asyncio.timeout(5):
+                while (current := await sa.submissions.claim_next("c")) is None:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        assert claimed_order == list(range(39))
+        assert current.input == 39
+    finally:
+        await a.close()
+        await b.close()

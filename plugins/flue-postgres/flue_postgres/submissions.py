@@ -69,7 +69,14 @@ class PgSubmissionStore:
         )
 
     async def _advance_head(self, conn: psycopg.AsyncConnection[Any], instance: str) -> None:
-        """The head left the active set: point the instance at its next active submission."""
+        """The head left the active set: point the instance at its next active submission.
+
+        The instance row is locked first, in a statement of its own: an admission in flight
+        holds it, and only a statement started after that admission commits sees the new
+        submission (READ COMMITTED snapshots are per statement). Advancing in one UPDATE
+        would wait for the lock but compute the next head from the older snapshot, miss
+        the admission, and let a later one overtake it."""
+        await conn.execute(f"SELECT 1 FROM {self._s}.flue_instances WHERE instance = %s FOR UPDATE", (instance,))
         await conn.execute(
             f"UPDATE {self._s}.flue_instances SET (head_seq, head_ms) = (SELECT seq, accepted_ms "
             f"FROM {self._s}.flue_submissions WHERE instance = %s AND status IN ('queued', 'running') "
