@@ -374,6 +374,41 @@ def start_flue_server(
     return proc, match.group(1)
 
 
+@dataclass
+class Served:
+    """A scratch project served by ``flue start`` against its own scripted model server."""
+
+    root: Path
+    db: Path | None
+    flue: Proc
+    base: str
+
+    @property
+    def pid(self) -> int:
+        return self.flue.target_pid
+
+
+@contextlib.contextmanager
+def served_project(prefix: str, persistence: str, tools: str) -> Any:
+    """Start the model server and ``flue start`` on a fresh project; stop both and delete it after."""
+    import shutil
+
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    model, url = start_model_server()
+    flue: Proc | None = None
+    try:
+        root = workdir / "project"
+        db = root / ".flue" / "state.db" if persistence == "file" else None
+        write_project(root, url, db_path=db, tools=tools)
+        flue, base = start_flue_server(root)
+        yield Served(root, db, flue, base)
+    finally:
+        if flue is not None:
+            flue.stop()
+        model.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # -- load generation ---------------------------------------------------------------------
 
 #: (worker index, request number) -> (path and query, JSON body)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,15 +32,8 @@ BODY = {"message": "hi"}
 async def run(args: argparse.Namespace, persistence: str) -> dict[str, Any]:
     import aiohttp
 
-    workdir = Path(tempfile.mkdtemp(prefix="flue-bench-history-"))
-    model, url = bk.start_model_server()
-    flue: bk.Proc | None = None
-    try:
-        root = workdir / "project"
-        db = root / ".flue" / "state.db" if persistence == "file" else None
-        bk.write_project(root, url, db_path=db, tools=args.tools)
-        flue, base = bk.start_flue_server(root)
-        pid = flue.target_pid
+    with bk.served_project("flue-bench-history-", persistence, args.tools) as served:
+        base, pid = served.base, served.pid
         buckets: list[dict[str, Any]] = []
         errors = 0
         async with aiohttp.ClientSession() as session:
@@ -73,11 +64,6 @@ async def run(args: argparse.Namespace, persistence: str) -> dict[str, Any]:
                     print(f"  {persistence}: {n} prompts, p50 {buckets[-1]['p50_ms']:.1f} ms", file=sys.stderr)
                     lat, cpu0, first = [], cpu1, n + 1
         return {"persistence": persistence, "buckets": buckets, "errors": errors}
-    finally:
-        if flue is not None:
-            flue.stop()
-        model.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> int:

@@ -77,15 +77,8 @@ async def settle_rss(pid: int) -> int:
 async def server_memory(args: argparse.Namespace, persistence: str) -> dict[str, Any]:
     import aiohttp
 
-    workdir = Path(tempfile.mkdtemp(prefix="flue-bench-mem-"))
-    model, url = bk.start_model_server()
-    flue: bk.Proc | None = None
-    try:
-        root = workdir / "project"
-        db = root / ".flue" / "state.db" if persistence == "file" else None
-        bk.write_project(root, url, db_path=db, tools=args.tools)
-        flue, base = bk.start_flue_server(root)
-        pid = flue.target_pid
+    with bk.served_project("flue-bench-mem-", persistence, args.tools) as served:
+        root, db, base, pid = served.root, served.db, served.base, served.pid
         tag = uuid.uuid4().hex[:6]
         async with aiohttp.ClientSession() as session:
             errors = await prompt_many(session, base, [f"warm{tag}-{i}" for i in range(args.warmup)], 4)
@@ -128,11 +121,6 @@ async def server_memory(args: argparse.Namespace, persistence: str) -> dict[str,
             "persistence": persistence, "baseline_rss_mib": base_rss / 2**20, "checkpoints": rows,
             "one_instance": control, "errors": errors,
         }
-    finally:
-        if flue is not None:
-            flue.stop()
-        model.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def inproc_memory(args: argparse.Namespace) -> dict[str, Any]:
