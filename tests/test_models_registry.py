@@ -144,10 +144,12 @@ def test_the_harness_does_not_import_litellm_until_a_model_call():
 
 
 def test_calls_litellm_tells_plugin_models_from_litellm_ones(tmp_path, monkeypatch):
+    from pathlib import Path
+
     from flue.models.registry import calls_litellm
     from flue.project import load_project
 
-    repo = __import__("pathlib").Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parent.parent
     monkeypatch.delenv("FLUE_MODEL", raising=False)
     assert not calls_litellm(load_project(repo))  # the example project's offline plugin model
     monkeypatch.setenv("FLUE_MODEL", "anthropic/claude-sonnet-4-6")

@@ -425,12 +425,8 @@ async def init(
 
 def _on_host(env: SandboxEnv | None) -> bool:
     """Whether the env is the host filesystem itself (the local sandbox)."""
-    if env is None:
-        return False
-    try:
-        from flue.sandbox.local import LocalSandboxEnv
-    except ModuleNotFoundError:
-        return False
+    from flue.sandbox.local import LocalSandboxEnv
+
     return isinstance(env, LocalSandboxEnv)
 
 

@@ -361,11 +361,11 @@ class Coordinator:
             )
             if settled:
                 await self._observe(sub, SubmissionSettled(status=status, result=result, error=error))
+                final = await self.store.get(sub.submission_id)
+                if final is not None:
+                    self._notify(final)  # waiters in this process; others (a fenced attempt) poll the store
         finally:
             self._settling.discard(sub.submission_id)
-        final = await self.store.get(sub.submission_id)
-        if final is not None:
-            self._notify(final)
 
     async def _emit_settled(self, sub: Submission) -> None:
         """A head the store failed on claim (deadline or attempts); the store put the error and
