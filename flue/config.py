@@ -9,10 +9,12 @@
       path: .flue/state.db         # omit for in-memory
     providers:                     # register or reconfigure model providers
       local:
-        api: openai-completions    # or anthropic-messages
+        api: openai-completions    # or openai-responses, anthropic-messages
         base_url: http://127.0.0.1:8000/v1
         api_key_env: LOCAL_KEY     # or api_key: literal (keep secrets in .env)
         headers: {X-Team: core}
+        cost: {input: 0.15, output: 0.6}   # USD per million tokens (default: litellm's catalog)
+        context_window: 128000     # models: {<id>: {...}} overrides per model
     plugins:                       # per-plugin options; false disables a plugin
       my-plugin: {option: 1}
     coordinator:                   # how this process runs agent submissions
@@ -37,21 +39,45 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flue.authoring.source import load_yaml_mapping
 from flue.diagnostics import Diagnostic, pydantic_diagnostics
+from flue.usage import ModelPrices
 
 CONFIG_NAMES = ("flue.yaml", "flue.yml")
 DEFAULT_DEV_PORT = 3583
 DEFAULT_START_PORT = 3000
 
 
-class ProviderConfig(BaseModel):
-    """A model provider registration (``registerProvider``/``configureProvider``)."""
+ProviderApi = Literal["openai-completions", "openai-responses", "anthropic-messages"]
+
+
+class ProviderModelConfig(BaseModel):
+    """Per-model metadata under a provider's ``models:`` (wins over the provider's own values)."""
 
     model_config = ConfigDict(extra="forbid")
-    api: Literal["openai-completions", "anthropic-messages"] | None = None
+    context_window: int | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, gt=0)
+    cost: ModelPrices | None = None
+    reasoning: bool | None = None
+
+
+class ProviderConfig(BaseModel):
+    """A model provider registration (``registerProvider``/``configureProvider``).
+
+    ``context_window``, ``max_tokens``, ``cost`` (per million tokens) and
+    ``reasoning`` override what litellm's catalog says about the provider's models
+    (:mod:`flue.models.catalog`); ``models: {<id>: {...}}`` overrides them per model.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    api: ProviderApi | None = None
     base_url: str | None = None
     api_key: str | None = None
     api_key_env: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    context_window: int | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, gt=0)
+    cost: ModelPrices | None = None
+    reasoning: bool | None = None
+    models: dict[str, ProviderModelConfig] = Field(default_factory=dict)
 
     def resolved_api_key(self, environ: dict[str, str] | None = None) -> str | None:
         env = os.environ if environ is None else environ

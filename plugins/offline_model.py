@@ -67,8 +67,8 @@ class OfflineModel:
         if wants_result and result is not None and not already_answered:
             args = json.dumps(result)
             yield ModelChunk(tool_calls=[ToolCallDelta(index=0, id="offline_result", name="final_result", arguments=args)])
-            yield ModelChunk(finish_reason="tool_calls", usage=Usage(input_tokens=len(text) // 4, output_tokens=len(args) // 4))
+            yield ModelChunk(finish_reason="tool_calls", usage=Usage.of(input=len(text) // 4, output=len(args) // 4))
             return
         for start in range(0, len(reply), 12):
             yield ModelChunk(text=reply[start : start + 12])
-        yield ModelChunk(finish_reason="stop", usage=Usage(input_tokens=len(text) // 4, output_tokens=len(reply) // 4))
+        yield ModelChunk(finish_reason="stop", usage=Usage.of(input=len(text) // 4, output=len(reply) // 4))

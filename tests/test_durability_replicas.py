@@ -52,7 +52,7 @@ class Echo:
             log.write(text + "\\n")
         await asyncio.sleep(0.005)
         yield ModelChunk(text=f"echo: {text}")
-        yield ModelChunk(finish_reason="stop", usage=Usage(input_tokens=1, output_tokens=1))
+        yield ModelChunk(finish_reason="stop", usage=Usage.of(input=1, output=1))
 
 
 @hookimpl

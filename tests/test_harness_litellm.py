@@ -196,7 +196,7 @@ async def test_anthropic_messages_registration_with_thinking_and_tools(tmp_path,
     assert (tool_use["id"], tool_use["name"], tool_use["input"]) == ("toolu_1", "word_count", {"text": "a b c"})
     tool_result = next(b for b in body2["messages"][2]["content"] if b["type"] == "tool_result")
     assert tool_result["tool_use_id"] == "toolu_1" and "3" in json.dumps(tool_result["content"])
-    assert result.usage.input_tokens > 0 and result.usage.output_tokens > 0
+    assert result.usage.input > 0 and result.usage.output > 0
 
 
 async def test_a_provider_error_is_a_model_call_error(tmp_path, scripted_model_server):

@@ -19,12 +19,12 @@ def test_accumulator_joins_fragments_per_index_and_keeps_the_last_usage():
         # some providers repeat the id and name on later fragments: they must not be appended
         ModelChunk(tool_calls=[ToolCallDelta(index=1, id="b", name="time", arguments=': "UTC"}')]),
         ModelChunk(tool_calls=[ToolCallDelta(index=2, arguments="{}")]),  # never named: dropped
-        ModelChunk(usage=Usage(input_tokens=1, total_tokens=1)),
-        ModelChunk(finish_reason="tool_calls", usage=Usage(input_tokens=5, output_tokens=2, total_tokens=7)),
+        ModelChunk(usage=Usage.of(input=1)),
+        ModelChunk(finish_reason="tool_calls", usage=Usage.of(input=5, output=2)),
     ]:
         acc.add(chunk)
 
-    assert acc.usage == Usage(input_tokens=5, output_tokens=2, total_tokens=7)
+    assert acc.usage == Usage.of(input=5, output=2)
     assert acc.finish_reason == "tool_calls"
     assert acc.message() == {
         "role": "assistant",

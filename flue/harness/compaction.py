@@ -49,15 +49,13 @@ class CompactionPolicy:
     context_window: int
 
 
-def policy_for(spec: Any, provider: ModelProvider, model: str) -> CompactionPolicy | None:
-    """The policy an agent's ``compaction`` setting asks for, or None (off, or window unknown)."""
+def policy_for(spec: Any, known_window: int | None) -> CompactionPolicy | None:
+    """The policy an agent's ``compaction`` setting asks for, or None (off, or window unknown).
+    ``known_window``: the model's context window from its registration or the catalog."""
     if spec is False:
         return None
     data = spec.model_dump() if hasattr(spec, "model_dump") else dict(spec or {})
-    window = data.get("context_window")
-    if window is None:
-        lookup = getattr(provider, "context_window", None)
-        window = lookup(model) if callable(lookup) else None
+    window = data.get("context_window") or known_window
     if not window:
         return None
     return CompactionPolicy(

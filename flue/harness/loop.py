@@ -52,6 +52,7 @@ from flue.harness.results import REMINDER, RESULT_TOOL_NAME, ResultInvalid, Resu
 from flue.ids import new_id
 from flue.models.base import AssembledToolCall, ModelProvider, ModelRequest, StreamAccumulator, aclose_stream
 from flue.tools import Tool, ToolContext, ToolError
+from flue.usage import ModelPrices
 
 
 @dataclass
@@ -67,6 +68,7 @@ class LoopSettings:
     max_turns: int = 50
     journal: Journal | None = None  # durable submissions: record steps, replay an earlier attempt's
     compaction: CompactionPolicy | None = None  # summarize old messages before the window fills
+    prices: ModelPrices | None = None  # per million tokens: turns' usage is priced with them
 
     @property
     def model_spec(self) -> str:
@@ -131,6 +133,8 @@ async def run_loop(
             message, text, turn_usage, stop, calls = (
                 acc.message(), acc.text, acc.usage or Usage(), acc.finish_reason, acc.tool_calls
             )
+            if settings.prices is not None:
+                turn_usage = settings.prices.price(turn_usage)
             if calls:  # without tools the turn's own entry follows at once
                 await _record(journal, {
                     "type": "model", "index": index, "message": message, "text": text,

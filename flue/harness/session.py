@@ -345,7 +345,8 @@ class Session:
                 thinking=level,
                 max_turns=max_turns or self.agent.turn_limit,
                 journal=journal,
-                compaction=policy_for(self.agent.compaction, resolved.provider, resolved.model),
+                compaction=policy_for(self.agent.compaction, resolved.info.context_window),
+                prices=resolved.info.cost,
             )
             new = build()
             history = list(self._messages)  # compaction may rewrite it; kept only if the operation succeeds

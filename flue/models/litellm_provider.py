@@ -132,21 +132,6 @@ class LiteLLMProvider:
             return out
         return {"reasoning_effort": level}
 
-    def context_window(self, model: str) -> int | None:
-        """The model's input token limit from litellm's (offline) catalog, when it is known
-        and litellm is already loaded (so asking never costs the import)."""
-        litellm = sys.modules.get("litellm")
-        if litellm is None or not getattr(litellm, "suppress_debug_info", False):
-            return None
-        api = self.config.api if self.config is not None else None
-        target = {"openai-completions": "openai", "anthropic-messages": "anthropic"}.get(api or "", self.provider_id)
-        try:
-            info = litellm.get_model_info(f"{target}/{model}")
-        except Exception:
-            return None
-        window = info.get("max_input_tokens") or info.get("max_tokens")
-        return int(window) if window else None
-
     # -- the call -------------------------------------------------------------------
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
@@ -234,18 +219,15 @@ def _convert_chunk(chunk: Any, blocks: list[dict[str, Any]]) -> ModelChunk | Non
 
 
 def _convert_usage(usage: Any) -> Usage | None:
+    """litellm's OpenAI-shaped usage -> ours: cached prompt tokens are counted apart from ``input``."""
     if usage is None:
         return None
     prompt = getattr(usage, "prompt_tokens", 0) or 0
     completion = getattr(usage, "completion_tokens", 0) or 0
-    total = getattr(usage, "total_tokens", 0) or (prompt + completion)
-    details = getattr(usage, "completion_tokens_details", None)
-    reasoning = (getattr(details, "reasoning_tokens", 0) or 0) if details is not None else 0
     prompt_details = getattr(usage, "prompt_tokens_details", None)
     cached = (getattr(prompt_details, "cached_tokens", 0) or 0) if prompt_details is not None else 0
-    if not (prompt or completion or total):
+    cached = cached or getattr(usage, "cache_read_input_tokens", 0) or 0
+    written = getattr(usage, "cache_creation_input_tokens", 0) or 0
+    if not (prompt or completion):
         return None
-    return Usage(
-        input_tokens=prompt, output_tokens=completion, reasoning_tokens=reasoning, cache_read_tokens=cached,
-        total_tokens=total,
-    )
+    return Usage.of(input=max(0, prompt - cached - written), output=completion, cache_read=cached, cache_write=written)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from flue.config import ProviderConfig
 from flue.harness.errors import InvalidModelError
 from flue.models.base import ModelProvider
+from flue.models.catalog import ModelInfo, model_info
 
 if TYPE_CHECKING:
     from flue.project import Project
@@ -37,10 +38,32 @@ class ResolvedModel:
     provider_id: str
     model: str
     provider: ModelProvider
+    registration: ProviderConfig | None = None
+    _info: ModelInfo | None = None
 
     @property
     def spec(self) -> str:
         return f"{self.provider_id}/{self.model}"
+
+    @property
+    def api(self) -> str:
+        """The wire protocol, as events name it (``openai-completions``, ...; ``litellm`` for the
+        catalog providers litellm serves; a plugin object's own ``api`` attribute, else ``custom``)."""
+        own = getattr(self.provider, "api", None)
+        if isinstance(own, str):
+            return own
+        if self.registration is not None and self.registration.api:
+            return self.registration.api
+        return "litellm" if type(self.provider).__name__ == "LiteLLMProvider" else "custom"
+
+    @property
+    def info(self) -> ModelInfo:
+        """Context window, prices, reasoning: the registration's values over litellm's catalog."""
+        if self._info is None:
+            lookup = getattr(self.provider, "model_info", None)
+            own = lookup(self.model) if callable(lookup) else None
+            self._info = own if isinstance(own, ModelInfo) else model_info(self.provider_id, self.model, self.registration)
+        return self._info
 
 
 def split_model(spec: str) -> tuple[str, str]:
@@ -99,7 +122,9 @@ class ModelRegistry:
 
     def resolve(self, spec: str) -> ResolvedModel:
         provider_id, model = split_model(spec)
-        return ResolvedModel(provider_id, model, self.provider(provider_id))
+        registration = self._registrations.get(provider_id)
+        config = registration if isinstance(registration, ProviderConfig) else None
+        return ResolvedModel(provider_id, model, self.provider(provider_id), config)
 
     def provider(self, provider_id: str) -> ModelProvider:
         cached = self._providers.get(provider_id)

@@ -218,7 +218,7 @@ class ScriptedModelServer:
             return web.json_response({
                 "id": msg_id, "type": "message", "role": "assistant", "model": body.get("model"),
                 "content": _anthropic_blocks(turn, self._counter), "stop_reason": stop, "stop_sequence": None,
-                "usage": {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens},
+                "usage": {"input_tokens": u.input, "output_tokens": u.output, "cache_read_input_tokens": u.cache_read},
             })
         record.streamed = True
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -234,7 +234,7 @@ class ScriptedModelServer:
             await send("message_start", {"message": {
                 "id": msg_id, "type": "message", "role": "assistant", "model": body.get("model"), "content": [],
                 "stop_reason": None, "stop_sequence": None,
-                "usage": {"input_tokens": u.input_tokens, "output_tokens": 1},
+                "usage": {"input_tokens": u.input, "output_tokens": 1, "cache_read_input_tokens": u.cache_read},
             }})
             index = 0
             if turn.thinking:
@@ -267,7 +267,7 @@ class ScriptedModelServer:
                 await send("content_block_stop", {"index": index})
                 index += 1
             await send("message_delta", {
-                "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": u.output_tokens},
+                "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": u.output},
             })
             await send("message_stop", {})
             await resp.write_eof()
@@ -319,10 +319,11 @@ def _anthropic_blocks(turn: ScriptedTurn, counter: int) -> list[dict[str, Any]]:
 def _usage_json(turn: ScriptedTurn, messages: list[dict[str, Any]]) -> dict[str, Any]:
     u = turn.usage_for(messages)
     return {
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.total_tokens,
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "prompt_tokens": u.input + u.cache_read,
+        "completion_tokens": u.output,
+        "total_tokens": u.input + u.cache_read + u.output,
+        "prompt_tokens_details": {"cached_tokens": u.cache_read},
+        "completion_tokens_details": {"reasoning_tokens": turn.reasoning_tokens},
     }
 
 

@@ -53,6 +53,7 @@ class ScriptedTurn(BaseModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     reasoning_tokens: int = 0
+    cached_tokens: int = Field(0, ge=0, description="of the prompt tokens, how many came from the prompt cache")
     finish_reason: str | None = None
     chunk_size: int = Field(4, ge=1, description="characters per text delta")
     delay: float = Field(0.0, ge=0, description="seconds to wait before each chunk")
@@ -69,12 +70,8 @@ class ScriptedTurn(BaseModel):
         prompt = self.prompt_tokens if self.prompt_tokens is not None else max(1, len(json.dumps(messages)) // 4)
         produced = self.text + self.thinking + "".join(c.arguments_json() for c in self.tool_calls)
         completion = self.completion_tokens if self.completion_tokens is not None else max(1, len(produced) // 4)
-        return Usage(
-            input_tokens=prompt,
-            output_tokens=completion,
-            reasoning_tokens=self.reasoning_tokens,
-            total_tokens=prompt + completion,
-        )
+        cached = min(self.cached_tokens, prompt)
+        return Usage.of(input=prompt - cached, output=completion, cache_read=cached)
 
     def text_pieces(self) -> list[str]:
         return _split(self.text, self.chunk_size)
