@@ -5,7 +5,9 @@ Where to find things (one hop):
 - plugin API (every hook):         ``flue.hookspecs``
 - authoring formats (files):       ``flue.authoring`` (agents, skills, workflows, channels)
 - project discovery + diagnostics: ``flue.project``, ``flue.diagnostics``, ``flue.config``
-- events:                          ``flue.events``
+- events:                          ``flue.events`` (``flue.observe(fn)`` subscribes from code)
+- errors (the root, wire types):   ``flue.errors``
+- inspection (agents, runs):       ``flue.runtime.inspect`` (``list_agents``, ``list_runs``, ``get_run``)
 - tools and the ``@tool`` decorator: ``flue.tools`` (MCP servers as tools: ``flue.harness.mcp``)
 - sandbox contract:                ``flue.sandbox.base``
 - persistence contract:            ``flue.persistence.base``
@@ -24,6 +26,8 @@ from flue.version import __version__
 if TYPE_CHECKING:
     from flue.agent import Agent, create_agent
     from flue.diagnostics import Diagnostic, ProjectError
+    from flue.errors import FlueError
+    from flue.events import IMAGE_DATA_OMITTED, FlueEvent, observe
     from flue.harness.errors import (
         FlueHarnessError,
         ModelNotConfiguredError,
@@ -39,7 +43,9 @@ if TYPE_CHECKING:
     from flue.project import Project, load_project
     from flue.runtime.context import FlueContext
     from flue.runtime.dispatch import dispatch
+    from flue.runtime.inspect import get_run, list_agents, list_runs
     from flue.tools import Tool, ToolContext, ToolError, tool
+    from flue.usage import Usage
 
 _LAZY: dict[str, str] = {
     "Diagnostic": "flue.diagnostics",
@@ -67,6 +73,14 @@ _LAZY: dict[str, str] = {
     "DispatchReceipt": "flue.persistence.submissions",
     "DispatchConflictError": "flue.persistence.submissions",
     "FlueContext": "flue.runtime.context",
+    "FlueError": "flue.errors",
+    "FlueEvent": "flue.events",
+    "IMAGE_DATA_OMITTED": "flue.events",
+    "observe": "flue.events",
+    "list_agents": "flue.runtime.inspect",
+    "list_runs": "flue.runtime.inspect",
+    "get_run": "flue.runtime.inspect",
+    "Usage": "flue.usage",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

@@ -17,6 +17,9 @@
         context_window: 128000     # models: {<id>: {...}} overrides per model
     plugins:                       # per-plugin options; false disables a plugin
       my-plugin: {option: 1}
+    admin:                         # read-only inspection routes (agents, runs); off unless set
+      path: /admin
+      auth: {bearer_env: FLUE_ADMIN_TOKEN}
     coordinator:                   # how this process runs agent submissions
       lease: 30                    # seconds a claim lasts without renewal (crash takeover time)
       concurrency: 64              # submissions run at once by this process
@@ -37,6 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flue.authoring.agents import AuthSpec
 from flue.authoring.source import load_yaml_mapping
 from flue.diagnostics import Diagnostic, pydantic_diagnostics
 from flue.usage import ModelPrices
@@ -106,6 +110,23 @@ class CoordinatorConfig(BaseModel):
     poll: float = Field(0.5, gt=0, le=60)
 
 
+class AdminConfig(BaseModel):
+    """The read-only admin mount (``flue.server.admin``): off unless ``auth`` names a token.
+
+    ``flue dev`` serves it without a token when it listens on a loopback address."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field("/admin", pattern=r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$")
+    auth: AuthSpec
+
+    @field_validator("auth")
+    @classmethod
+    def _needs_token(cls, v: AuthSpec) -> AuthSpec:
+        if not v.bearer_env:
+            raise ValueError("admin auth needs 'bearer_env': the environment variable holding the token")
+        return v
+
+
 class FlueConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     port: int | None = Field(None, ge=1, le=65535)
@@ -114,6 +135,7 @@ class FlueConfig(BaseModel):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     plugins: dict[str, dict[str, Any] | bool | None] = Field(default_factory=dict)
     coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
+    admin: AdminConfig | None = None
 
     @field_validator("persistence", mode="before")
     @classmethod

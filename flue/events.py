@@ -1,237 +1,460 @@
-"""Typed events: the single vocabulary of everything that happens.
+"""Typed events: Flue's event vocabulary, exactly, on every stream and observer.
 
-Every event is a pydantic model with a ``type`` discriminator and a timestamp.
-Agent activity carries ``harness``, ``session``, ``operationId`` and (inside a
-turn) ``turnId``; agent-instance events add ``instanceId``/``submissionId``;
-workflow events carry ``runId``. On the wire (streams, observers, persistence)
-events are JSON objects with camelCase keys: ``event.wire()``.
+Every event is a pydantic model: a variant (``type`` plus its fields) inside
+an envelope. On the wire (streams, observers, ``flue run``) an event is a JSON
+object with camelCase keys, ``event.wire()``. The vocabulary is Flue 1.0's
+(``flue-reference.md`` section 7), so a client written for the TypeScript
+Flue reads our streams unchanged.
 
-Emitters call an :class:`EventSink`; streams, persistence and ``flue_observe``
-plugins subscribe to it. Secrets, credentials and raw webhook bodies never go
-into events.
+**Envelope.** ``v`` (the format version), ``eventIndex`` (a per-context
+counter: per workflow run, per agent submission attempt), ``timestamp``, and
+the correlation ids that apply: ``runId`` (workflow contexts) or
+``instanceId`` (agent contexts) with ``agentName``, ``submissionId``,
+``dispatchId``, ``harness``, ``session``, ``parentSession`` and ``taskId``
+(task child sessions), ``operationId`` and ``turnId``.
+
+``v`` is **3**: the event-format version that the nearest published client,
+``@flue/sdk`` 1.0.0-beta.5, requires (it rejects any other value). The seeds'
+beta.1 pages say ``v: 1``; the fields beta.1 and beta.5 name differently are
+both present (``run_start.payload`` and ``.input``; ``turn``'s flat
+``model``/``usage``/``output``/``stopReason`` and its ``request``/``response``),
+so a consumer of either reads what it expects.
+
+**Variants** (one class each below): ``run_start``, ``run_resume``,
+``run_end``; ``operation_start``, ``agent_start``, ``message_start``,
+``message_end``, ``turn_start``, ``turn_request``, ``text_delta``,
+``thinking_start``/``thinking_delta``/``thinking_end``, ``tool_start``,
+``tool``, ``turn_messages``, ``turn``, ``agent_end``, ``operation``, ``idle``;
+``task_start``/``task``; ``compaction_start``/``compaction``; ``log``;
+``submission_settled``. One addition of ours: ``submission_admitted`` (the
+input of an admitted prompt or dispatch, first on an agent stream).
+
+**Typical sequences** (workflow ``session.prompt``, one turn)::
+
+    operation_start agent_start message_start(user) message_end(user) turn_start
+    turn_request message_start(assistant) text_delta... message_end(assistant)
+    turn_messages turn agent_end operation idle
+
+A tool turn adds ``tool_start``/``tool`` per call after the assistant's
+``message_end``, then the next ``turn_start ... turn``. A durable agent
+submission (HTTP prompt, dispatch) has no user ``message_start``/``message_end``
+(its input is ``submission_admitted``) and ends with ``submission_settled``.
+
+**Routing.** ``turn_request`` (the whole model input) goes to observers and
+``flue run`` only, never to persisted streams, so a long conversation's stream
+grows linearly. Image data in messages, tool results and ``turn_request`` is
+replaced by :data:`IMAGE_DATA_OMITTED` (history keeps the bytes). Errors are
+``{name, message}`` plus ``type`` (the wire error type) for Flue's own errors.
+Secrets, credentials and raw webhook bodies never go into events.
+
+Emitters call an :class:`EventSink`; stream writers subscribe to the sink of
+their context, ``flue_observe`` plugins and :func:`observe` subscribers see
+every event of the process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from flue.usage import Usage
+
+EVENT_VERSION = 3
+IMAGE_DATA_OMITTED = "[image data omitted from event]"
+
+OperationKind = Literal["prompt", "skill", "task", "shell", "compact"]
+TurnPurpose = Literal["agent", "compaction", "compaction_prefix"]
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class BaseEvent(BaseModel):
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def monotonic_ms() -> float:
+    return time.monotonic() * 1000
+
+
+class FlueEvent(BaseModel):
+    """The envelope every event carries; variants add their own fields."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    # Variant fields that are sent as ``null`` rather than left out when None.
+    KEEP_NULL: ClassVar[frozenset[str]] = frozenset()
+
     type: str
+    v: int = EVENT_VERSION
+    event_index: int | None = None
     timestamp: str = Field(default_factory=_now)
-    # correlation ids; absent where they do not apply
     run_id: str | None = None
     instance_id: str | None = None
-    agent: str | None = None
-    submission_id: str | None = None
+    agent_name: str | None = None
     dispatch_id: str | None = None
+    submission_id: str | None = None
     harness: str | None = None
     session: str | None = None
+    parent_session: str | None = None
+    task_id: str | None = None
     operation_id: str | None = None
     turn_id: str | None = None
 
+    _wire: dict[str, Any] | None = PrivateAttr(default=None)
+
     def wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        """The JSON object of this event (computed once, after the ids are stamped)."""
+        if self._wire is None:
+            data = self.model_dump(mode="json", by_alias=True)
+            keep = self.KEEP_NULL
+            self._wire = {k: v for k, v in data.items() if v is not None or k in keep}
+        return self._wire
+
+    def stamp(self, ids: dict[str, Any]) -> None:
+        """Fill in correlation ids the event does not have yet."""
+        for key, value in ids.items():
+            if getattr(self, key, None) is None:
+                setattr(self, key, value)
+        self._wire = None
 
 
-class RunStart(BaseEvent):
+BaseEvent = FlueEvent  # the name plugins used before the 1.0 vocabulary
+
+
+# -- workflow runs ------------------------------------------------------------------------
+
+
+class RunStart(FlueEvent):
     type: Literal["run_start"] = "run_start"
-    workflow: str
-    payload: Any = None
+    workflow_name: str
+    started_at: str
+    payload: Any = None  # beta.1's name
+    input: Any = None  # beta.5's name for the same value
+    KEEP_NULL = frozenset({"payload", "input"})
 
 
-class RunResume(BaseEvent):
+class RunResume(FlueEvent):
+    """A recovering process continued an interrupted run (see ``flue.runtime.workflows``)."""
+
     type: Literal["run_resume"] = "run_resume"
-    attempt: int
+    workflow_name: str
+    started_at: str
 
 
-class RunEnd(BaseEvent):
+class RunEnd(FlueEvent):
     type: Literal["run_end"] = "run_end"
-    duration_ms: float
-    is_error: bool
     result: Any = None
+    is_error: bool
     error: dict[str, Any] | None = None
+    duration_ms: float
+    KEEP_NULL = frozenset({"result"})
 
 
-class Log(BaseEvent):
-    type: Literal["log"] = "log"
-    level: Literal["info", "warn", "error"] = "info"
-    message: str
-    attributes: dict[str, Any] = Field(default_factory=dict)
+# -- operations, the agent loop and its turns -------------------------------------------------
 
 
-class OperationStart(BaseEvent):
+class OperationStart(FlueEvent):
     type: Literal["operation_start"] = "operation_start"
-    kind: Literal["prompt", "skill", "task", "shell"]
-    input: Any = None
+    operation_kind: OperationKind
 
 
-class OperationEnd(BaseEvent):
-    type: Literal["operation_end"] = "operation_end"
-    kind: Literal["prompt", "skill", "task", "shell"]
+class Operation(FlueEvent):
+    type: Literal["operation"] = "operation"
+    operation_kind: OperationKind
     duration_ms: float
     is_error: bool = False
-    result: Any = None
     error: dict[str, Any] | None = None
+    result: Any = None
     usage: Usage | None = None
 
 
-class TurnStart(BaseEvent):
+class Idle(FlueEvent):
+    """After every operation: the session can take the next one."""
+
+    type: Literal["idle"] = "idle"
+
+
+class AgentStart(FlueEvent):
+    type: Literal["agent_start"] = "agent_start"
+
+
+class AgentEnd(FlueEvent):
+    type: Literal["agent_end"] = "agent_end"
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class MessageStart(FlueEvent):
+    type: Literal["message_start"] = "message_start"
+    message: dict[str, Any]
+
+
+class MessageEnd(FlueEvent):
+    type: Literal["message_end"] = "message_end"
+    message: dict[str, Any]
+
+
+class TurnStart(FlueEvent):
     type: Literal["turn_start"] = "turn_start"
-    index: int
+    purpose: TurnPurpose = "agent"
+
+
+class TurnRequest(FlueEvent):
+    """The whole model input of a turn: observers and ``flue run`` only (never persisted)."""
+
+    type: Literal["turn_request"] = "turn_request"
+    purpose: TurnPurpose = "agent"
+    model: str
+    provider: str
+    api: str
+    input: dict[str, Any]
+    reasoning: str | None = None
+    request: dict[str, Any] | None = None  # beta.5: ModelRequest {providerId, ..., input}
+
+
+class TurnMessages(FlueEvent):
+    type: Literal["turn_messages"] = "turn_messages"
+    purpose: TurnPurpose = "agent"
+    message: dict[str, Any]
+    tool_results: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Turn(FlueEvent):
+    type: Literal["turn"] = "turn"
+    purpose: TurnPurpose = "agent"
+    duration_ms: float
     model: str | None = None
-
-
-class TurnEnd(BaseEvent):
-    type: Literal["turn_end"] = "turn_end"
-    index: int
-    stop_reason: str | None = None
-    text: str = ""
-    tool_calls: int = 0
+    provider: str | None = None
+    api: str | None = None
+    output: dict[str, Any] | None = None
     usage: Usage | None = None
+    stop_reason: str | None = None
+    is_error: bool = False
+    error: Any = None
+    request: dict[str, Any] | None = None  # beta.5: ModelRequestInfo
+    response: dict[str, Any] | None = None  # beta.5: ModelResponse
 
 
-class TextDelta(BaseEvent):
+class TextDelta(FlueEvent):
     type: Literal["text_delta"] = "text_delta"
-    delta: str
+    text: str
 
 
-class ThinkingDelta(BaseEvent):
+class ThinkingStart(FlueEvent):
+    type: Literal["thinking_start"] = "thinking_start"
+
+
+class ThinkingDelta(FlueEvent):
     type: Literal["thinking_delta"] = "thinking_delta"
     delta: str
 
 
-class ToolCall(BaseEvent):
-    type: Literal["tool_call"] = "tool_call"
+class ThinkingEnd(FlueEvent):
+    type: Literal["thinking_end"] = "thinking_end"
+    content: str
+
+
+class ToolStart(FlueEvent):
+    type: Literal["tool_start"] = "tool_start"
+    tool_name: str
     tool_call_id: str
-    name: str
-    arguments: Any = None
+    args: Any = None
 
 
-class ToolResult(BaseEvent):
-    type: Literal["tool_result"] = "tool_result"
+class ToolEvent(FlueEvent):
+    """A tool call finished; ``result`` is ``{content: [{type: "text", text}], details?}``."""
+
+    type: Literal["tool"] = "tool"
+    tool_name: str
     tool_call_id: str
-    name: str
-    output: str
-    is_error: bool = False
-    duration_ms: float = 0
-    replayed: bool | None = None  # True: recorded by an earlier attempt (flue.harness.journal), not run again
-
-
-class OperationResumed(BaseEvent):
-    """A recovering attempt restored what an earlier one recorded (see ``flue.harness.journal``)."""
-
-    type: Literal["operation_resumed"] = "operation_resumed"
-    turns: int  # finished turns replayed without calling the model
-    tool_results: int  # tool results replayed without running the tool
-    partial_turn: bool = False  # the next turn reuses a recorded model answer
-
-
-class UsageEvent(BaseEvent):
-    type: Literal["usage"] = "usage"
-    usage: Usage
-    scope: Literal["turn", "operation", "session"] = "turn"
-
-
-class ErrorEvent(BaseEvent):
-    type: Literal["error"] = "error"
-    error: dict[str, Any]
-
-
-class TaskStart(BaseEvent):
-    type: Literal["task_start"] = "task_start"
-    task_id: str
-    profile: str | None = None
-    prompt: str
-
-
-class TaskEnd(BaseEvent):
-    type: Literal["task_end"] = "task_end"
-    task_id: str
     is_error: bool = False
     result: Any = None
+    duration_ms: float = 0
+    replayed: bool | None = None  # ours: recorded by an earlier attempt (flue.harness.journal), not run again
 
 
-class CompactionStart(BaseEvent):
+class TaskStart(FlueEvent):
+    type: Literal["task_start"] = "task_start"
+    prompt: str
+    agent: str | None = None
+    cwd: str | None = None
+
+
+class TaskEvent(FlueEvent):
+    type: Literal["task"] = "task"
+    agent: str | None = None
+    is_error: bool = False
+    result: Any = None
+    duration_ms: float = 0
+
+
+class CompactionStart(FlueEvent):
     type: Literal["compaction_start"] = "compaction_start"
-    tokens_before: int
+    reason: Literal["threshold", "overflow", "manual"] = "threshold"
+    estimated_tokens: int
 
 
-class CompactionEnd(BaseEvent):
-    type: Literal["compaction_end"] = "compaction_end"
-    tokens_after: int
-    summary: str = ""
+class Compaction(FlueEvent):
+    type: Literal["compaction"] = "compaction"
+    messages_before: int
+    messages_after: int
+    duration_ms: float
+    is_error: bool = False
+    error: Any = None
+    usage: Usage | None = None
 
 
-class SubmissionAdmitted(BaseEvent):
+class Log(FlueEvent):
+    type: Literal["log"] = "log"
+    level: Literal["info", "warn", "error"] = "info"
+    message: str
+    attributes: dict[str, Any] | None = None
+
+
+# -- durable agent submissions ---------------------------------------------------------------
+
+
+class SubmissionAdmitted(FlueEvent):
+    """Ours: an admitted prompt or dispatch (its input, images redacted), first on the stream."""
+
     type: Literal["submission_admitted"] = "submission_admitted"
     input: Any = None
 
 
-class SubmissionSettled(BaseEvent):
+class SubmissionSettled(FlueEvent):
     type: Literal["submission_settled"] = "submission_settled"
-    status: Literal["completed", "failed"]
+    outcome: Literal["completed", "failed"]
     result: Any = None
     error: dict[str, Any] | None = None
 
 
 Event = Annotated[
-    RunStart
-    | RunResume
-    | RunEnd
-    | Log
-    | OperationStart
-    | OperationEnd
-    | TurnStart
-    | TurnEnd
-    | TextDelta
-    | ThinkingDelta
-    | ToolCall
-    | ToolResult
-    | OperationResumed
-    | UsageEvent
-    | ErrorEvent
-    | TaskStart
-    | TaskEnd
-    | CompactionStart
-    | CompactionEnd
-    | SubmissionAdmitted
-    | SubmissionSettled,
+    RunStart | RunResume | RunEnd | OperationStart | Operation | Idle | AgentStart | AgentEnd
+    | MessageStart | MessageEnd | TurnStart | TurnRequest | TurnMessages | Turn | TextDelta
+    | ThinkingStart | ThinkingDelta | ThinkingEnd | ToolStart | ToolEvent | TaskStart | TaskEvent
+    | CompactionStart | Compaction | Log | SubmissionAdmitted | SubmissionSettled,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
+#: Event types written to durable streams: every one but ``turn_request``.
+STREAM_EXCLUDED: frozenset[str] = frozenset({"turn_request"})
 
-def parse_event(data: dict[str, Any]) -> BaseEvent:
+
+def parse_event(data: dict[str, Any]) -> FlueEvent:
+    """A wire event (dict) back to its typed model (for consumers in Python)."""
     return EVENT_ADAPTER.validate_python(data)
 
 
-Subscriber = Callable[[BaseEvent], Awaitable[None] | None]
+# -- content shaping ----------------------------------------------------------------------------
+
+
+def redact_images(value: Any) -> Any:
+    """A copy of ``value`` in which every image block's ``data`` is :data:`IMAGE_DATA_OMITTED`
+    (Flue's ``{type: "image", data, mimeType}`` and OpenAI's ``image_url`` data URLs)."""
+    if isinstance(value, list):
+        return [redact_images(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    kind = value.get("type")
+    if kind == "image" and "data" in value:
+        return {**value, "data": IMAGE_DATA_OMITTED}
+    if kind == "image_url" and isinstance(value.get("image_url"), dict):
+        url = str(value["image_url"].get("url") or "")
+        if url.startswith("data:"):
+            return {**value, "image_url": {**value["image_url"], "url": url.split(",", 1)[0] + "," + IMAGE_DATA_OMITTED}}
+        return value
+    return {k: redact_images(v) for k, v in value.items()}
+
+
+# -- sinks ----------------------------------------------------------------------------------------
+
+
+Subscriber = Callable[[FlueEvent], Awaitable[None] | None]
+GlobalObserver = Callable[[FlueEvent, dict[str, Any]], Awaitable[None] | None]
+
+_GLOBAL: list[GlobalObserver] = []
+
+
+def observe(fn: GlobalObserver) -> Callable[[], None]:
+    """Subscribe ``fn(event, context)`` to every event of every context in this process
+    (``turn_request`` included), as Flue's ``observe()``. Returns the unsubscribe function.
+
+    ``fn`` runs at emit time, after the context's own subscribers (stream writers);
+    it may be sync or async (a coroutine is scheduled, not awaited). A failure is
+    reported once on stderr and delivery continues. ``context`` holds the event's
+    correlation ids (snake_case). No replay of earlier events.
+    """
+    _GLOBAL.append(fn)
+
+    def unsubscribe() -> None:
+        if fn in _GLOBAL:
+            _GLOBAL.remove(fn)
+
+    return unsubscribe
+
+
+_ID_FIELDS = ("run_id", "instance_id", "agent_name", "submission_id", "dispatch_id", "harness", "session",
+              "parent_session", "task_id", "operation_id", "turn_id")
+
+
+def event_context(event: FlueEvent, **extra: Any) -> dict[str, Any]:
+    """What observers receive beside the event: its correlation ids, plus ``extra``."""
+    context = {k: v for k in _ID_FIELDS if (v := getattr(event, k, None)) is not None}
+    context.update(extra)
+    return context
+
+
+def _call_isolated(fn: Any, args: tuple[Any, ...], name: Any) -> Awaitable[Any] | None:
+    """Call a subscriber; a failure is reported once and never reaches the emitter."""
+    try:
+        out = fn(*args)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        report_failure(name, exc)
+        return None
+    return out if inspect.isawaitable(out) else None
+
+
+def _notify_global(event: FlueEvent) -> None:
+    if not _GLOBAL:
+        return
+    context = event_context(event)
+    for fn in list(_GLOBAL):
+        out = _call_isolated(fn, (event, context), fn)
+        if out is not None:
+            _track(_guarded(out, fn))
+
+
+async def _guarded(awaitable: Awaitable[Any], name: Any) -> None:
+    try:
+        await awaitable
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        report_failure(name, exc)
 
 
 class EventSink:
     """A node in a tree of event fan-outs.
 
     ``emit`` stamps this sink's ids on the event (without overwriting ids the
-    event already has), calls this sink's subscribers, then passes the event
-    up to the parent. So subscribing on the root sees everything, and
-    subscribing on ``sink.child(run_id=...)`` sees only that run's events.
-    A failing subscriber is reported once on stderr and never breaks the emitter.
+    event already has), numbers it when this sink is a *context* (a workflow
+    run, an agent submission attempt, a harness without a parent: ``eventIndex``
+    counts per context), calls this sink's subscribers, then passes the event
+    up to the parent; the root hands it to :func:`observe` subscribers. So
+    subscribing on the root sees everything, and subscribing on
+    ``sink.child(run_id=...)`` sees only that run's events. A failing
+    subscriber is reported once on stderr and never breaks the emitter.
     """
 
     def __init__(
@@ -239,75 +462,106 @@ class EventSink:
         subscribers: list[Subscriber] | None = None,
         ids: dict[str, Any] | None = None,
         parent: EventSink | None = None,
+        *,
+        context: bool | None = None,
+        first_index: int = 0,
     ):
         self._subscribers: list[Subscriber] = list(subscribers or [])
         self._ids = {k: v for k, v in (ids or {}).items() if v is not None}
         self._parent = parent
+        if context is None:  # a root numbers whatever no inner context numbered
+            context = parent is None
+        self._next_index: int | None = first_index if context else None
 
     @property
     def ids(self) -> dict[str, Any]:
         return {**(self._parent.ids if self._parent else {}), **self._ids}
 
+    @property
+    def next_index(self) -> int | None:
+        """The ``eventIndex`` the next event of this context gets (None: not a context)."""
+        return self._next_index
+
+    def listens_for(self, event_type: str) -> bool:
+        """Whether any subscriber up the chain (or an :func:`observe` subscriber) takes events of
+        this type, so costly events (``turn_request``) are built only for someone. A subscriber
+        declines types by listing them in a ``skip_types`` attribute (stream writers do)."""
+        if _GLOBAL:
+            return True
+        sink: EventSink | None = self
+        while sink is not None:
+            for fn in sink._subscribers:
+                if event_type not in getattr(fn, "skip_types", ()):
+                    return True
+            sink = sink._parent
+        return False
+
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         self._subscribers.append(fn)
         return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
 
-    def child(self, **ids: Any) -> EventSink:
-        return EventSink(ids=ids, parent=self)
+    def child(self, *, context: bool | None = False, first_index: int = 0, **ids: Any) -> EventSink:
+        return EventSink(ids=ids, parent=self, context=context, first_index=first_index)
 
-    async def emit(self, event: BaseEvent) -> BaseEvent:
-        for key, value in self._ids.items():
-            if getattr(event, key, None) is None:
-                setattr(event, key, value)
-        for fn in list(self._subscribers):
-            try:
-                out = fn(event)
-                if inspect.isawaitable(out):
-                    await out
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # an observer must never break the run
-                _report_subscriber_error(fn, exc)
-        if self._parent is not None:
-            await self._parent.emit(event)
+    def _stamp(self, event: FlueEvent) -> None:
+        if self._ids:
+            event.stamp(self._ids)
+        if self._next_index is not None and event.event_index is None:
+            event.event_index = self._next_index
+            self._next_index += 1
+
+    async def emit(self, event: FlueEvent) -> FlueEvent:
+        sink: EventSink | None = self
+        while sink is not None:
+            sink._stamp(event)
+            for fn in list(sink._subscribers):
+                out = _call_isolated(fn, (event,), fn)
+                if out is not None:
+                    try:
+                        await out
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # an observer must never break the run
+                        report_failure(fn, exc)
+            if sink._parent is None:
+                _notify_global(event)
+            sink = sink._parent
         return event
 
-    def emit_nowait(self, event: BaseEvent) -> BaseEvent:
+    def emit_nowait(self, event: FlueEvent) -> FlueEvent:
         """Emit from synchronous code (e.g. ``ctx.log.info``).
 
         Synchronous subscribers (stream writers) run now, so ordering with other
         events is exact; async subscribers are scheduled on the running loop.
         """
-        for key, value in self._ids.items():
-            if getattr(event, key, None) is None:
-                setattr(event, key, value)
-        for fn in list(self._subscribers):
-            try:
-                out = fn(event)
-                if inspect.isawaitable(out):
-                    task = asyncio.ensure_future(out)
-                    _pending.add(task)
-                    task.add_done_callback(_pending.discard)
-            except Exception as exc:
-                _report_subscriber_error(fn, exc)
-        if self._parent is not None:
-            self._parent.emit_nowait(event)
+        sink: EventSink | None = self
+        while sink is not None:
+            sink._stamp(event)
+            for fn in list(sink._subscribers):
+                out = _call_isolated(fn, (event,), fn)
+                if out is not None:
+                    _track(_guarded(out, fn))
+            if sink._parent is None:
+                _notify_global(event)
+            sink = sink._parent
         return event
 
 
 _pending: set[asyncio.Future[Any]] = set()
 
 
+def _track(awaitable: Awaitable[Any]) -> None:
+    task = asyncio.ensure_future(awaitable)
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
 _reported: set[int] = set()
 
 
-def _report_subscriber_error(fn: Any, exc: Exception) -> None:
-    import sys
-
+def report_failure(fn: Any, exc: BaseException) -> None:
+    """Say once per subscriber, on stderr, that it failed (delivery to the others goes on)."""
     if id(fn) not in _reported:
         _reported.add(id(fn))
-        print(f"flue: event subscriber {getattr(fn, '__qualname__', fn)!r} failed: {exc!r}", file=sys.stderr)
-
-
-def monotonic_ms() -> float:
-    return time.monotonic() * 1000
+        label = fn if isinstance(fn, str) else getattr(fn, "__qualname__", fn)
+        print(f"flue: event subscriber {label!r} failed and is ignored: {exc!r}", file=sys.stderr)

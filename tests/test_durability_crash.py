@@ -111,7 +111,7 @@ async def test_sigkill_mid_work_every_submission_settles_once_in_order(tmp_path:
         settled = [e for e in events if e["type"] == "submission_settled"]
         # every submission settled exactly once, completed, in admission order
         assert [e["submissionId"] for e in settled] == ids, instance
-        assert all(e["status"] == "completed" for e in settled)
+        assert all(e["outcome"] == "completed" for e in settled)
         n_of = {sid: n for n, sid in enumerate(ids)}
         assert [e["result"]["text"] for e in settled] == [f"echo: {instance} #{n_of[e['submissionId']]}" for e in settled]
         # every admission is on the stream once, before its settlement

@@ -153,11 +153,11 @@ async def test_takeover_replays_finished_turns_and_tools(tmp_path: Path, test_di
             path = instance_path("worker", "job-1")
             events = await stream_events(reopened, path)
             assert [e["type"] for e in events].count("submission_settled") == 1
-            resumed = [e for e in events if e["type"] == "operation_resumed"]
+            resumed = [e["attributes"] for e in events if e["type"] == "log" and e["message"].startswith("resumed")]
             assert len(resumed) == crashed.attempts  # one per attempt after the first
             assert resumed[-1]["turns"] == 1 and resumed[-1]["partialTurn"] is True
             assert resumed[-1]["toolResults"] == 3  # w1, c1 (turn 0) and c2 (turn 1)
-            replayed = {e["toolCallId"] for e in events if e["type"] == "tool_result" and e.get("replayed")}
+            replayed = {e["toolCallId"] for e in events if e["type"] == "tool" and e.get("replayed")}
             assert replayed == {"c2"}
             # the history holds each message once, in order
             history = await reopened.stores.sessions.load(f"{path}/default/default")
@@ -207,7 +207,8 @@ async def test_a_finished_prompt_whose_settlement_was_lost_is_only_settled(tmp_p
             finally:
                 await b.stop()
             assert done.status == "completed" and done.lease_owner == "coord-b"
-            assert done.result == {"text": "the answer", "data": None}
+            assert done.result["text"] == "the answer" and "data" not in done.result
+            assert done.result["model"] == {"provider": "scripted", "id": "chat"}
             assert len(model.requests) == 1  # the model was not asked again
             history = await runtime.stores.sessions.load(f"{instance_path('worker', 'job-2')}/default/default")
             assert [m["role"] for m in history.messages] == ["user", "assistant"]  # nothing appended twice
@@ -239,11 +240,12 @@ async def test_a_submission_past_its_deadline_is_stopped_and_fails(tmp_path: Pat
                 done = await coordinator.wait(sub.submission_id, timeout=15)
             finally:
                 await coordinator.stop()
-            assert done.status == "failed" and done.error["type"] == "deadline_exceeded"
+            assert done.status == "failed" and done.error["type"] == "submission_timeout"
             await wait_for(lambda: model.aborted.is_set(), what="the model stream to be closed")
             events = await stream_events(runtime, instance_path("slowpoke", "job-3"))
             types = [e["type"] for e in events]
-            assert types[-2:] == ["error", "submission_settled"] and events[-1]["status"] == "failed"
-            assert events[-2]["error"]["type"] == "deadline_exceeded"
+            assert types[-3:] == ["operation", "idle", "submission_settled"] and events[-1]["outcome"] == "failed"
+            assert events[-1]["error"]["type"] == "submission_timeout"
+            assert events[-3]["isError"] and events[-3]["error"]["type"] == "operation_cancelled"
         finally:
             await runtime.close()

@@ -27,7 +27,8 @@ async def test_cancel_during_the_model_stream():
     assert isinstance(info.value, asyncio.CancelledError)  # asyncio semantics are kept
     assert info.value.kind == "prompt" and info.value.session == "default"
     assert model.cancelled == 1  # the stream was closed before it finished
-    assert [e.type for e in events][-1] == "operation_end"
+    assert [e.type for e in events][-2:] == ["operation", "idle"]
+    assert events[-2].is_error and events[-2].error["type"] == "operation_cancelled"
     assert session.messages == []
     # The session is usable afterwards.
     assert (await session.prompt("again")).text == "after"
@@ -70,9 +71,9 @@ async def test_cancel_stops_a_running_tool():
 
     assert tool_cancelled.is_set()
     assert len(model.requests) == 1  # no further turn after the cancel
-    results = [e.name for e in events if e.type == "tool_result"]
+    results = [e.tool_name for e in events if e.type == "tool"]
     assert results == ["quick"]
-    end = events[-1]
-    assert end.type == "operation_end" and end.is_error
-    assert end.error["type"] == "OperationCancelledError"
+    end = events[-2]
+    assert end.type == "operation" and end.is_error and events[-1].type == "idle"
+    assert end.error == {"name": "OperationCancelledError", "type": "operation_cancelled", "message": end.error["message"]}
     assert session.messages == []

@@ -46,10 +46,19 @@ async def test_old_turns_are_summarized_when_the_window_fills(tmp_path):
     assert contents[-1].startswith("My ")  # the prompt being answered is always kept
 
     types = [e.type for e in events]
-    assert "compaction_start" in types and "compaction_end" in types
-    start = next(e for e in events if e.type == "compaction_start")
-    end = next(e for e in events if e.type == "compaction_end")
-    assert end.tokens_after < start.tokens_before and "three pets" in end.summary
+    first = types.index("compaction_start")
+    # the summary's own model turn sits between compaction_start and compaction
+    assert types[first:first + 4] == ["compaction_start", "turn_start", "turn", "compaction"]
+    assert events[first + 1].purpose == "compaction" and events[first + 2].purpose == "compaction"
+    assert "three pets" in events[first + 2].output["content"][0]["text"]
+    start, end = events[first], events[first + 3]
+    assert start.reason == "threshold" and start.estimated_tokens > 0
+    assert end.messages_after <= end.messages_before and not end.is_error
+    assert end.usage is not None and end.usage.total_tokens > 0
+    # the summary's usage counts in the operation's
+    operation = next(e for e in events[first:] if e.type == "operation")
+    turns = [e for e in events[first:events.index(operation)] if e.type == "turn"]
+    assert operation.usage.total_tokens == sum(t.usage.total_tokens for t in turns)
     # the session keeps the compacted history
     history = session.messages
     assert history[0]["content"].startswith("Summary of the earlier conversation")

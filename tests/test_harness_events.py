@@ -6,7 +6,7 @@ from fixtures.harness.support import make_project, recording_sink
 
 import flue
 from flue.events import EventSink
-from flue.testing import ScriptedModel, calls, reply, tool_call
+from flue.testing import ScriptedModel, calls, event_types, reply, tool_call
 
 
 def _script() -> ScriptedModel:
@@ -33,35 +33,58 @@ async def test_operation_events_arrive_in_order_with_ids_and_reach_the_observer_
 
     await session.prompt("Count 'a b'")
 
-    types = [e.type for e in events]
-    assert types[0] == "operation_start" and types[-1] == "operation_end"
-    first_turn = types[: types.index("turn_start", types.index("turn_start") + 1)]
-    assert first_turn[:2] == ["operation_start", "turn_start"]
-    # Deltas stream inside the turn, thinking before text (as the model produced them).
-    assert first_turn.index("thinking_delta") < first_turn.index("text_delta") < first_turn.index("turn_end")
-    assert first_turn[first_turn.index("turn_end"):] == [
-        "turn_end", "usage", "tool_call", "tool_call", "tool_result", "tool_result",
+    types = event_types(events)
+    # Flue's sequence for a prompt in code with a tool turn (flue-reference.md 7.2); the two
+    # tool calls run in parallel, so their `tool` events come in completion order.
+    assert types == [
+        "operation_start", "agent_start", "message_start", "message_end",
+        "turn_start", "turn_request", "message_start", "thinking_start", "thinking_delta", "thinking_end",
+        "text_delta", "message_end", "tool_start", "tool_start", "tool", "tool", "turn_messages", "turn",
+        "turn_start", "turn_request", "message_start", "text_delta", "message_end", "turn_messages", "turn",
+        "agent_end", "operation", "idle",
     ]
-    assert types[-5:] == ["turn_end", "usage", "usage", "usage", "operation_end"]
-    assert [e.scope for e in events if e.type == "usage"] == ["turn", "turn", "operation", "session"]
-    assert "".join(e.delta for e in events if e.type == "text_delta") == "Let me count.2 words."
+    assert "".join(e.text for e in events if e.type == "text_delta") == "Let me count.2 words."
     assert "".join(e.delta for e in events if e.type == "thinking_delta") == "Two calls."
+    assert next(e for e in events if e.type == "thinking_end").content == "Two calls."
+    user = events[2].message
+    assert user["role"] == "user" and user["content"] == [{"type": "text", "text": "Count 'a b'"}]
+    assert [e.tool_name for e in events if e.type == "tool_start"] == ["word_count", "word_count"]
+    results = {e.tool_call_id: e for e in events if e.type == "tool"}
+    assert results["c1"].is_error is False and results["c1"].result == {"content": [{"type": "text", "text": "2"}]}
+    assert results["c2"].is_error is True
+    first_turn = next(e for e in events if e.type == "turn")
+    assert first_turn.stop_reason == "toolUse" and first_turn.purpose == "agent"
+    assert first_turn.output["content"][0] == {"type": "thinking", "thinking": "Two calls."}
+    assert [b["type"] for b in first_turn.output["content"]] == ["thinking", "text", "toolCall", "toolCall"]
+    messages = next(e for e in events if e.type == "turn_messages")
+    assert [m["role"] for m in messages.tool_results] == ["toolResult", "toolResult"]
+    assert {m["toolCallId"]: m["isError"] for m in messages.tool_results} == {"c1": False, "c2": True}
+    agent_end = next(e for e in events if e.type == "agent_end")
+    assert [m["role"] for m in agent_end.messages] == ["user", "assistant", "toolResult", "toolResult", "assistant"]
+    operation = events[-2].wire()
+    assert operation["operationKind"] == "prompt" and operation["isError"] is False
+    assert operation["result"]["text"] == "2 words." and operation["result"]["model"] == {
+        "provider": "scripted", "id": "chat-model"}
+    assert operation["usage"] == operation["result"]["usage"]
+    assert set(operation["usage"]) == {"input", "output", "cacheRead", "cacheWrite", "totalTokens", "cost"}
+    assert operation["usage"]["totalTokens"] == sum(
+        e.usage.total_tokens for e in events if e.type == "turn")
 
     op_ids = {e.operation_id for e in events}
     assert len(op_ids) == 1 and next(iter(op_ids)).startswith("op_")
-    assert {(e.harness, e.session, e.agent) for e in events} == {("default", "support", "assistant")}
+    assert {(e.harness, e.session, e.agent_name) for e in events} == {("default", "support", "assistant")}
+    assert {e.v for e in events} == {3}
+    assert [e.event_index for e in events] == list(range(len(events)))  # the root sink numbers them
     turn_starts = [e for e in events if e.type == "turn_start"]
-    assert [t.index for t in turn_starts] == [0, 1]
     assert turn_starts[0].turn_id != turn_starts[1].turn_id
     first_turn_id = turn_starts[0].turn_id
-    assert all(e.turn_id == first_turn_id for e in events if e.type in ("tool_call", "tool_result"))
-    assert all(e.turn_id is None for e in events if e.type in ("operation_start", "operation_end"))
+    assert events[2].turn_id == first_turn_id  # the user message belongs to the first turn
+    assert all(e.turn_id == first_turn_id for e in events if e.type in ("tool_start", "tool"))
+    assert all(e.turn_id is None for e in events if e.type in ("operation_start", "operation", "idle"))
     assert all(e.timestamp.endswith("Z") for e in events)
-    wire = events[-1].wire()
-    assert wire["operationId"] == events[0].operation_id and wire["result"]["text"] == "2 words."
 
     # The project's plugin (plugins/recorder.py, an async flue_observe) saw the same events, in order.
-    assert [e.type for e in recorder.EVENTS] == types
+    assert [e.type for e in recorder.EVENTS] == [e.type for e in events]
     assert recorder.EVENTS[0] is events[0]
     context = recorder.CONTEXTS[-1]
     assert context["project"] is project
@@ -75,7 +98,7 @@ async def test_observers_can_be_left_to_the_caller_and_failures_are_contained(tm
     # Standalone (no sink): observers are called by the harness.
     harness = await flue.init("assistant", project=project, providers={"scripted": _script()})
     await (await harness.session()).prompt("Count")
-    assert [e.type for e in recorder.EVENTS][-1] == "operation_end"
+    assert [e.type for e in recorder.EVENTS][-2:] == ["operation", "idle"]
     recorder.EVENTS.clear()
     # A caller's sink (a runtime) forwards to observers itself, so the harness does not.
     harness = await flue.init("assistant", project=project, providers={"scripted": _script()}, sink=EventSink())
@@ -94,10 +117,10 @@ async def test_observers_can_be_left_to_the_caller_and_failures_are_contained(tm
     )
     result = await (await harness.session()).prompt("Count")
     assert result.text == "2 words."
-    assert recorder.EVENTS[-1].type == "operation_end"
+    assert recorder.EVENTS[-1].type == "idle"
 
 
-async def test_failed_operation_emits_error_and_operation_end():
+async def test_failed_operation_ends_with_an_error_turn_and_operation():
     model = ScriptedModel([])  # no turns: the model call itself fails
     sink, events = recording_sink()
     session = await (await flue.init(flue.create_agent(name="x", model=model), sink=sink)).session()
@@ -107,5 +130,11 @@ async def test_failed_operation_emits_error_and_operation_end():
         assert "no scripted turn left" in str(exc)
     else:
         raise AssertionError("expected a model call error")
-    assert [e.type for e in events] == ["operation_start", "turn_start", "error", "operation_end"]
-    assert events[-1].is_error and events[-1].error["type"] == "ModelCallError"
+    assert event_types(events) == [
+        "operation_start", "agent_start", "message_start", "message_end", "turn_start", "turn_request", "turn",
+        "agent_end", "operation", "idle",
+    ]
+    turn, operation = events[6], events[8]
+    assert turn.is_error and turn.stop_reason == "error"
+    assert operation.is_error and operation.error["name"] == "ModelCallError"
+    assert operation.error["type"] == "operation_failed" and "no scripted turn left" in operation.error["message"]

@@ -87,8 +87,8 @@ async def test_parallel_tool_calls_with_invalid_arguments_over_http(tmp_path, sc
         {"text": "one two three"},
         {"txt": 42},
     ]
-    results = {e.tool_call_id: e for e in events if e.type == "tool_result"}
-    assert results["call_ok"].is_error is False and results["call_ok"].output == "3"
+    results = {e.tool_call_id: e for e in events if e.type == "tool"}
+    assert results["call_ok"].is_error is False and results["call_ok"].result["content"][0]["text"] == "3"
     assert results["call_bad"].is_error is True
 
 
@@ -132,8 +132,8 @@ async def test_thinking_level_and_subagent_profile_reach_the_request(tmp_path, s
     assert body["messages"][1:] == [{"role": "user", "content": "Why are there tides?"}]
     assert session.messages == []
     types = [e.type for e in events]
-    assert types.index("task_start") < types.index("turn_start") < types.index("task_end")
-    task_end = next(e for e in events if e.type == "task_end")
+    assert types.index("task_start") < types.index("turn_start") < types.index("task")
+    task_end = next(e for e in events if e.type == "task")
     assert task_end.result["text"] == "Tides follow the moon." and task_end.is_error is False
 
 
@@ -157,8 +157,9 @@ async def test_cancel_closes_the_http_stream(tmp_path, scripted_model_server):
     # The server saw the client go away while the stream was still open.
     await asyncio.wait_for(server.aborted.wait(), 5)
     assert server.records[0].aborted and not server.records[0].completed
-    end = events[-1]
-    assert end.type == "operation_end" and end.is_error and end.error["type"] == "OperationCancelledError"
+    end = events[-2]
+    assert end.type == "operation" and end.is_error and end.error["type"] == "operation_cancelled"
+    assert events[-1].type == "idle"
     assert session.messages == []  # a cancelled operation leaves no half-written history
 
 

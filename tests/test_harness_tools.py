@@ -72,8 +72,8 @@ async def test_parallel_calls_run_concurrently_and_invalid_arguments_come_back_a
     assert tool_msgs[1]["content"].startswith("Error: invalid arguments:")
     assert "a: Input should be a valid integer" in tool_msgs[1]["content"]
     assert "b: Field required" in tool_msgs[1]["content"]
-    calls_seen = [e for e in events if e.type == "tool_call"]
-    assert [(c.tool_call_id, c.arguments) for c in calls_seen] == [
+    calls_seen = [e for e in events if e.type == "tool_start"]
+    assert [(c.tool_call_id, c.args) for c in calls_seen] == [
         ("ok", {"a": 2, "b": 3}), ("bad", {"a": "two"}), ("ok2", {"a": 1, "b": 1}),
     ]
 

@@ -7,7 +7,7 @@ from fixtures.harness.support import has_virtual_sandbox, make_project, recordin
 
 import flue
 from flue.harness.errors import SandboxUnavailableError, SkillArgumentsError, UnknownSkillError
-from flue.testing import ScriptedModel, calls, reply, tool_call
+from flue.testing import ScriptedModel, calls, event_types, reply, tool_call
 
 needs_sandbox = pytest.mark.skipif(not has_virtual_sandbox(), reason="the virtual sandbox is not installed")
 
@@ -83,8 +83,8 @@ async def test_session_shell_is_recorded_and_harness_shell_is_not(tmp_path):
     assert transcript["role"] == "user"
     assert "$ ls && echo oops >&2 && exit 3" in transcript["content"]
     assert "exit code: 3" in transcript["content"] and "setup.txt" in transcript["content"]
-    assert [e.type for e in events] == ["operation_start", "usage", "usage", "operation_end"]
-    assert events[-1].kind == "shell" and events[-1].result["exit_code"] == 3
+    assert [e.type for e in events] == ["operation_start", "operation", "idle"]
+    assert events[1].operation_kind == "shell" and events[1].result["exitCode"] == 3 and events[1].usage is None
 
     await session.prompt("What do you see?")
     assert model.requests[0].messages[-2] == transcript
@@ -115,8 +115,14 @@ async def test_task_tool_delegates_to_a_subagent_in_a_child_session(tmp_path):
     assert child_request.messages[1:] == [{"role": "user", "content": "Find why the sky is blue."}]
     assert model.requests[2].messages[-1]["content"] == "Rayleigh scattering."
     task_start = next(e for e in events if e.type == "task_start")
-    child_events = [e for e in events if e.session == task_start.task_id]
-    assert {e.type for e in child_events} >= {"operation_start", "turn_start", "operation_end"}
+    child_events = [e for e in events if e.session == f"task:default:{task_start.task_id}"]
+    assert {(e.parent_session, e.task_id) for e in child_events} == {("default", task_start.task_id)}
+    assert event_types(child_events) == [
+        "operation_start", "agent_start", "message_start", "message_end", "turn_start", "turn_request",
+        "message_start", "text_delta", "message_end", "turn_messages", "turn", "agent_end", "operation", "idle",
+    ]
+    done = next(e for e in events if e.type == "task")
+    assert done.task_id == task_start.task_id and done.agent == "researcher" and not done.is_error
     assert [m["role"] for m in session.messages] == ["user", "assistant", "tool", "assistant"]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from durable_streams import astream
 from fixtures.server.support import read_sse_until, scratch_project, served, until, wait_for_file
 
-from flue.testing import reply
+from flue.testing import event_types, reply
 from flue.testing.model_server import ScriptedModelServer
 
 pytest_plugins = ["flue.testing.pytest_plugin"]
@@ -107,9 +107,18 @@ async def test_agent_prompt_stream_and_conversation(tmp_path: Path, scripted_mod
         assert events[0]["type"] == "submission_admitted"
         assert events[0]["submissionId"] == first["submissionId"]
         assert events[0]["input"]["message"] == "My name is Ada."
-        text = "".join(e["delta"] for e in events if e["type"] == "text_delta")
+        # Flue's sequence for a durable agent submission (flue-reference.md 7.2): no user message
+        # events (the input is submission_admitted, ours), no turn_request on a stream
+        assert event_types(events) == [
+            "submission_admitted", "operation_start", "agent_start", "turn_start", "message_start", "text_delta",
+            "message_end", "turn_messages", "turn", "agent_end", "operation", "idle", "submission_settled",
+        ]
+        text = "".join(e["text"] for e in events if e["type"] == "text_delta")
         assert text == "Nice to meet you, Ada."
-        assert events[-1]["status"] == "completed" and events[-1]["result"]["text"] == "Nice to meet you, Ada."
+        assert [e["eventIndex"] for e in events] == list(range(len(events))) and {e["v"] for e in events} == {3}
+        assert all(e["instanceId"] == "u-1" and e["agentName"] == "assistant" for e in events)
+        assert events[-1]["outcome"] == "completed" and events[-1]["result"]["text"] == "Nice to meet you, Ada."
+        assert events[-1]["result"]["usage"] == events[-3]["usage"]
         assert all(e["submissionId"] == first["submissionId"] for e in events)
 
         # the second prompt continues the conversation; its offset starts after the first exchange
@@ -153,8 +162,9 @@ async def test_run_meta_replay_and_head(tmp_path: Path, scripted_model_server: S
         resp = await c.get(f"/runs/{run_id}?meta")
         assert resp.status == 200 and resp.content_type == "application/json"
         record = await resp.json()
-        assert record["runId"] == run_id and record["workflow"] == "echo" and record["status"] == "completed"
-        assert record["payload"] == {"x": "y"} and record["result"]["payload"] == {"x": "y"}
+        assert record["runId"] == run_id and record["workflowName"] == "echo" and record["status"] == "completed"
+        assert record["payload"] == {"x": "y"} == record["input"] and record["result"]["payload"] == {"x": "y"}
+        assert record["isError"] is False and "error" not in record
         assert record["startedAt"] and record["endedAt"] and record["durationMs"] >= 0
         # stream parameters are ignored with ?meta
         assert (await (await c.get(f"/runs/{run_id}?meta&offset=bogus&live=sse")).json()) == record
@@ -172,6 +182,8 @@ async def test_run_meta_replay_and_head(tmp_path: Path, scripted_model_server: S
         head = await c.head(f"/runs/{run_id}")
         assert head.status == 200 and head.headers["Stream-Closed"] == "true"
         assert head.headers["Stream-Next-Offset"] == resp.headers["Stream-Next-Offset"]
+        # HEAD answers with what the full catch-up GET gave: its ETag, up to date
+        assert head.headers["ETag"] == resp.headers["ETag"] and head.headers["Stream-Up-To-Date"] == "true"
 
         # an errored run: record and stream both say so
         resp = await c.post("/workflows/boom")
@@ -179,9 +191,9 @@ async def test_run_meta_replay_and_head(tmp_path: Path, scripted_model_server: S
         async with asyncio.timeout(10):
             events = await read_run(boom["streamUrl"], "long-poll")
         assert events[-1]["type"] == "run_end" and events[-1]["isError"] is True
-        assert events[-1]["error"]["type"] == "ValueError"
+        assert events[-1]["error"]["name"] == "ValueError" and events[-1]["result"] is None
         record = await (await c.get(f"/runs/{boom['runId']}?meta")).json()
-        assert record["status"] == "errored" and record["error"]["type"] == "ValueError"
+        assert record["status"] == "errored" and record["error"]["name"] == "ValueError" and record["isError"]
 
 
 async def test_live_sse_and_long_poll_deliver_later_appends(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
@@ -255,7 +267,7 @@ async def test_agent_stream_live_sse_sees_a_later_prompt(tmp_path: Path, scripte
         )
         events = [e for kind, batch in frames if kind == "data" for e in batch]
         assert {e["submissionId"] for e in events} == {second["submissionId"]}
-        assert "".join(e["delta"] for e in events if e["type"] == "text_delta") == "second"
+        assert "".join(e["text"] for e in events if e["type"] == "text_delta") == "second"
         sse.close()
 
 

@@ -1,5 +1,6 @@
 """WebSockets on ``/agents/<name>/<id>`` (sequential prompts) and ``/workflows/<name>``
-(one invocation), as documented in flue/server/websocket.py."""
+(one invocation): Flue's socket protocol (flue-reference.md 8.10), as documented in
+flue/server/websocket.py, and the Python client's ``connect()`` over it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
 from fixtures.server.support import scratch_project, served
 
+from flue.client import FlueClient
 from flue.testing import reply
 from flue.testing.model_server import ScriptedModelServer
 from flue.testing.scripted import ScriptedTurn
@@ -49,49 +51,62 @@ async def test_agent_socket_sequential_prompts(tmp_path: Path, scripted_model_se
     async with served(root) as srv:
         c = srv.client
         ws = await c.ws_connect("/agents/assistant/w1")
-        assert await ws.receive_json(timeout=5) == {"type": "ready", "agent": "assistant", "instanceId": "w1"}
+        assert await ws.receive_json(timeout=5) == {
+            "version": 1, "type": "ready", "target": "agent", "name": "assistant", "instanceId": "w1"}
 
-        await ws.send_json({"type": "prompt", "message": "I am Ada.", "id": "p1"})
+        await ws.send_json({"version": 1, "type": "prompt", "message": "I am Ada.", "requestId": "p1"})
         first = await receive_until(ws, {"result", "error"})
-        admitted, *events, result = first
-        assert admitted["type"] == "admitted" and admitted["id"] == "p1" and admitted["offset"] == "-1"
-        assert all(m["type"] == "event" and m["id"] == "p1" for m in events)
+        started, *events, result = first
+        assert started["type"] == "started" and started["requestId"] == "p1" and started["offset"] == "-1"
+        assert all(m["type"] == "event" and m["requestId"] == "p1" and m["version"] == 1 for m in events)
         assert events[0]["event"]["type"] == "submission_admitted"
         assert events[-1]["event"]["type"] == "submission_settled"
-        assert result == {"type": "result", "id": "p1", "submissionId": admitted["submissionId"],
-                          "result": {"text": "Hi Ada.", "data": None}}
+        assert result["type"] == "result" and result["requestId"] == "p1"
+        assert result["submissionId"] == started["submissionId"] and result["result"]["text"] == "Hi Ada."
+        assert set(result["result"]) == {"text", "usage", "model"}
         # each event's offset resumes the HTTP stream right after it
         after_first = events[-1]["offset"]
         resp = await c.get(f"/agents/assistant/w1?offset={events[0]['offset']}")
         assert [e["type"] for e in await resp.json()] == [m["event"]["type"] for m in events[1:]]
 
         # the second prompt continues the conversation; one in flight at a time
-        await ws.send_json({"type": "prompt", "message": "Who am I?", "id": "p2"})
-        await ws.send_json({"type": "prompt", "message": "too soon", "id": "p3"})
+        await ws.send_json({"version": 1, "type": "prompt", "message": "Who am I?", "requestId": "p2"})
+        await ws.send_json({"version": 1, "type": "prompt", "message": "too soon", "requestId": "p3"})
         second = await receive_until(ws, {"result"})
         refusals = [m for m in second if m["type"] == "error"]
-        assert refusals == [{"type": "error", "id": "p3", "error": {
+        assert refusals == [{"version": 1, "type": "error", "requestId": "p3", "error": {
             "type": "prompt_in_progress", "message": "A prompt is already in progress.",
             "details": "Wait for its result before sending the next prompt."}}]
-        (admitted2,) = [m for m in second if m["type"] == "admitted"]
-        assert admitted2["id"] == "p2" and admitted2["offset"] == after_first
-        assert second[-1]["id"] == "p2" and second[-1]["result"]["text"] == "You are Ada, as you said."
+        (started2,) = [m for m in second if m["type"] == "started"]
+        assert started2["requestId"] == "p2" and started2["offset"] == after_first
+        assert second[-1]["requestId"] == "p2" and second[-1]["result"]["text"] == "You are Ada, as you said."
 
         # malformed and unknown messages get errors; the socket stays open
         await ws.send_str("{not json")
-        assert (await ws.receive_json(timeout=5))["error"]["type"] == "invalid_json"
-        await ws.send_json({"type": "shout", "id": 7})
+        err = await ws.receive_json(timeout=5)
+        assert err["error"]["message"] == "WebSocket messages must be valid JSON objects."
+        await ws.send_json({"version": 1, "type": "shout", "requestId": 7})
         msg = await ws.receive_json(timeout=5)
-        assert msg["id"] == 7 and msg["error"]["type"] == "invalid_request"
-        await ws.send_json({"type": "prompt", "message": ["not", "text"]})
+        assert msg["requestId"] == 7 and msg["error"]["type"] == "invalid_request"
+        await ws.send_json({"version": 1, "type": "prompt", "message": ["not", "text"]})
         assert (await ws.receive_json(timeout=5))["error"]["type"] == "invalid_request"
+        await ws.send_json({"version": 1, "type": "prompt", "message": "x", "session": "task:sneaky"})
+        assert "task:" in (await ws.receive_json(timeout=5))["error"]["details"]
+        await ws.send_json({"version": 2, "type": "ping"})
+        assert (await ws.receive_json(timeout=5))["error"]["type"] == "invalid_request"
+        await ws.send_json({"version": 1, "type": "ping", "requestId": "hb"})
+        assert await ws.receive_json(timeout=5) == {"version": 1, "type": "pong", "requestId": "hb"}
+
+        await ws.send_json({"version": 1, "type": "prompt", "message": "And a third.", "session": "other"})
+        third = await receive_until(ws, {"result"})
+        assert "requestId" not in third[-1] and third[-1]["result"]["text"] == "Third."
+
+        # a binary frame: an error, then the server closes the socket with 1003
         await ws.send_bytes(b"binary")
         assert (await ws.receive_json(timeout=5))["error"]["type"] == "invalid_request"
-
-        await ws.send_json({"type": "prompt", "message": "And a third.", "session": "other"})
-        third = await receive_until(ws, {"result"})
-        assert "id" not in third[-1] and third[-1]["result"]["text"] == "Third."
-        await ws.close()
+        async with asyncio.timeout(5):
+            await ws.receive()
+        assert ws.close_code == 1003
 
     history = [(m["role"], m["content"]) for m in model.requests[1]["messages"] if m["role"] != "system"]
     assert history == [("user", "I am Ada."), ("assistant", "Hi Ada."), ("user", "Who am I?")]
@@ -107,12 +122,46 @@ async def test_closing_the_socket_does_not_cancel_the_prompt(tmp_path: Path, scr
         c = srv.client
         ws = await c.ws_connect("/agents/assistant/gone")
         await ws.receive_json(timeout=5)
-        await ws.send_json({"type": "prompt", "message": "hello"})
-        admitted = await ws.receive_json(timeout=5)
-        assert admitted["type"] == "admitted"
+        await ws.send_json({"version": 1, "type": "prompt", "message": "hello"})
+        started = await ws.receive_json(timeout=5)
+        assert started["type"] == "started"
         await ws.close()
-        settled = await srv.runtime.coordinator.wait(admitted["submissionId"], timeout=10)
+        settled = await srv.runtime.coordinator.wait(started["submissionId"], timeout=10)
         assert settled.status == "completed" and settled.result["text"] == "finished anyway"
+
+
+async def test_the_python_client_connects_to_agents_and_workflows(
+    tmp_path: Path, scripted_model_server: ScriptedModelServer
+) -> None:
+    scripted_model_server.add(reply("Hello Ada."), reply("Still Ada."))
+    root = scratch_project(tmp_path, scripted_model_server.url)
+    async with served(root) as srv, FlueClient(srv.base) as flue:
+        seen: list[str] = []
+        async with flue.agents.connect("assistant", "c1", session="support") as chat:
+            assert chat.hello == {"version": 1, "type": "ready", "target": "agent", "name": "assistant",
+                                  "instanceId": "c1"}
+            first = await chat.prompt("I am Ada.", on_event=lambda e: seen.append(e["type"]))
+            second = await chat.prompt("Who am I?")
+        assert first.text == "Hello Ada." and second.text == "Still Ada." and second.model.id == "chat-model"
+        assert seen[0] == "submission_admitted" and seen[-1] == "submission_settled" and "text_delta" in seen
+        # both prompts ran in the session the connection named
+        assert [m["content"] for m in scripted_model_server.requests[1]["messages"] if m["role"] == "user"] == [
+            "I am Ada.", "Who am I?"]
+        record = await srv.runtime.stores.sessions.load("agents/assistant/c1/default/support")
+        assert record is not None and len(record.messages) == 4
+
+        job = flue.workflows.connect("echo")
+        await job.ready
+        result = await job.invoke({"k": "v"})
+        assert result == {"payload": {"k": "v"}, "run": job.run_id}
+        await job.close()
+
+        # a custom mount path and a URL hook shape the socket URL (a signed handshake)
+        hooked = FlueClient(srv.base, websocket_base_path="/nowhere",
+                            websocket_url=lambda url: url.update_query(token="t"))
+        assert hooked.socket_url("agents/a/b").endswith("/nowhere/agents/a/b?token=t")
+        assert hooked.socket_url("agents/a/b").startswith("ws://")
+        await hooked.aclose()
 
 
 async def test_socket_routes_refuse_what_http_refuses(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
@@ -128,21 +177,21 @@ async def test_workflow_socket_one_invocation(tmp_path: Path, scripted_model_ser
     root = scratch_project(tmp_path, scripted_model_server.url)
     async with served(root) as srv:
         ws = await srv.client.ws_connect("/workflows/echo")
-        assert await ws.receive_json(timeout=5) == {"type": "ready", "workflow": "echo"}
-        await ws.send_json({"type": "start"})
-        assert (await ws.receive_json(timeout=5))["error"]["type"] == "invalid_request"
-        await ws.send_json({"type": "invoke", "payload": ["not", "an", "object"]})
+        assert await ws.receive_json(timeout=5) == {"version": 1, "type": "ready", "target": "workflow", "name": "echo"}
+        await ws.send_json({"version": 1, "type": "start"})
         assert (await ws.receive_json(timeout=5))["error"]["type"] == "invalid_request"
 
-        await ws.send_json({"type": "invoke", "payload": {"k": "v"}})
+        await ws.send_json({"version": 1, "type": "invoke", "requestId": "r1", "payload": {"k": "v"}})
         messages = await receive_until(ws, {"result", "error"})
-        admitted, *events, result = messages
-        assert admitted["type"] == "admitted" and admitted["offset"] == "-1"
-        run_id = admitted["runId"]
-        assert admitted["streamUrl"] == srv.url(f"/runs/{run_id}")
+        started, *events, result = messages
+        assert started["type"] == "started" and started["offset"] == "-1" and started["requestId"] == "r1"
+        run_id = started["runId"]
+        assert started["streamUrl"] == srv.url(f"/runs/{run_id}")
+        assert all(m["runId"] == run_id and m["requestId"] == "r1" for m in events)
         types = [m["event"]["type"] for m in events]
         assert types[0] == "run_start" and types[-1] == "run_end"
-        assert result == {"type": "result", "runId": run_id, "result": {"payload": {"k": "v"}, "run": run_id}}
+        assert result == {"version": 1, "type": "result", "requestId": "r1", "runId": run_id,
+                          "result": {"payload": {"k": "v"}, "run": run_id}}
         # then the server closes the socket, normally
         async with asyncio.timeout(5):
             closing = await ws.receive()
@@ -152,13 +201,30 @@ async def test_workflow_socket_one_invocation(tmp_path: Path, scripted_model_ser
         record = await (await srv.client.get(f"/runs/{run_id}?meta")).json()
         assert record["status"] == "completed"
 
+        # a second invoke on one socket: an error, then close 1008
+        ws = await srv.client.ws_connect("/workflows/gated")
+        await ws.receive_json(timeout=5)
+        await ws.send_json({"version": 1, "type": "invoke", "payload": {"gate": str(tmp_path / "never")}})
+        assert (await ws.receive_json(timeout=5))["type"] == "started"
+        await ws.send_json({"version": 1, "type": "invoke", "requestId": "again"})
+        async with asyncio.timeout(5):
+            while True:
+                msg = await ws.receive()
+                if msg.type != WSMsgType.TEXT:
+                    break
+                frame = json.loads(msg.data)
+                if frame["type"] == "error":
+                    assert frame["requestId"] == "again"
+                    assert frame["error"]["message"] == "Workflow WebSocket connections accept one invocation only."
+        assert ws.close_code == 1008
+
 
 async def test_workflow_socket_bad_payload_then_failure(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
     root = scratch_project(tmp_path, scripted_model_server.url, {"workflows/typed.yaml": TYPED_WORKFLOW})
     async with served(root) as srv:
         ws = await srv.client.ws_connect("/workflows/typed")
         await ws.receive_json(timeout=5)
-        await ws.send_json({"type": "invoke", "payload": {"nobody": 1}})
+        await ws.send_json({"version": 1, "type": "invoke", "payload": {"nobody": 1}})
         err = await ws.receive_json(timeout=5)
         assert err["type"] == "error" and err["error"]["type"] == "invalid_request" and "person" in err["error"]["details"]
         assert not ws.closed
@@ -166,7 +232,7 @@ async def test_workflow_socket_bad_payload_then_failure(tmp_path: Path, scripted
 
         ws = await srv.client.ws_connect("/workflows/boom")
         await ws.receive_json(timeout=5)
-        await ws.send_json({"type": "invoke"})
+        await ws.send_json({"version": 1, "type": "invoke"})
         messages = await receive_until(ws, {"result", "error"})
         assert messages[-2]["event"]["type"] == "run_end" and messages[-2]["event"]["isError"] is True
         assert messages[-1]["type"] == "error" and messages[-1]["error"]["type"] == "internal_error"
@@ -183,11 +249,11 @@ async def test_agent_socket_failed_prompt_is_typed(tmp_path: Path, scripted_mode
     async with served(root) as srv:
         ws = await srv.client.ws_connect("/agents/assistant/f1")
         await ws.receive_json(timeout=5)
-        await ws.send_json({"type": "prompt", "message": "hi", "id": "x"})
+        await ws.send_json({"version": 1, "type": "prompt", "message": "hi", "requestId": "x"})
         messages = await receive_until(ws, {"result", "error"}, timeout=20)
-        assert messages[-2]["event"] == {**messages[-2]["event"], "type": "submission_settled", "status": "failed"}
+        assert messages[-2]["event"] == {**messages[-2]["event"], "type": "submission_settled", "outcome": "failed"}
         last = messages[-1]
-        assert last["type"] == "error" and last["id"] == "x" and last["error"]["type"] == "model_call"
+        assert last["type"] == "error" and last["requestId"] == "x" and last["error"]["type"] == "operation_failed"
         await ws.close()
 
 
@@ -234,14 +300,14 @@ async def test_a_store_failure_while_forwarding_is_told_to_the_client(
         ws = await srv.client.ws_connect("/agents/assistant/w1")
         await ws.receive_json(timeout=5)
         marker.write_text("")
-        await ws.send_json({"type": "prompt", "message": "one", "id": "p1"})
+        await ws.send_json({"version": 1, "type": "prompt", "message": "one", "requestId": "p1"})
         messages = await receive_until(ws, {"result", "error"})
-        assert messages[-1] == {"type": "error", "id": "p1", "error": {
+        assert messages[-1] == {"version": 1, "type": "error", "requestId": "p1", "error": {
             "type": "internal_error", "message": "An internal error occurred.", "details": ""}}
         assert "disk" not in json.dumps(messages)
         marker.unlink()  # the socket stays usable for the next prompt
         await asyncio.sleep(0.5)
-        await ws.send_json({"type": "prompt", "message": "two", "id": "p2"})
+        await ws.send_json({"version": 1, "type": "prompt", "message": "two", "requestId": "p2"})
         messages = await receive_until(ws, {"result", "error"})
         assert messages[-1]["type"] == "result" and messages[-1]["result"]["text"] == "fine again"
         await ws.close()

@@ -149,7 +149,9 @@ async def test_a_python_run_has_a_record_and_ordered_events(tmp_path: Path) -> N
 
     types = [e["type"] for e in events]
     assert types[0] == "run_start" and types[-1] == "run_end"
-    assert events[0]["workflow"] == "hello" and events[0]["payload"] == {"name": "Ada"}
+    assert events[0]["workflowName"] == "hello" and events[0]["payload"] == {"name": "Ada"} == events[0]["input"]
+    assert events[0]["startedAt"] == stored.started_at
+    assert [e["eventIndex"] for e in events] == list(range(len(events)))
     assert all(e["runId"] == handle.run_id for e in events)
     logs = [(e["level"], e["message"], e["attributes"]) for e in events if e["type"] == "log"]
     assert logs == [
@@ -158,7 +160,8 @@ async def test_a_python_run_has_a_record_and_ordered_events(tmp_path: Path) -> N
         ("error", "not really an error", {"level": "demo"}),
     ]
     # Agent activity of the run is in the run's stream, between the logs, in order.
-    assert types.index("log") < types.index("operation_start") < types.index("operation_end") < len(types) - 2
+    assert types.index("log") < types.index("operation_start") < types.index("operation") < len(types) - 2
+    assert "turn_request" not in types  # observers only, never on a stream
     assert {e["harness"] for e in events if e["type"] == "operation_start"} == {"default", "reviewer"}
     end = events[-1]
     assert end["isError"] is False and end["result"] == stored.result and "error" not in end
@@ -178,11 +181,11 @@ async def test_an_errored_run_records_the_error_and_ends_its_stream(tmp_path: Pa
         await runtime.close()
 
     assert record.status == "errored" == stored.status
-    assert stored.error == {"type": "LookupError", "message": "nothing to find"} and stored.result is None
+    assert stored.error == {"name": "LookupError", "message": "nothing to find"} and stored.result is None
     assert stored.payload == {}
     assert [e["type"] for e in events] == ["run_start", "log", "run_end"]
     end = events[-1]
-    assert end["isError"] is True and end["error"] == stored.error and "result" not in end
+    assert end["isError"] is True and end["error"] == stored.error and end["result"] is None
     assert end["durationMs"] >= 0
 
 

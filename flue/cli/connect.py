@@ -50,7 +50,7 @@ async def _connect(project, agent: str, instance_id: str, session: str) -> int:
         print(f"flue connect: cannot open persistence: {exc}", file=sys.stderr)
         return 1
     printer = EventPrinter(show_text=False)
-    runtime.sink.subscribe(lambda e: printer(e.wire()) if e.instance_id == instance_id else None)
+    runtime.sink.subscribe(printer.subscriber(lambda e: e.instance_id == instance_id))
     coordinator = await runtime.start_coordinator()
     main_task = asyncio.current_task()
     signalled: list[int] = []
@@ -82,7 +82,8 @@ async def _connect(project, agent: str, instance_id: str, session: str) -> int:
                 print(answer, flush=True)
             else:
                 err = done.error or {}
-                print(f"flue connect: prompt failed: {err.get('type')}: {err.get('message')}", file=sys.stderr)
+                print(f"flue connect: prompt failed: {err.get('type') or err.get('name')}: {err.get('message')}",
+                      file=sys.stderr)
     except asyncio.CancelledError:
         return 130 if signalled and signalled[0] == signal.SIGINT else 143
     finally:

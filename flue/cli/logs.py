@@ -34,7 +34,7 @@ def register(p: argparse.ArgumentParser) -> None:
                         help="follow live events until the run ends")
     follow.add_argument("--no-follow", dest="follow", action="store_false", help="replay what is there and exit")
     p.add_argument("--since", default=None, metavar="OFFSET", help="resume after this offset (from ndjson output)")
-    p.add_argument("--types", default=None, metavar="a,b", help="only these event types, e.g. log,tool_call,run_end")
+    p.add_argument("--types", default=None, metavar="a,b", help="only these event types, e.g. log,tool,run_end")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="stop after N events")
     p.add_argument("--format", choices=("pretty", "ndjson"), default="pretty", help="output format (default: pretty)")
 

@@ -76,7 +76,7 @@ async def _run(project, name: str, payload) -> int:
         print(f"flue run: cannot open persistence: {exc}", file=sys.stderr)
         return 1
     try:
-        runtime.sink.subscribe(lambda event: printer(event.wire()))
+        runtime.sink.subscribe(printer.subscriber())
         try:
             handle = await start_run(runtime, name, payload)
         except InvalidPayload as exc:
@@ -99,7 +99,8 @@ async def _run(project, name: str, payload) -> int:
                 loop.remove_signal_handler(signum)
         if record.status != "completed":
             err = record.error or {}
-            print(f"flue run: workflow '{name}' failed: {err.get('type')}: {err.get('message')}", file=sys.stderr)
+            print(f"flue run: workflow '{name}' failed: {err.get('type') or err.get('name')}: {err.get('message')}",
+                  file=sys.stderr)
             return 1
         if record.result is not None:
             print(json.dumps(record.result, indent=2, ensure_ascii=False))

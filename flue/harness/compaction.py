@@ -13,10 +13,11 @@ four characters a token). Over ``threshold`` of the context window, the
 messages before the newest ``keep_recent_tokens`` are summarized by the same
 model and replaced by two messages: the summary (as a user message) and an
 assistant acknowledgement. The cut never separates an assistant's tool calls
-from their results. ``compaction_start``/``compaction_end`` events bracket
-it. A model whose context window is unknown (a plugin provider without
-``context_window(model)``, an uncatalogued model, no ``context_window:``) is
-not compacted automatically.
+from their results. ``compaction_start`` and ``compaction`` bracket it, with
+the summary's model turn (purpose ``compaction``) between them; its usage is
+counted in the operation's. A model whose context window is unknown (an
+uncatalogued model without ``context_window:`` in the agent or its provider
+registration) is not compacted automatically.
 
 The session keeps the compacted history once the operation succeeds (a
 failed operation leaves the history as it was, as always).
@@ -28,8 +29,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from flue.events import CompactionEnd, CompactionStart, EventSink
+from flue.errors import serialize_error
+from flue.events import Compaction, CompactionStart, EventSink, Turn, TurnStart, monotonic_ms
+from flue.harness.messages import ModelRef, stop_reason
+from flue.ids import new_id
 from flue.models.base import ModelProvider, ModelRequest, StreamAccumulator, aclose_stream
+from flue.usage import ModelPrices, Usage
 
 SUMMARY_SYSTEM = (
     "You compress conversations. Summarize the conversation you are given so that it can continue "
@@ -88,34 +93,59 @@ def split_point(messages: list[dict[str, Any]], keep_tokens: int) -> int:
 
 
 async def compact(
-    policy: CompactionPolicy, provider: ModelProvider, provider_id: str, model: str, system: str,
+    policy: CompactionPolicy, provider: ModelProvider, model: ModelRef, system: str,
     history: list[dict[str, Any]], new: list[dict[str, Any]], sink: EventSink,
-) -> bool:
-    """Compact ``history + new`` in place when the request is too big; True when it did."""
+    prices: ModelPrices | None = None,
+) -> Usage | None:
+    """Compact ``history + new`` in place when the request is too big; the summary's usage when it did.
+
+    Events: ``compaction_start`` (reason ``threshold``), the summary's own turn
+    (``turn_start`` ... ``turn`` with purpose ``compaction``), then ``compaction``."""
     everything = [*history, *new]
     before = estimate_tokens([{"role": "system", "content": system}, *everything])
     if before <= policy.threshold * policy.context_window:
-        return False
+        return None
     cut = split_point(everything, policy.keep_recent_tokens)
     if cut < 2:
-        return False  # the newest messages alone are this big: nothing older to summarize
-    await sink.emit(CompactionStart(tokens_before=before))
-    summary = await _summarize(provider, provider_id, model, everything[:cut])
+        return None  # the newest messages alone are this big: nothing older to summarize
+    started = monotonic_ms()
+    await sink.emit(CompactionStart(reason="threshold", estimated_tokens=before))
+    turn_sink = sink.child(turn_id=new_id("turn"))
+    await turn_sink.emit(TurnStart(purpose="compaction"))
+    try:
+        summary, usage, finish = await _summarize(provider, model, everything[:cut])
+    except Exception as exc:
+        message = str(exc) or type(exc).__name__
+        await turn_sink.emit(Turn(purpose="compaction", duration_ms=round(monotonic_ms() - started, 3),
+                                  model=model.id, provider=model.provider, api=model.api, is_error=True,
+                                  error=message, stop_reason="error"))
+        await sink.emit(Compaction(messages_before=len(everything), messages_after=len(everything),
+                                   duration_ms=round(monotonic_ms() - started, 3), is_error=True,
+                                   error=serialize_error(exc)))
+        raise
+    if prices is not None:
+        usage = prices.price(usage)
+    output = {"role": "assistant", "content": [{"type": "text", "text": summary}]}
+    await turn_sink.emit(Turn(purpose="compaction", duration_ms=round(monotonic_ms() - started, 3),
+                              model=model.id, provider=model.provider, api=model.api, output=output, usage=usage,
+                              stop_reason=stop_reason(finish)))
     head = [{"role": "user", "content": f"{SUMMARY_OPEN}\n\n{summary}"}, {"role": "assistant", "content": ACK}]
     if cut <= len(history):
         history[:] = [*head, *history[cut:]]
     else:
         new[:] = new[cut - len(history):]
         history[:] = head
-    after = estimate_tokens([{"role": "system", "content": system}, *history, *new])
-    await sink.emit(CompactionEnd(tokens_after=after, summary=summary))
-    return True
+    await sink.emit(Compaction(messages_before=len(everything), messages_after=len(history) + len(new),
+                               duration_ms=round(monotonic_ms() - started, 3), usage=usage))
+    return usage
 
 
-async def _summarize(provider: ModelProvider, provider_id: str, model: str, messages: list[dict[str, Any]]) -> str:
+async def _summarize(
+    provider: ModelProvider, model: ModelRef, messages: list[dict[str, Any]]
+) -> tuple[str, Usage, str | None]:
     transcript = "\n\n".join(_render(m) for m in messages)
     request = ModelRequest(
-        provider=provider_id, model=model,
+        provider=model.provider, model=model.id,
         messages=[{"role": "system", "content": SUMMARY_SYSTEM},
                   {"role": "user", "content": f"Summarize this conversation:\n\n{transcript}"}],
         tools=[],
@@ -127,7 +157,7 @@ async def _summarize(provider: ModelProvider, provider_id: str, model: str, mess
             acc.add(chunk)
     finally:
         await aclose_stream(stream)
-    return acc.text.strip() or "(the earlier conversation could not be summarized)"
+    return acc.text.strip() or "(the earlier conversation could not be summarized)", acc.usage or Usage(), acc.finish_reason
 
 
 def _render(message: dict[str, Any]) -> str:

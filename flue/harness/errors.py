@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from flue.errors import FlueError, serialize_error
 
-class FlueHarnessError(Exception):
-    """Base class for harness errors; ``to_dict()`` is what events carry."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": type(self).__name__, "message": str(self)}
+class FlueHarnessError(FlueError):
+    """Base class for harness errors; ``to_dict()`` is what events carry. Each class's
+    ``error_type`` is Flue's wire type where Flue has one (``flue-reference.md`` 8.6)."""
+
+    error_type = "operation_failed"
 
 
 # -- models ---------------------------------------------------------------------
@@ -26,6 +28,8 @@ class FlueHarnessError(Exception):
 
 class ModelNotConfiguredError(FlueHarnessError):
     """No model for an operation: the agent says ``model: false`` or names none."""
+
+    error_type = "model_not_configured"
 
     def __init__(self, agent: str, *, explicit_false: bool = False):
         self.agent = agent
@@ -45,6 +49,8 @@ class ModelNotConfiguredError(FlueHarnessError):
 class InvalidModelError(FlueHarnessError):
     """A model string that is not ``provider/model``."""
 
+    error_type = "model_not_configured"
+
     def __init__(self, model: Any):
         super().__init__(
             f"model {model!r} must look like 'provider/model' (for example 'anthropic/claude-sonnet-4-6')"
@@ -53,6 +59,8 @@ class InvalidModelError(FlueHarnessError):
 
 class UnknownProviderError(FlueHarnessError):
     """A ``provider/model`` whose provider is neither registered nor in litellm's catalog."""
+
+    error_type = "model_not_configured"
 
     def __init__(self, provider: str, registered: list[str]):
         self.provider = provider
@@ -66,8 +74,12 @@ class UnknownProviderError(FlueHarnessError):
 class ProviderConfigError(FlueHarnessError):
     """A provider registration that cannot be used as written."""
 
+    error_type = "invalid_provider_registration"
+
 
 class InvalidThinkingLevelError(FlueHarnessError, ValueError):
+    error_type = "invalid_thinking_level"
+
     def __init__(self, level: Any):
         super().__init__(
             f"thinking level {level!r} is not one of off, minimal, low, medium, high, xhigh: "
@@ -78,6 +90,8 @@ class InvalidThinkingLevelError(FlueHarnessError, ValueError):
 class ModelCallError(FlueHarnessError):
     """The model call failed (network, authentication, bad request...)."""
 
+    error_type = "operation_failed"
+
     def __init__(self, model: str, cause: BaseException):
         self.model = model
         super().__init__(f"model call to '{model}' failed: {type(cause).__name__}: {cause}")
@@ -87,6 +101,8 @@ class ModelCallError(FlueHarnessError):
 
 
 class TurnLimitError(FlueHarnessError):
+    error_type = "operation_failed"
+
     def __init__(self, max_turns: int):
         self.max_turns = max_turns
         super().__init__(
@@ -97,6 +113,8 @@ class TurnLimitError(FlueHarnessError):
 
 class ResultValidationError(FlueHarnessError):
     """The model's structured result kept failing validation."""
+
+    error_type = "operation_failed"
 
     def __init__(self, attempts: int, last_error: str):
         self.attempts = attempts
@@ -127,14 +145,18 @@ class OperationCancelledError(asyncio.CancelledError):
             "the model stream was closed and running tools were stopped"
         )
 
+    error_type = "operation_cancelled"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "OperationCancelledError", "message": str(self)}
+        return serialize_error(self)
 
 
 # -- tools, skills, subagents -------------------------------------------------------
 
 
 class UnknownToolError(FlueHarnessError):
+    error_type = "tool_not_registered"
+
     def __init__(self, name: str, agent: str, available: list[str]):
         super().__init__(
             f"agent '{agent}' lists tool '{name}', which does not exist: define it in a plugin's flue_tools "
@@ -143,11 +165,15 @@ class UnknownToolError(FlueHarnessError):
 
 
 class ToolNameCollisionError(FlueHarnessError):
+    error_type = "tool_name_conflict"
+
     def __init__(self, name: str, why: str):
         super().__init__(f"tool name '{name}' {why}: rename the tool")
 
 
 class UnknownSkillError(FlueHarnessError):
+    error_type = "skill_not_registered"
+
     def __init__(self, name: str, available: list[str]):
         self.name = name
         super().__init__(
@@ -157,11 +183,15 @@ class UnknownSkillError(FlueHarnessError):
 
 
 class SkillArgumentsError(FlueHarnessError):
+    error_type = "skill_arguments_invalid"
+
     def __init__(self, name: str, problem: str):
         super().__init__(f"skill '{name}' could not be rendered with the given args: {problem}: pass it in args=")
 
 
 class InstructionsTemplateError(FlueHarnessError):
+    error_type = "operation_failed"
+
     def __init__(self, agent: str, problem: str):
         super().__init__(
             f"agent '{agent}': its instructions could not be rendered ({problem}); they may use "
@@ -170,6 +200,8 @@ class InstructionsTemplateError(FlueHarnessError):
 
 
 class UnknownSubagentError(FlueHarnessError):
+    error_type = "subagent_not_declared"
+
     def __init__(self, name: str, agent: str, available: list[str]):
         super().__init__(
             f"agent '{agent}' has no subagent '{name}': add it to 'subagents:' in the agent file "
@@ -180,11 +212,15 @@ class UnknownSubagentError(FlueHarnessError):
 class AgentResolutionError(FlueHarnessError):
     """An agent that cannot be found or whose profile chain is broken."""
 
+    error_type = "agent_not_found"
+
 
 # -- sandbox and sessions -----------------------------------------------------------
 
 
 class SandboxUnavailableError(FlueHarnessError):
+    error_type = "sandbox_operation_unsupported"
+
     def __init__(self, agent: str, why: str):
         super().__init__(
             f"agent '{agent}' has no sandbox ({why}): shell and file operations need one; install a plugin "
@@ -193,6 +229,8 @@ class SandboxUnavailableError(FlueHarnessError):
 
 
 class UnknownSandboxKindError(FlueHarnessError):
+    error_type = "sandbox_operation_unsupported"
+
     def __init__(self, kind: str, available: list[str]):
         super().__init__(
             f"no plugin provides sandbox kind '{kind}': set 'sandbox:' to one of "
@@ -201,6 +239,8 @@ class UnknownSandboxKindError(FlueHarnessError):
 
 
 class SessionNotFoundError(FlueHarnessError, KeyError):
+    error_type = "session_not_found"
+
     def __init__(self, name: str):
         FlueHarnessError.__init__(self, f"session '{name}' does not exist: use harness.sessions.create('{name}') "
                                   f"or harness.session('{name}') to get-or-create it")
@@ -210,5 +250,7 @@ class SessionNotFoundError(FlueHarnessError, KeyError):
 
 
 class SessionExistsError(FlueHarnessError):
+    error_type = "session_already_exists"
+
     def __init__(self, name: str):
         super().__init__(f"session '{name}' already exists: use harness.sessions.get('{name}') or harness.session('{name}')")

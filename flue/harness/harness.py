@@ -5,7 +5,7 @@
     harness = await flue.init("support")            # agents/support.md of the project here
     session = await harness.session()                # get-or-create "default"
     reply = await session.prompt("Hello!")
-    print(reply.text, reply.usage.total_tokens)
+    print(reply.text, reply.usage.total_tokens, reply.usage.cost.total)
 
 ``init`` accepts an agent name (looked up in ``project=`` or the project in
 the current directory), an :class:`~flue.authoring.agents.AgentDefinition` or
@@ -23,7 +23,8 @@ whatever the env itself holds. Models are resolved per call, so a harness of an 
 ``model: false`` can be created and used for shell work without a model.
 
 Events: every event of the harness goes to ``sink`` (a child of it stamped
-with ``harness`` and ``agent``). When a project is known and no ``sink`` is
+with ``harness`` and ``agentName``; without a ``sink``, a new root; a root
+numbers the events, ``eventIndex``). When a project is known and no ``sink`` is
 passed, its ``flue_observe`` plugins receive them too (``observe=True`` forces
 this for a caller's sink that does not forward to observers itself). Sessions are stored under
 ``<scope>/<harness name>/<session name>`` in ``session_store`` (an in-memory
@@ -392,7 +393,7 @@ async def init(
         resolved = resolved.model_copy(update=updates)
     pm = project.pm if project is not None else _builtin_plugins()
     scope = scope or f"agents/{resolved.name}/local"
-    hsink = (sink or EventSink()).child(harness=name, agent=resolved.name)
+    hsink = (sink or EventSink()).child(harness=name, agent_name=resolved.name)
     if observe is None:
         observe = sink is None
     if project is not None and project.pm is not None and observe:

@@ -2,8 +2,8 @@
 
 Each turn streams one model call: text and thinking deltas become events as
 they arrive; tool-call fragments are assembled per index. When the model asks
-for tools, every call is announced (``tool_call`` events, in order), then all
-run concurrently in a ``TaskGroup``; each call's arguments are parsed and
+for tools, every call is announced (``tool_start`` events, in order), then all
+run concurrently in a ``TaskGroup`` (a ``tool`` event as each one finishes); each call's arguments are parsed and
 validated against the tool's JSON Schema before ``execute``, and a parse or
 validation error, a :class:`~flue.tools.ToolError` or any other exception
 becomes an error tool result the model can correct. Results go back into the
@@ -27,32 +27,48 @@ and waits for them) before the session turns it into
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flue.events import (
+    AgentEnd,
+    AgentStart,
     EventSink,
-    OperationResumed,
+    Log,
+    MessageEnd,
+    MessageStart,
     TextDelta,
     ThinkingDelta,
-    ToolCall,
-    ToolResult,
-    TurnEnd,
+    ThinkingEnd,
+    ThinkingStart,
+    ToolEvent,
+    ToolStart,
+    Turn,
+    TurnMessages,
+    TurnRequest,
     TurnStart,
-    Usage,
-    UsageEvent,
     monotonic_ms,
 )
 from flue.harness.compaction import CompactionPolicy, compact
 from flue.harness.errors import FlueHarnessError, ModelCallError, ResultValidationError, TurnLimitError
 from flue.harness.journal import Journal, Replay, calls_of, read_replay
+from flue.harness.messages import (
+    ModelRef,
+    agent_message,
+    llm_message,
+    llm_messages,
+    llm_tools,
+    stop_reason,
+    tool_result,
+)
 from flue.harness.results import REMINDER, RESULT_TOOL_NAME, ResultInvalid, ResultSpec
 from flue.ids import new_id
 from flue.models.base import AssembledToolCall, ModelProvider, ModelRequest, StreamAccumulator, aclose_stream
 from flue.tools import Tool, ToolContext, ToolError
-from flue.usage import ModelPrices
+from flue.usage import ModelPrices, Usage
 
 
 @dataclass
@@ -69,10 +85,16 @@ class LoopSettings:
     journal: Journal | None = None  # durable submissions: record steps, replay an earlier attempt's
     compaction: CompactionPolicy | None = None  # summarize old messages before the window fills
     prices: ModelPrices | None = None  # per million tokens: turns' usage is priced with them
+    api: str = "custom"  # the wire protocol, as events name it
+    announce_input: bool = True  # message_start/end for the new user messages (not for durable submissions)
 
     @property
     def model_spec(self) -> str:
         return f"{self.provider_id}/{self.model}"
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(self.provider_id, self.model, self.api)
 
 
 @dataclass
@@ -91,13 +113,37 @@ class _ResultState:
     last_error: str = ""
 
 
+@dataclass
+class _TurnOutput:
+    message: dict[str, Any]
+    text: str
+    usage: Usage
+    finish: str | None
+    calls: list[AssembledToolCall]
+
+
 async def run_loop(
     settings: LoopSettings, history: list[dict[str, Any]], new: list[dict[str, Any]], sink: EventSink
 ) -> LoopOutcome:
     """Run turns until done, appending the operation's messages to ``new``.
 
-    With ``settings.compaction``, ``history`` (and ``new``) may be rewritten in place
-    (see ``flue.harness.compaction``): pass a copy of what must stay as it is."""
+    Emits ``agent_start`` ... ``agent_end`` around the turns (``agent_end`` also
+    when a turn fails). With ``settings.compaction``, ``history`` (and ``new``)
+    may be rewritten in place (see ``flue.harness.compaction``): pass a copy of
+    what must stay as it is."""
+    await sink.emit(AgentStart())
+    errors: set[str] = set()  # tool call ids whose result is an error (for the events' toolResult messages)
+    try:
+        return await _turns(settings, history, new, sink, errors)
+    finally:
+        await _emit_quietly(sink, AgentEnd(messages=[agent_message(m, model=settings.ref, errors=errors)
+                                                     for m in new]))
+
+
+async def _turns(
+    settings: LoopSettings, history: list[dict[str, Any]], new: list[dict[str, Any]], sink: EventSink,
+    errors: set[str],
+) -> LoopOutcome:
     outcome = LoopOutcome()
     state = _ResultState()
     specs = [t.spec() for t in settings.tools.values()]
@@ -106,50 +152,63 @@ async def run_loop(
     system = [{"role": "system", "content": settings.system}] if settings.system else []
     journal = settings.journal
     replay = read_replay(journal.entries) if journal is not None else Replay()
+    turn_id = new_id("turn")
+    if settings.announce_input and replay.empty:
+        for message in new:
+            await sink.emit(MessageStart(message=agent_message(message), turn_id=turn_id))
+            await sink.emit(MessageEnd(message=agent_message(message), turn_id=turn_id))
     if not replay.empty:
         if await _restore(settings, replay, new, outcome, state, sink):
             return outcome
 
     for index in range(len(replay.turns), settings.max_turns):
         if settings.compaction is not None:
-            await compact(settings.compaction, settings.provider, settings.provider_id, settings.model,
-                          settings.system, history, new, sink)
-        turn_sink = sink.child(turn_id=new_id("turn"))
-        await turn_sink.emit(TurnStart(index=index, model=settings.model_spec))
+            spent = await compact(settings.compaction, settings.provider, settings.ref, settings.system, history,
+                                  new, sink, settings.prices)
+            if spent is not None:
+                outcome.usage = outcome.usage + spent
+        turn_sink = sink.child(turn_id=turn_id)
+        turn_id = new_id("turn")  # the next turn's
+        started = monotonic_ms()
+        await turn_sink.emit(TurnStart())
         partial = replay.partial if replay.partial is not None and replay.partial.index == index else None
         if partial is not None:  # the model answered before the crash: reuse the answer
-            message, text, turn_usage, stop, calls = (
-                partial.message, partial.text, partial.usage, partial.stop_reason, partial.calls
-            )
+            out = _TurnOutput(partial.message, partial.text, partial.usage, partial.stop_reason, partial.calls)
+            await turn_sink.emit(MessageStart(message=agent_message(out.message, model=settings.ref)))
         else:
+            messages = [*system, *history, *new]
             request = ModelRequest(
                 provider=settings.provider_id,
                 model=settings.model,
-                messages=[*system, *history, *new],
+                messages=messages,
                 tools=specs,
                 thinking=settings.thinking,  # type: ignore[arg-type]
             )
-            acc = await _stream_turn(settings, request, turn_sink)
-            message, text, turn_usage, stop, calls = (
-                acc.message(), acc.text, acc.usage or Usage(), acc.finish_reason, acc.tool_calls
-            )
+            if turn_sink.listens_for("turn_request"):
+                await turn_sink.emit(_turn_request(settings, messages, specs, "agent"))
+            try:
+                out = await _stream_turn(settings, request, turn_sink)
+            except Exception as exc:
+                await _emit_quietly(turn_sink, _failed_turn(settings, started, exc))
+                raise
             if settings.prices is not None:
-                turn_usage = settings.prices.price(turn_usage)
-            if calls:  # without tools the turn's own entry follows at once
+                out.usage = settings.prices.price(out.usage)
+            if out.calls:  # without tools the turn's own entry follows at once
                 await _record(journal, {
-                    "type": "model", "index": index, "message": message, "text": text,
-                    "usage": turn_usage.model_dump(by_alias=True), "stopReason": stop,
+                    "type": "model", "index": index, "message": out.message, "text": out.text,
+                    "usage": out.usage.model_dump(by_alias=True), "stopReason": out.finish,
                 })
+        stop = stop_reason(out.finish, has_calls=bool(out.calls))
+        await turn_sink.emit(MessageEnd(message=agent_message(out.message, model=settings.ref, usage=out.usage,
+                                                              stop=stop)))
         mark = len(new)
-        new.append(message)
+        new.append(out.message)
         outcome.turns += 1
-        outcome.usage = outcome.usage + turn_usage
-        await turn_sink.emit(TurnEnd(index=index, stop_reason=stop, text=text, tool_calls=len(calls), usage=turn_usage))
-        await turn_sink.emit(UsageEvent(usage=turn_usage, scope="turn"))
-        outcome.text = text or outcome.text
+        outcome.usage = outcome.usage + out.usage
+        outcome.text = out.text or outcome.text
 
         done = False
-        if not calls:
+        if not out.calls:
             if settings.result is None or state.accepted:
                 done = True
             else:
@@ -160,17 +219,20 @@ async def run_loop(
                 new.append({"role": "user", "content": REMINDER})
         else:
             recorded = partial.results if partial is not None else {}
-            results = await _run_tools(settings, calls, turn_sink, state, recorded, journal, index)
-            for call, (output, is_error) in zip(calls, results, strict=True):
+            results = await _run_tools(settings, out.calls, turn_sink, state, recorded, journal, index)
+            for call, (output, is_error) in zip(out.calls, results, strict=True):
+                if is_error:
+                    errors.add(call.id)
                 new.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {output}" if is_error else output})
             if state.accepted:
                 outcome.data = state.data
                 done = True
             elif settings.result is not None and state.failures >= settings.result.retries:
                 raise ResultValidationError(state.failures, state.last_error)
+        await _end_turn(settings, turn_sink, new, mark, out, stop, started, errors)
         await _record(journal, {
             "type": "turn", "index": index, "messages": new[mark:], "done": done, "text": outcome.text,
-            "usage": turn_usage.model_dump(by_alias=True),
+            "usage": out.usage.model_dump(by_alias=True),
             "state": {"accepted": state.accepted, "failures": state.failures, "lastError": state.last_error},
         })
         if done:
@@ -178,9 +240,69 @@ async def run_loop(
     raise TurnLimitError(settings.max_turns)
 
 
+def _turn_request(settings: LoopSettings, messages: list[dict[str, Any]], specs: list[dict[str, Any]],
+                  purpose: str) -> TurnRequest:
+    """The whole model input (for observers; built only when one listens)."""
+    system = next((m.get("content") for m in messages if m.get("role") == "system"), None)
+    rest = [m for m in messages if m.get("role") != "system"]
+    tools = llm_tools(specs)
+    data: dict[str, Any] = {"messages": llm_messages(rest)}
+    if system:
+        data["systemPrompt"] = system
+    if tools:
+        data["tools"] = tools
+    info = _request_info(settings)
+    return TurnRequest(purpose=purpose, model=settings.model, provider=settings.provider_id,  # type: ignore[arg-type]
+                       api=settings.api, input=data, reasoning=settings.thinking,
+                       request={**info, "input": data})
+
+
+def _request_info(settings: LoopSettings) -> dict[str, Any]:
+    """Flue's ``ModelRequestInfo`` (beta.5's ``turn.request``)."""
+    info: dict[str, Any] = {"providerId": settings.provider_id, "providerName": settings.provider_id,
+                            "requestedModel": settings.model, "api": settings.api}
+    if settings.thinking:
+        info["reasoningLevel"] = settings.thinking
+    return info
+
+
+async def _end_turn(
+    settings: LoopSettings, sink: EventSink, new: list[dict[str, Any]], mark: int, out: _TurnOutput, stop: str,
+    started: float, errors: set[str],
+) -> None:
+    """``turn_messages`` then ``turn``: what the turn added, and its summary."""
+    message = agent_message(out.message, model=settings.ref, usage=out.usage, stop=stop)
+    names = {c.id: c.name for c in out.calls}
+    results = [agent_message(m, tool_names=names, errors=errors) for m in new[mark + 1:] if m.get("role") == "tool"]
+    await sink.emit(TurnMessages(message=message, tool_results=results))
+    output = llm_message(out.message)
+    await sink.emit(Turn(
+        duration_ms=round(monotonic_ms() - started, 3), model=settings.model, provider=settings.provider_id,
+        api=settings.api, output=output, usage=out.usage, stop_reason=stop, is_error=False,
+        request=_request_info(settings),
+        response={"output": output, "usage": out.usage.wire(), "finishReason": stop},
+    ))
+
+
+def _failed_turn(settings: LoopSettings, started: float, exc: BaseException) -> Turn:
+    message = str(exc) or type(exc).__name__
+    return Turn(
+        duration_ms=round(monotonic_ms() - started, 3), model=settings.model, provider=settings.provider_id,
+        api=settings.api, stop_reason="error", is_error=True, error=message, request=_request_info(settings),
+        response={"finishReason": "error", "error": {"type": getattr(exc, "error_type", "operation_failed"),
+                                                      "name": type(exc).__name__, "message": message}},
+    )
+
+
 async def _record(journal: Journal | None, entry: dict[str, Any]) -> None:
     if journal is not None:
         await journal.record(entry)
+
+
+async def _emit_quietly(sink: EventSink, event: Any) -> None:
+    """Emit while unwinding (cancellation, errors): never mask the original exception."""
+    with contextlib.suppress(Exception):
+        await sink.emit(event)
 
 
 async def _restore(
@@ -188,8 +310,9 @@ async def _restore(
     state: _ResultState, sink: EventSink,
 ) -> bool:
     """Put the recorded turns back into the conversation; True when the operation had already finished."""
-    await sink.emit(OperationResumed(turns=len(replay.turns), tool_results=replay.tool_results,
-                                     partial_turn=replay.partial is not None))
+    await sink.emit(Log(level="info", message="resumed from the journal of an earlier attempt", attributes={
+        "turns": len(replay.turns), "toolResults": replay.tool_results, "partialTurn": replay.partial is not None,
+    }))
     done = False
     for turn in replay.turns:
         messages = list(turn.get("messages") or [])
@@ -221,23 +344,39 @@ def _accepted_result(spec: ResultSpec, messages: list[dict[str, Any]]) -> Any:
     return None
 
 
-async def _stream_turn(settings: LoopSettings, request: ModelRequest, sink: EventSink) -> StreamAccumulator:
+async def _stream_turn(settings: LoopSettings, request: ModelRequest, sink: EventSink) -> _TurnOutput:
+    """Stream one model call: ``message_start`` at the first chunk, thinking and text deltas as they come."""
     acc = StreamAccumulator()
     stream = settings.provider.stream(request)
+    started = thinking = False
     try:
         async for chunk in stream:
+            if not started:
+                started = True
+                await sink.emit(MessageStart(message=agent_message({"role": "assistant", "content": None},
+                                                                   model=settings.ref)))
             acc.add(chunk)
             if chunk.thinking:
+                if not thinking:
+                    thinking = True
+                    await sink.emit(ThinkingStart())
                 await sink.emit(ThinkingDelta(delta=chunk.thinking))
+            if thinking and (chunk.text or chunk.tool_calls):
+                thinking = False
+                await sink.emit(ThinkingEnd(content=acc.thinking))
             if chunk.text:
-                await sink.emit(TextDelta(delta=chunk.text))
+                await sink.emit(TextDelta(text=chunk.text))
+        if thinking:
+            await sink.emit(ThinkingEnd(content=acc.thinking))
     except FlueHarnessError:
         raise
     except Exception as exc:  # a provider object that raised something of its own
         raise ModelCallError(settings.model_spec, exc) from exc
     finally:
         await aclose_stream(stream)
-    return acc
+    if not started:  # an empty answer still is a message
+        await sink.emit(MessageStart(message=agent_message({"role": "assistant", "content": None}, model=settings.ref)))
+    return _TurnOutput(acc.message(), acc.text, acc.usage or Usage(), acc.finish_reason, acc.tool_calls)
 
 
 async def _run_tools(
@@ -252,7 +391,7 @@ async def _run_tools(
         except json.JSONDecodeError as exc:
             args = call.arguments
             parsed.append((None, f"the arguments are not valid JSON ({exc.msg} at position {exc.pos}); send a JSON object"))
-        await sink.emit(ToolCall(tool_call_id=call.id, name=call.name, arguments=args))
+        await sink.emit(ToolStart(tool_name=call.name, tool_call_id=call.id, args=args))
     async with asyncio.TaskGroup() as group:
         tasks = [
             group.create_task(_run_one(settings, call, args, problem, sink, state, recorded, journal, index))
@@ -276,9 +415,9 @@ async def _run_one(
         await _record(journal, {"type": "tool", "index": index, "toolCallId": call.id, "output": output,
                                 "isError": is_error})
     await sink.emit(
-        ToolResult(
-            tool_call_id=call.id, name=call.name, output=output, is_error=is_error,
-            duration_ms=monotonic_ms() - started, replayed=replayed or None,
+        ToolEvent(
+            tool_name=call.name, tool_call_id=call.id, is_error=is_error, result=tool_result(output),
+            duration_ms=round(monotonic_ms() - started, 3), replayed=replayed or None,
         )
     )
     return output, is_error

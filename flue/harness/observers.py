@@ -1,46 +1,68 @@
-"""Forwarding events to ``flue_observe`` plugins.
+"""Forwarding events to ``flue_observe`` plugins: the one dispatcher both paths use.
 
-Each observer implementation is called on its own (not through one pluggy
-call) so that a failing observer cannot keep the others from seeing the
-event; a coroutine returned by an ``async def`` observer is awaited. Failures
-are reported once per observer on stderr and otherwise ignored, as the hook's
-contract says.
+The runtime (every event of a server or ``flue run``) and a harness made by
+``flue.init()`` outside a runtime subscribe :func:`observer_subscriber` to
+their root sink. Each observer implementation is called on its own (not
+through one pluggy call) so that a failing observer cannot keep the others
+from seeing the event; a coroutine returned by an ``async def`` observer is
+awaited. Failures are reported once per observer on stderr and otherwise
+ignored, as the hook's contract says. Every observer gets the same context:
+``project``, ``scope`` and the event's correlation ids
+(:func:`flue.events.event_context`).
 """
 
 from __future__ import annotations
 
 import inspect
-import sys
 from typing import TYPE_CHECKING, Any
 
-from flue.events import BaseEvent
+from flue.events import FlueEvent, event_context, report_failure
 
 if TYPE_CHECKING:
     from flue.project import Project
 
-_ID_FIELDS = ("run_id", "instance_id", "agent", "submission_id", "dispatch_id", "harness", "session", "operation_id", "turn_id")
+
+class _Every:
+    """A ``skip_types`` that declines every type (no observer plugin is installed)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
 
 
-def observer_subscriber(project: Project, *, scope: str | None = None):
-    """A sink subscriber calling every ``flue_observe`` implementation of the project's plugins."""
-    reported: set[int] = set()
+_NONE: frozenset[str] = frozenset()
+_EVERY = _Every()
 
-    async def forward(event: BaseEvent) -> None:
-        pm = project.pm
-        if pm is None:
+
+class observer_subscriber:  # noqa: N801 - used like a function
+    """A sink subscriber calling every ``flue_observe`` implementation of the project's plugins.
+
+    ``project`` may also be any object with a ``project`` attribute (the runtime),
+    read at each event so that a reloaded project's observers take over."""
+
+    def __init__(self, project: Project | Any, *, scope: str | None = None):
+        self._source = project
+        self._scope = scope
+
+    def _impls(self) -> tuple[Any, list[Any]]:
+        current = getattr(self._source, "project", self._source)
+        pm = current.pm
+        return current, (pm.hook.flue_observe.get_hookimpls() if pm is not None else [])
+
+    @property
+    def skip_types(self) -> Any:
+        """Nothing when an observer is installed, else everything (so costly events are not built)."""
+        return _NONE if self._impls()[1] else _EVERY
+
+    async def __call__(self, event: FlueEvent) -> None:
+        current, impls = self._impls()
+        if not impls:
             return
-        context: dict[str, Any] = {"project": project, "scope": scope}
-        context.update({k: getattr(event, k) for k in _ID_FIELDS if getattr(event, k, None) is not None})
-        for impl in pm.hook.flue_observe.get_hookimpls():
+        context = event_context(event, project=current, scope=self._scope)
+        for impl in impls:
             kwargs = {k: v for k, v in {"event": event, "context": context}.items() if k in impl.argnames}
             try:
                 out = impl.function(**kwargs)
                 if inspect.isawaitable(out):
                     await out
             except Exception as exc:
-                if id(impl) not in reported:
-                    reported.add(id(impl))
-                    name = pm.get_name(impl.plugin) or "?"
-                    print(f"flue: observer plugin '{name}' failed and is ignored: {exc!r}", file=sys.stderr)
-
-    return forward
+                report_failure(f"observer plugin '{current.pm.get_name(impl.plugin) or '?'}'", exc)

@@ -4,8 +4,9 @@ Operations (``prompt``, ``skill``, ``task``, ``shell``) on one session run one
 at a time (a lock keeps the history linear); an operation started by a tool
 of a running operation on the same session (the ``task`` tool) nests instead
 of waiting. Each operation gets an ``operationId`` and emits
-``operation_start`` ... ``operation_end`` with its turns, deltas, tool calls,
-results and usage in between.
+``operation_start`` ... ``operation`` (with its result, usage or error), then
+``idle``; model operations put ``agent_start`` ... ``agent_end`` with their
+turns between (see ``flue.events``).
 
 History: OpenAI chat-format messages (``user``/``assistant``/``tool``) as
 plain JSON, saved to the harness's :class:`~flue.persistence.base.SessionStore`
@@ -30,20 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flue.events import (
-    ErrorEvent,
-    EventSink,
-    OperationEnd,
-    OperationStart,
-    TaskEnd,
-    TaskStart,
-    Usage,
-    UsageEvent,
-    monotonic_ms,
-)
+from flue.errors import serialize_error
+from flue.events import EventSink, Idle, Operation, OperationStart, TaskEvent, TaskStart, monotonic_ms
 from flue.harness.compaction import policy_for
 from flue.harness.errors import (
-    FlueHarnessError,
     InvalidThinkingLevelError,
     OperationCancelledError,
     SkillArgumentsError,
@@ -52,12 +43,14 @@ from flue.harness.errors import (
 from flue.harness.fs import FlueFs
 from flue.harness.journal import Journal
 from flue.harness.loop import LoopSettings, run_loop
+from flue.harness.messages import ModelRef
 from flue.harness.results import RESULT_INSTRUCTIONS, jsonable, result_spec
 from flue.ids import new_id
 from flue.models.base import THINKING_LEVELS
 from flue.persistence.base import SessionData
 from flue.sandbox.base import ExecResult
 from flue.tools import ToolContext
+from flue.usage import Usage
 
 if TYPE_CHECKING:
     from flue.agent import Agent
@@ -69,17 +62,28 @@ _CURRENT: contextvars.ContextVar[tuple[Session, str] | None] = contextvars.Conte
 
 
 class OperationResult(BaseModel):
-    """What ``prompt``/``skill``/``task`` return."""
+    """What ``prompt``/``skill``/``task`` return: Flue's ``PromptResponse`` (``text``,
+    ``usage``, ``model``), ``data`` when a result schema was given, and our extras."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     text: str = ""
     data: Any = None
     usage: Usage = Field(default_factory=Usage)
+    model: ModelRef | None = None
     turns: int = 0
     operation_id: str
     session: str
     kind: str
+
+    def response(self, *, with_data: bool = False) -> dict[str, Any]:
+        """The wire ``PromptResponse``: ``{text, usage, model: {provider, id}}`` (+ ``data``)."""
+        out: dict[str, Any] = {"text": self.text, "usage": self.usage.wire()}
+        if self.model is not None:
+            out["model"] = self.model.wire()
+        if with_data:
+            out["data"] = jsonable(self.data)
+        return out
 
 
 class ImageInput(BaseModel):
@@ -100,8 +104,8 @@ class ImageInput(BaseModel):
 class _Output:
     value: Any
     messages: list[dict[str, Any]] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    summary: Any = None  # JSON for operation_end.result
+    usage: Usage | None = field(default_factory=Usage)  # None: the operation made no model call (shell)
+    summary: Any = None  # JSON for the operation event's result
     journal_key: str | None = None  # the journaled operation this output finishes
     history: list[dict[str, Any]] | None = None  # the compacted history that replaces the session's
 
@@ -200,7 +204,7 @@ class Session:
             return [_user_message(text, images)]
 
         return await self._model_op(
-            "prompt", {"text": text, "images": len(images or [])}, build,
+            "prompt", build,
             result=result, tools=tools, model=model, thinking=thinking, max_turns=max_turns,
             result_retries=result_retries, journal=journal,
         )
@@ -224,7 +228,7 @@ class Session:
             return [{"role": "user", "content": self._skill_request(name, args)}]
 
         return await self._model_op(
-            "skill", {"skill": name, "args": jsonable(args)}, build,
+            "skill", build,
             result=result, tools=tools, model=model, thinking=thinking, max_turns=max_turns,
             result_retries=result_retries,
         )
@@ -247,32 +251,34 @@ class Session:
         ``agent`` names one of the agent's ``subagents:`` (its instructions, tools
         and skills are used); omitted, the child uses this session's agent.
         """
-        task_input = {"prompt": prompt, "agent": agent, "cwd": cwd}
-
         async def body(op_id: str, sink: EventSink) -> _Output:
             child_agent = self.harness.subagent(self.agent, agent)
             task_id = new_id("task")
-            await sink.emit(TaskStart(task_id=task_id, profile=agent, prompt=prompt))
+            task_sink = sink.child(task_id=task_id, parent_session=self.name)
+            started = monotonic_ms()
+            await task_sink.emit(TaskStart(prompt=prompt, agent=agent, cwd=cwd))
             try:
                 child = await self.harness.child_session(
-                    child_agent, name=task_id, cwd=cwd or self.cwd, sink=sink, parent_model=self._call_model(None)
+                    child_agent, name=f"task:{self.name}:{task_id}", cwd=cwd or self.cwd, sink=task_sink,
+                    parent_model=self._call_model(None),
                 )
                 res = await child.prompt(
                     prompt, result=result, tools=tools, model=model, thinking=thinking, max_turns=max_turns,
                     result_retries=result_retries,
                 )
             except BaseException as exc:
-                await _emit_quietly(sink, TaskEnd(task_id=task_id, is_error=True, result=_error_dict(exc)))
+                await _emit_quietly(task_sink, TaskEvent(agent=agent, is_error=True, result=serialize_error(exc),
+                                                         duration_ms=round(monotonic_ms() - started, 3)))
                 raise
-            summary = {"text": res.text, "data": jsonable(res.data)}
-            await sink.emit(TaskEnd(task_id=task_id, result=summary))
+            summary = res.response(with_data=result is not None)
+            await task_sink.emit(TaskEvent(agent=agent, result=summary, duration_ms=round(monotonic_ms() - started, 3)))
             value = OperationResult(
-                text=res.text, data=res.data, usage=res.usage, turns=res.turns, operation_id=op_id,
+                text=res.text, data=res.data, usage=res.usage, model=res.model, turns=res.turns, operation_id=op_id,
                 session=self.name, kind="task",
             )
             return _Output(value, [], res.usage, summary)
 
-        return await self._run_op("task", task_input, body)
+        return await self._run_op("task", body)
 
     async def shell(
         self, command: str, *, cwd: str | None = None, env: dict[str, str] | None = None, timeout: float | None = None  # noqa: ASYNC109 - the sandbox's own deadline (exit 124)
@@ -282,10 +288,10 @@ class Session:
         async def body(op_id: str, sink: EventSink) -> _Output:
             where = cwd or self.cwd
             res = await self.harness.exec(command, cwd=where, env=env, timeout=timeout)
-            summary = {"stdout": res.stdout, "stderr": res.stderr, "exit_code": res.exit_code}
-            return _Output(res, [{"role": "user", "content": _shell_transcript(command, where, res)}], Usage(), summary)
+            summary = {"stdout": res.stdout, "stderr": res.stderr, "exitCode": res.exit_code}
+            return _Output(res, [{"role": "user", "content": _shell_transcript(command, where, res)}], None, summary)
 
-        return await self._run_op("shell", {"command": command, "cwd": cwd}, body)
+        return await self._run_op("shell", body)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -314,7 +320,6 @@ class Session:
     async def _model_op(
         self,
         kind: str,
-        op_input: dict[str, Any],
         build: Callable[[], list[dict[str, Any]]],
         *,
         result: Any,
@@ -347,49 +352,48 @@ class Session:
                 journal=journal,
                 compaction=policy_for(self.agent.compaction, resolved.info.context_window),
                 prices=resolved.info.cost,
+                api=resolved.api,
+                announce_input=journal is None,  # a durable submission's input is its submission_admitted
             )
             new = build()
             history = list(self._messages)  # compaction may rewrite it; kept only if the operation succeeds
             outcome = await run_loop(settings, history, new, sink)
             value = OperationResult(
-                text=outcome.text, data=outcome.data, usage=outcome.usage, turns=outcome.turns,
+                text=outcome.text, data=outcome.data, usage=outcome.usage, model=settings.ref, turns=outcome.turns,
                 operation_id=op_id, session=self.name, kind=kind,
             )
-            summary = {"text": outcome.text, "data": jsonable(outcome.data)}
+            summary = value.response(with_data=spec is not None)
             return _Output(value, new, outcome.usage, summary, journal.key if journal is not None else None,
                            history if history != self._messages else None)
 
-        return await self._run_op(kind, op_input, body)
+        return await self._run_op(kind, body)
 
     def _tool_context(self, tool_call_id: str) -> ToolContext:
         return ToolContext(
             env=self.harness.env, cwd=self.cwd, tool_call_id=tool_call_id, session=self, state=self.tool_state
         )
 
-    async def _run_op(self, kind: str, op_input: Any, body: Callable[[str, EventSink], Awaitable[_Output]]) -> Any:
+    async def _run_op(self, kind: str, body: Callable[[str, EventSink], Awaitable[_Output]]) -> Any:
         current = _CURRENT.get()
         nested = current is not None and current[0] is self
         async with contextlib.nullcontext() if nested else self._lock:
             op_id = new_id("op")
             sink = self._sink.child(operation_id=op_id)
             started = monotonic_ms()
-            await sink.emit(OperationStart(kind=kind, input=op_input))  # type: ignore[arg-type]
+            await sink.emit(OperationStart(operation_kind=kind))  # type: ignore[arg-type]
             token = _CURRENT.set((self, op_id))
             try:
                 out = await body(op_id, sink)
             except asyncio.CancelledError as exc:
                 err = OperationCancelledError(op_id, kind, self.name)
-                await _emit_quietly(
-                    sink,
-                    OperationEnd(kind=kind, duration_ms=monotonic_ms() - started, is_error=True, error=err.to_dict()),  # type: ignore[arg-type]
-                )
+                await _emit_quietly(sink, Operation(operation_kind=kind, duration_ms=_since(started), is_error=True,  # type: ignore[arg-type]
+                                                    error=err.to_dict()))
+                await _emit_quietly(sink, Idle())
                 raise err from exc
             except Exception as exc:
-                error = _error_dict(exc)
-                await sink.emit(ErrorEvent(error=error))
-                await sink.emit(
-                    OperationEnd(kind=kind, duration_ms=monotonic_ms() - started, is_error=True, error=error)  # type: ignore[arg-type]
-                )
+                await sink.emit(Operation(operation_kind=kind, duration_ms=_since(started), is_error=True,  # type: ignore[arg-type]
+                                          error=serialize_error(exc)))
+                await sink.emit(Idle())
                 raise
             finally:
                 _CURRENT.reset(token)
@@ -397,19 +401,20 @@ class Session:
                 self._messages = out.history
                 self._metadata["compactions"] = int(self._metadata.get("compactions", 0)) + 1
             self._messages.extend(out.messages)
-            self._usage = self._usage + out.usage
+            if out.usage is not None:
+                self._usage = self._usage + out.usage
             self._metadata["operations"] = int(self._metadata.get("operations", 0)) + 1
             if out.journal_key is not None:
                 self._metadata["lastJournal"] = {"key": out.journal_key, "result": out.summary}
             await self.save()
-            await sink.emit(UsageEvent(usage=out.usage, scope="operation"))
-            await sink.emit(UsageEvent(usage=self._usage, scope="session"))
-            await sink.emit(
-                OperationEnd(
-                    kind=kind, duration_ms=monotonic_ms() - started, result=out.summary, usage=out.usage  # type: ignore[arg-type]
-                )
-            )
+            await sink.emit(Operation(operation_kind=kind, duration_ms=_since(started), result=out.summary,  # type: ignore[arg-type]
+                                      usage=out.usage))
+            await sink.emit(Idle())
             return out.value
+
+
+def _since(started: float) -> float:
+    return round(monotonic_ms() - started, 3)
 
 
 def _user_message(text: str, images: list[Any] | None) -> dict[str, Any]:
@@ -429,14 +434,6 @@ def _shell_transcript(command: str, cwd: str, res: ExecResult) -> str:
     if res.stderr:
         lines += ["stderr:", res.stderr.rstrip("\n")]
     return "\n".join(lines)
-
-
-def _error_dict(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, FlueHarnessError | OperationCancelledError):
-        return exc.to_dict()
-    if isinstance(exc, asyncio.CancelledError):
-        return {"type": "OperationCancelledError", "message": "cancelled"}
-    return {"type": type(exc).__name__, "message": str(exc)}
 
 
 async def _emit_quietly(sink: EventSink, event: Any) -> None:

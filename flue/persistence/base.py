@@ -92,8 +92,10 @@ RunStatus = Literal["active", "completed", "errored"]
 
 
 class RunRecord(Camel):
+    """One workflow run. :meth:`view` is Flue's ``RunRecord`` on the wire."""
+
     run_id: str
-    workflow: str
+    workflow_name: str
     status: RunStatus = "active"
     payload: Any = None
     result: Any = None
@@ -101,6 +103,22 @@ class RunRecord(Camel):
     started_at: str
     ended_at: str | None = None
     duration_ms: float | None = None
+
+    def view(self) -> dict[str, Any]:
+        """``{runId, workflowName, status, startedAt, payload, input, endedAt?, isError?,
+        durationMs?, result?, error?}`` (``input`` is beta.5's name for the payload)."""
+        out: dict[str, Any] = {"runId": self.run_id, "workflowName": self.workflow_name, "status": self.status,
+                               "startedAt": self.started_at, "payload": self.payload, "input": self.payload}
+        if self.status != "active":
+            out.update(endedAt=self.ended_at, isError=self.status == "errored", durationMs=self.duration_ms)
+            out["result" if self.status == "completed" else "error"] = (
+                self.result if self.status == "completed" else self.error
+            )
+        return out
+
+    def pointer(self) -> dict[str, Any]:
+        """Flue's ``RunPointer``: the view without ``payload``, ``result`` and ``error``."""
+        return {k: v for k, v in self.view().items() if k not in ("payload", "input", "result", "error")}
 
 
 @runtime_checkable
@@ -119,7 +137,8 @@ class RunStore(Protocol):
     async def get_run(self, run_id: str) -> RunRecord | None: ...
 
     async def list_runs(
-        self, *, workflow: str | None = None, status: RunStatus | None = None, limit: int = 50, cursor: str | None = None
+        self, *, workflow_name: str | None = None, status: RunStatus | None = None, limit: int = 50,
+        cursor: str | None = None,
     ) -> tuple[list[RunRecord], str | None]:
         """Newest first; returns (records, next cursor or None)."""
         ...

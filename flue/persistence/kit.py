@@ -28,8 +28,8 @@ from flue.persistence.base import SCHEMA_VERSION, SchemaVersionError
 
 log = logging.getLogger("flue.persistence")
 
-DEFAULT_LIST_LIMIT = 50
-MAX_LIST_LIMIT = 500
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
 
 
 # -- time -----------------------------------------------------------------------

@@ -78,7 +78,7 @@ _RUN_COLUMNS = "run_id, workflow, status, payload, result, error, started_at, en
 def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
     return RunRecord(
         run_id=row[0],
-        workflow=row[1],
+        workflow_name=row[1],
         status=row[2],
         payload=_loads(row[3]),
         result=_loads(row[4]),
@@ -97,7 +97,7 @@ class SQLiteRunStore:
         """Insert an active run; on a duplicate id the first record wins and is returned."""
         params = (
             record.run_id,
-            record.workflow,
+            record.workflow_name,
             record.status,
             dumps(record.payload),
             None if record.result is None else dumps(record.result),
@@ -157,7 +157,7 @@ class SQLiteRunStore:
     async def list_runs(
         self,
         *,
-        workflow: str | None = None,
+        workflow_name: str | None = None,
         status: RunStatus | None = None,
         limit: int = 50,
         cursor: str | None = None,
@@ -166,9 +166,9 @@ class SQLiteRunStore:
         n = clamp_limit(limit)
         where: list[str] = []
         params: list[Any] = []
-        if workflow is not None:
+        if workflow_name is not None:
             where.append("workflow = ?")
-            params.append(workflow)
+            params.append(workflow_name)
         if status is not None:
             where.append("status = ?")
             params.append(status)

@@ -108,7 +108,7 @@ def _take(conn: sqlite3.Connection, sub: Submission, owner: str, lease_ms: int, 
     assert result is not None
     if error is not None:
         _advance_head(conn, sub.instance)
-        _record(conn, result, settlement_events(result, with_error=True))
+        _record(conn, result, settlement_events(result))
     return result
 
 
@@ -228,6 +228,7 @@ class SQLiteSubmissionStore:
         error: dict[str, Any] | None = None,
         attempt: int | None = None,
         now: datetime | None = None,
+        event_index: int | None = None,
     ) -> bool:
         check_settle_status(status)
         result_json = dumps(result)
@@ -250,7 +251,7 @@ class SQLiteSubmissionStore:
             sub = _row(conn, "submission_id = ?", (submission_id,))
             assert sub is not None
             _advance_head(conn, sub.instance)
-            _record(conn, sub, settlement_events(sub))
+            _record(conn, sub, settlement_events(sub, event_index=event_index))
             return True, sub.instance
 
         ok, instance = await self._db.write(op)

@@ -64,7 +64,9 @@ the same transaction as the state change, so the stream holds exactly one
 ``submission_admitted`` and at most one ``submission_settled`` per
 submission, whatever crashes in between: a created admission appends
 :func:`admission_event`; a settlement (by ``settle``, or a claim that
-exhausts a head) appends :func:`settlement_events`. Replays append nothing.
+exhausts a head) appends :func:`settlement_events` (Flue's
+``submission_settled``: ``outcome``, and ``result`` or ``error``).
+Replays append nothing.
 
 **Notification.** ``subscribe(listener)`` calls ``listener(instance)``
 after an admission to, or a settlement in, that instance made through this
@@ -95,8 +97,9 @@ DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_TIMEOUT_S = 3600.0
 LEASE_S = 30.0
 
-ERROR_DEADLINE_EXCEEDED = "deadline_exceeded"
-ERROR_ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+# Flue's wire types for the two ways a submission runs out of chances.
+ERROR_DEADLINE_EXCEEDED = "submission_timeout"
+ERROR_ATTEMPTS_EXHAUSTED = "submission_retry_exhausted"
 
 
 class DispatchReceipt(Camel):
@@ -207,9 +210,11 @@ class SubmissionStore(Protocol):
         error: dict[str, Any] | None = None,
         attempt: int | None = None,
         now: datetime | None = None,
+        event_index: int | None = None,
     ) -> bool:
         """Finish a running submission held by ``owner`` (and, if given, ``attempt``).
-        Idempotent for that owner, attempt and status."""
+        Idempotent for that owner, attempt and status. ``event_index`` is the ``eventIndex``
+        of the ``submission_settled`` event appended (the attempt's next one)."""
         ...
 
     async def get(self, submission_id: str) -> Submission | None: ...
@@ -296,11 +301,13 @@ def exhaustion_error(*, attempts: int, max_attempts: int, deadline_ms: int, now:
     """The error that fails a head instead of claiming it, or None when it may run."""
     if now >= deadline_ms:
         return {
+            "name": "SubmissionTimeoutError",
             "type": ERROR_DEADLINE_EXCEEDED,
             "message": f"submission deadline passed at {ms_to_iso(deadline_ms)} before it could finish",
         }
     if attempts >= max_attempts:
         return {
+            "name": "SubmissionRetryExhaustedError",
             "type": ERROR_ATTEMPTS_EXHAUSTED,
             "message": f"submission was attempted {attempts} times (max_attempts {max_attempts}) without finishing",
         }
@@ -311,29 +318,31 @@ def _instance_ids(sub: Submission) -> dict[str, Any]:
     parts = sub.instance.split("/", 2)
     ids: dict[str, Any] = {"submission_id": sub.submission_id, "dispatch_id": sub.dispatch_id}
     if len(parts) == 3 and parts[0] == "agents":
-        ids.update(agent=parts[1], instance_id=parts[2])
+        ids.update(agent_name=parts[1], instance_id=parts[2])
     return ids
 
 
 def admission_event(sub: Submission) -> dict[str, Any]:
-    """The ``submission_admitted`` event (wire JSON) a created admission appends to its stream."""
-    from flue.events import SubmissionAdmitted
+    """The ``submission_admitted`` event (wire JSON, ``eventIndex`` 0) a created admission
+    appends to its stream; image data in the input is redacted."""
+    from flue.events import SubmissionAdmitted, redact_images
 
-    return SubmissionAdmitted(input=sub.input, **_instance_ids(sub)).wire()
+    return SubmissionAdmitted(input=redact_images(sub.input), event_index=0, **_instance_ids(sub)).wire()
 
 
-def settlement_events(sub: Submission, *, with_error: bool = False) -> list[dict[str, Any]]:
-    """The events (wire JSON) a settlement appends: ``submission_settled``, preceded by an
-    ``error`` event when ``with_error`` (a head failed on claim: nobody else reports why)."""
-    from flue.events import ErrorEvent, SubmissionSettled
+def settlement_events(sub: Submission, *, event_index: int | None = None) -> list[dict[str, Any]]:
+    """The events (wire JSON) a settlement appends: ``submission_settled`` with the outcome and
+    the result (completed) or error (failed). ``event_index`` continues the numbering of the
+    attempt that settled it; a head failed on claim (no attempt ran) gets 1."""
+    from flue.events import SubmissionSettled
 
-    ids = _instance_ids(sub)
-    out = []
-    if with_error and sub.error is not None:
-        out.append(ErrorEvent(error=sub.error, **ids).wire())
-    status = "completed" if sub.status == "completed" else "failed"
-    out.append(SubmissionSettled(status=status, result=sub.result, error=sub.error, **ids).wire())
-    return out
+    outcome = "completed" if sub.status == "completed" else "failed"
+    event = SubmissionSettled(
+        outcome=outcome, result=sub.result if outcome == "completed" else None,
+        error=sub.error if outcome == "failed" else None,
+        event_index=1 if event_index is None else event_index, **_instance_ids(sub),
+    )
+    return [event.wire()]
 
 
 def check_settle_status(status: str) -> None:

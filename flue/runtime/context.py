@@ -18,24 +18,33 @@ class HarnessAlreadyInitialized(RuntimeError):
 
 
 class Logger:
-    """``ctx.log.info("message", key=value)``: structured ``log`` events in the run's stream."""
+    """``ctx.log``: structured ``log`` events in the run's stream.
+
+    Both Flue's form and keywords work, and mix::
+
+        ctx.log.info("greeted", {"name": name})
+        ctx.log.warn("slow", seconds=3.2)
+    """
 
     def __init__(self, sink: EventSink):
         self._sink = sink
 
-    def _log(self, level: str, message: str, attributes: dict[str, Any]) -> None:
-        self._sink.emit_nowait(Log(level=level, message=str(message), attributes=_jsonable(attributes)))
+    def _log(self, level: str, message: str, attributes: Mapping[str, Any] | None, more: dict[str, Any]) -> None:
+        if attributes is not None and not isinstance(attributes, Mapping):
+            raise TypeError(f"log attributes must be a mapping, not {type(attributes).__name__}")
+        merged = {**(attributes or {}), **more}
+        self._sink.emit_nowait(Log(level=level, message=str(message), attributes=_jsonable(merged) if merged else None))
 
-    def info(self, message: str, **attributes: Any) -> None:
-        self._log("info", message, attributes)
+    def info(self, message: str, attributes: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        self._log("info", message, attributes, more)
 
-    def warn(self, message: str, **attributes: Any) -> None:
-        self._log("warn", message, attributes)
+    def warn(self, message: str, attributes: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        self._log("warn", message, attributes, more)
 
     warning = warn
 
-    def error(self, message: str, **attributes: Any) -> None:
-        self._log("error", message, attributes)
+    def error(self, message: str, attributes: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        self._log("error", message, attributes, more)
 
 
 def _jsonable(value: Any) -> Any:

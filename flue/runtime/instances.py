@@ -37,7 +37,8 @@ import contextlib
 import json
 from typing import Any
 
-from flue.events import BaseEvent, ErrorEvent, SubmissionAdmitted, SubmissionSettled
+from flue.errors import FlueError
+from flue.events import FlueEvent, SubmissionAdmitted, SubmissionSettled, redact_images
 from flue.ids import new_id
 from flue.persistence.submissions import ERROR_DEADLINE_EXCEEDED, LEASE_S, Submission
 from flue.runtime.runtime import Runtime, error_info
@@ -48,8 +49,10 @@ class AgentNotFound(KeyError):
     pass
 
 
-class DeadlineExceeded(Exception):
+class DeadlineExceeded(FlueError):
     """The submission ran past its deadline (``durability.timeout``) and was stopped."""
+
+    error_type = ERROR_DEADLINE_EXCEEDED
 
     def __init__(self, deadline_at: str):
         super().__init__(f"submission deadline passed at {deadline_at} before it could finish")
@@ -193,7 +196,7 @@ class Coordinator:
         # the store appends submission_admitted to the instance's stream in the admission's transaction
         sub, created = await self.store.admit(path, input, kind=kind, dispatch_id=dispatch_id, **options)
         if created:
-            await self._observe(sub, SubmissionAdmitted(input=input))
+            await self._observe(sub, SubmissionAdmitted(input=redact_images(input), event_index=0))
         self._wake.set()
         return sub, created
 
@@ -208,11 +211,11 @@ class Coordinator:
         sub, _created = await self.admit(agent, instance_id, prompt_input(message, images=images, session=session))
         return sub, offset
 
-    async def _observe(self, sub: Submission, event: BaseEvent) -> None:
+    async def _observe(self, sub: Submission, event: FlueEvent) -> None:
         """Show a lifecycle event (already on the stream, written by the store) to observers only."""
         agent, instance_id = split_instance(sub.instance)
         await self.runtime.sink.child(
-            instance_id=instance_id, agent=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id
+            instance_id=instance_id, agent_name=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id
         ).emit(event)
 
     async def wait(self, submission_id: str, *, timeout: float | None = None) -> Submission:
@@ -302,8 +305,10 @@ class Coordinator:
 
         runtime = self.runtime
         agent, instance_id = split_instance(sub.instance)
+        # The attempt's context: its events are numbered from 1 (submission_admitted is 0).
         sink = runtime.sink.child(
-            instance_id=instance_id, agent=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id
+            context=True, first_index=1,
+            instance_id=instance_id, agent_name=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id,
         )
         writer = StreamWriter(runtime.stores.streams, sub.instance)
         sink.subscribe(writer)
@@ -334,7 +339,7 @@ class Coordinator:
                     )
                 except TimeoutError:
                     raise DeadlineExceeded(sub.deadline_at) from None
-                result = {"text": outcome.text, "data": outcome.data}
+                result = outcome.response(with_data=outcome.data is not None)
                 await journal.save_snapshot()
         except asyncio.CancelledError:
             # Shutdown or a lost lease: leave the submission to whoever holds it now.
@@ -345,9 +350,6 @@ class Coordinator:
                 await writer.drain()
                 return
             status, error = "failed", error_info(exc)
-            if isinstance(exc, DeadlineExceeded):
-                error["type"] = ERROR_DEADLINE_EXCEEDED  # the same type as a head failed on claim
-            await sink.emit(ErrorEvent(error=error))
         finally:
             if harness is not None:
                 await harness.close()
@@ -356,11 +358,15 @@ class Coordinator:
         self._settling.add(sub.submission_id)
         try:
             await writer.drain()  # everything before the settlement event, which the store appends
+            index = sink.next_index
             settled = await self.store.settle(
-                sub.submission_id, self.owner, status=status, result=result, error=error, attempt=sub.attempts
+                sub.submission_id, self.owner, status=status, result=result, error=error, attempt=sub.attempts,
+                event_index=index,
             )
             if settled:
-                await self._observe(sub, SubmissionSettled(status=status, result=result, error=error))
+                await self._observe(sub, SubmissionSettled(
+                    outcome=status, result=result if status == "completed" else None, error=error, event_index=index,
+                ))
                 final = await self.store.get(sub.submission_id)
                 if final is not None:
                     self._notify(final)  # waiters in this process; others (a fenced attempt) poll the store
@@ -368,10 +374,9 @@ class Coordinator:
             self._settling.discard(sub.submission_id)
 
     async def _emit_settled(self, sub: Submission) -> None:
-        """A head the store failed on claim (deadline or attempts); the store put the error and
-        the settlement on its stream."""
-        await self._observe(sub, ErrorEvent(error=sub.error or {}))
-        await self._observe(sub, SubmissionSettled(status="failed", error=sub.error))
+        """A head the store failed on claim (deadline or attempts); the store put the settlement
+        on its stream."""
+        await self._observe(sub, SubmissionSettled(outcome="failed", error=sub.error, event_index=1))
         self._notify(sub)
 
 

@@ -6,7 +6,9 @@ import asyncio
 import inspect
 from typing import Any
 
-from flue.events import BaseEvent, EventSink
+from flue.errors import serialize_error
+from flue.events import EventSink
+from flue.harness.observers import observer_subscriber
 from flue.project import Project
 
 # The runtime most recently opened in this process (what ``dispatch`` uses by default).
@@ -15,7 +17,7 @@ _CURRENT: list[Runtime] = []
 
 def error_info(exc: BaseException) -> dict[str, Any]:
     """The JSON shape of an error in events and run records (never a traceback)."""
-    return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+    return serialize_error(exc)
 
 
 class Runtime:
@@ -32,17 +34,11 @@ class Runtime:
         self.stores = stores
         self.dev = dev
         self.sink = EventSink()
-        self._observing = False
-        self._subscribe_observers()
+        # flue_observe plugins of whichever project is loaded now (flue dev reloads it)
+        self.sink.subscribe(observer_subscriber(self))
         self._workflow_modules: dict[str, tuple[float, Any]] = {}
         self._coordinator: Any = None
         self._warming: asyncio.Task[Any] | None = None
-
-    def _subscribe_observers(self) -> None:
-        pm = self.project.pm
-        if not self._observing and pm is not None and pm.hook.flue_observe.get_hookimpls():
-            self.sink.subscribe(self._observe)
-            self._observing = True
 
     def use_project(self, project: Project) -> None:
         """Swap in a reloaded project (``flue dev``): work started from now on uses it;
@@ -50,7 +46,6 @@ class Runtime:
         project.raise_on_errors()
         self.project = project
         self._workflow_modules.clear()
-        self._subscribe_observers()
 
     @property
     def coordinator(self) -> Any:
@@ -116,10 +111,3 @@ class Runtime:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    async def _observe(self, event: BaseEvent) -> None:
-        assert self.project.pm is not None
-        context = {"project": self.project, **{k: v for k, v in event.model_dump().items() if k.endswith("_id")}}
-        for out in self.project.pm.hook.flue_observe(event=event, context=context):
-            if inspect.isawaitable(out):
-                await out

@@ -1,7 +1,9 @@
 """Append events to one durable stream in emission order.
 
 Subscribed synchronously to an EventSink, so it never reorders events; bursts
-(text deltas) are coalesced into one ``append_events`` call per flush.
+(text deltas) are coalesced into one ``append_events`` call per flush. Events
+that never go to durable streams (``turn_request``, see ``flue.events``) are
+declined through ``skip_types``, so they are not even built for it.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from flue.events import BaseEvent
+from flue.events import STREAM_EXCLUDED, FlueEvent
 from flue.persistence.base import EventStreamStore
 
 
 class StreamWriter:
+    skip_types = STREAM_EXCLUDED
+
     def __init__(self, store: EventStreamStore, path: str):
         self.store = store
         self.path = path
@@ -21,7 +25,9 @@ class StreamWriter:
         self._task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
 
-    def __call__(self, event: BaseEvent) -> None:
+    def __call__(self, event: FlueEvent) -> None:
+        if event.type in STREAM_EXCLUDED:
+            return
         self._buffer.append(event.wire())
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush())

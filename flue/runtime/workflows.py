@@ -83,7 +83,7 @@ async def start_run(runtime: Runtime, name: str, payload: Any = None, *, req: An
     payload = {} if payload is None else payload
     validate_payload(wf, payload)
     run_id = new_run_id()
-    record = RunRecord(run_id=run_id, workflow=name, payload=payload, started_at=now_iso())
+    record = RunRecord(run_id=run_id, workflow_name=name, payload=payload, started_at=now_iso())
     await runtime.stores.runs.create_run(record)
     await runtime.stores.streams.create_stream(run_stream_path(run_id))
     task = asyncio.get_running_loop().create_task(_execute(runtime, wf, record, req), name=f"flue-run-{run_id}")
@@ -92,11 +92,12 @@ async def start_run(runtime: Runtime, name: str, payload: Any = None, *, req: An
 
 async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, req: Any) -> RunRecord:
     path = run_stream_path(record.run_id)
-    sink = runtime.sink.child(run_id=record.run_id)
+    sink = runtime.sink.child(context=True, run_id=record.run_id)
     writer = StreamWriter(runtime.stores.streams, path)
     sink.subscribe(writer)
     started = time.monotonic()
-    await sink.emit(RunStart(workflow=wf.name, payload=record.payload))
+    await sink.emit(RunStart(workflow_name=wf.name, started_at=record.started_at, payload=record.payload,
+                             input=record.payload))
     result: Any = None
     error: dict[str, Any] | None = None
     cancelled: BaseException | None = None
@@ -111,7 +112,7 @@ async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, 
         result = _json_result(result)
     except asyncio.CancelledError as exc:
         cancelled = exc
-        error = {"type": "RunCancelled", "message": "the run was cancelled"}
+        error = {"name": "RunCancelled", "message": "the run was cancelled"}
     except Exception as exc:
         error = error_info(exc)
     duration_ms = round((time.monotonic() - started) * 1000, 3)

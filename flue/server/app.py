@@ -21,8 +21,9 @@ Three ways to get one:
 Routes (relative to the mount point): ``POST/GET/HEAD /agents/{name}/{id}``
 (GET with ``Upgrade: websocket`` opens a socket), ``POST /workflows/{name}``
 (and its socket), ``GET/HEAD /runs/{run_id}`` (``?meta`` for the run record),
-``/channels/{name}/{suffix}``, ``GET /openapi.json``. Each route answers
-other methods with 405 ``method_not_allowed`` and ``Allow``.
+``/channels/{name}/{suffix}``, ``GET /openapi.json``, and the read-only admin
+mount when enabled (``flue.server.admin``). Each route answers other methods
+with 405 ``method_not_allowed`` and ``Allow``.
 
 Plugins' ``flue_app(app, runtime)`` hooks run on the Flue application before
 its routes are added, so their middleware wraps Flue's routes (inside the
@@ -66,13 +67,17 @@ async def _start_coordinator(app: web.Application) -> None:
 
 
 async def _cut_readers(app: web.Application) -> None:
-    app[STATE].cut_readers()
+    await app[STATE].cut_readers()
 
 
 def build_flue_app(
-    runtime: Runtime, *, dev: bool = False, state: ServerState | None = None, client_max_size: int = MAX_BODY_BYTES
+    runtime: Runtime, *, dev: bool = False, state: ServerState | None = None, client_max_size: int = MAX_BODY_BYTES,
+    open_admin: bool = False,
 ) -> web.Application:
-    """Flue's routes as one application (mount it with ``add_subapp`` or serve it as is)."""
+    """Flue's routes as one application (mount it with ``add_subapp`` or serve it as is).
+
+    The admin mount (:mod:`flue.server.admin`) is added when ``flue.yaml`` configures it,
+    or without a token when ``open_admin`` (``flue dev`` on a loopback address)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=client_max_size)
     app.on_response_prepare.append(mark_prepared)
     app[STATE] = state or ServerState(runtime, dev=dev)
@@ -87,6 +92,11 @@ def build_flue_app(
     router.add_route("*", "/runs/{run_id}", run_route, name=RUN_ROUTE)
     router.add_route("*", "/channels/{name}", channel_root)
     router.add_route("*", "/channels/{name}/{suffix:.*}", channel_route)
+    admin = runtime.project.config.admin
+    if admin is not None or open_admin:
+        from flue.server.admin import mount_admin
+
+        mount_admin(app, admin.path if admin is not None else "/admin", admin.auth if admin is not None else None)
     app.on_startup.append(_start_coordinator)
     app.on_shutdown.append(_cut_readers)
     return app
@@ -99,12 +109,13 @@ def normalize_prefix(prefix: str) -> str:
 
 
 def make_app(
-    runtime: Runtime, *, prefix: str = "", dev: bool = False, state: ServerState | None = None
+    runtime: Runtime, *, prefix: str = "", dev: bool = False, state: ServerState | None = None,
+    open_admin: bool = False,
 ) -> web.Application:
     """The application to serve: Flue at ``/`` or under ``prefix`` (e.g. ``/api``)."""
     prefix = normalize_prefix(prefix)
     state = state or ServerState(runtime, dev=dev)
-    flue = build_flue_app(runtime, dev=dev, state=state)
+    flue = build_flue_app(runtime, dev=dev, state=state, open_admin=open_admin)
     if not prefix:
         return flue
     outer = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)

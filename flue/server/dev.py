@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from flue.project import Project, load_project, resolve_source_root
-from flue.server.serve import Listener, shutdown_runtime
+from flue.server.serve import Listener, is_loopback, shutdown_runtime
 from flue.server.state import ServerState
 
 WATCHED_DIRS = ("agents", "workflows", "skills", "channels", "plugins")
@@ -182,7 +182,7 @@ class DevServer:
     def _app(self, state: ServerState) -> Any:
         from flue.server.app import make_app
 
-        return make_app(state.runtime, dev=True, state=state)
+        return make_app(state.runtime, dev=True, state=state, open_admin=is_loopback(self.host))
 
     # -- reloading ------------------------------------------------------------------------
 

@@ -16,8 +16,9 @@ Handlers raise :class:`HttpError` (or use the helpers below: ``invalid_request``
 turns anything else into a 500 ``internal_error`` that says nothing about the
 server's internals (the exception is logged; its text goes to ``dev`` in dev
 mode only). An exception that is not an :class:`HttpError` but has a string
-``error_type`` attribute (Flue's session/model/submission errors) renders as a
-500 with that type and its message, as the TypeScript Flue does.
+``error_type`` attribute (:class:`flue.errors.FlueError`: session, model and
+submission errors) renders as a 500 with that type and its message, as the
+TypeScript Flue does.
 
 Every error response carries ``X-Content-Type-Options: nosniff``.
 """
@@ -204,27 +205,13 @@ def internal_error(dev: str | None = None) -> HttpError:
     return error("internal_error", "An internal error occurred.", "", dev=dev)
 
 
-def _class_snake(name: str) -> str:
-    """``ModelNotConfiguredError`` -> ``model_not_configured``."""
-    base = name[: -len("Error")] if name.endswith("Error") and len(name) > len("Error") else name
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
-
-
 def flue_error_type(error: Mapping[str, Any]) -> str | None:
-    """The wire type of a recorded failure (``{"type", "message"}`` of a run record or a
-    settled submission) when it is one of Flue's own errors, whose message is caller-safe
-    by contract: a harness error class (``ModelNotConfiguredError`` -> ``model_not_configured``)
-    or a snake_case type a store gave it (``deadline_exceeded``). None for anything else."""
-    import builtins
-
-    from flue.harness import errors as harness_errors
-
-    name = str(error.get("type") or "")
-    cls = getattr(harness_errors, name, None)
-    if isinstance(cls, type) and issubclass(cls, harness_errors.FlueHarnessError):
-        return _class_snake(name)
-    if re.fullmatch(r"[a-z][a-z0-9_]*", name) and not hasattr(builtins, name):
-        return name
+    """The wire type of a recorded failure (a run record's or a settled submission's
+    ``{name, message, type?}``, :func:`flue.errors.serialize_error`) when it is one of Flue's
+    own errors, whose message is caller-safe by contract. None for anything else."""
+    kind = error.get("type")
+    if isinstance(kind, str) and re.fullmatch(r"[a-z][a-z0-9_]*", kind):
+        return kind
     return None
 
 
@@ -234,7 +221,7 @@ def failure(recorded: Mapping[str, Any], message: str, details: str = "", **kwar
     type_ = flue_error_type(recorded)
     if type_ is not None:
         return HttpError(500, type_, str(recorded.get("message") or message), details, **kwargs)
-    name, text = recorded.get("type"), recorded.get("message")
+    name, text = recorded.get("name"), recorded.get("message")
     return error("internal_error", message, details, dev=f"{name}: {text}" if name else None, **kwargs)
 
 

@@ -1,4 +1,6 @@
-"""``GET/HEAD /runs/<runId>``: a workflow run's event stream; ``?meta`` returns its run record.
+"""``GET/HEAD /runs/<runId>``: a workflow run's event stream; ``?meta`` returns its run record
+(Flue's ``RunRecord``: ``runId, workflowName, status, startedAt, payload``/``input``, and once
+ended ``endedAt, isError, durationMs`` with ``result`` or ``error``).
 
 Which runs are visible: a run whose workflow is in the current project and
 HTTP-exposed. Runs of other workflows (CLI-only, removed) answer exactly like
@@ -50,9 +52,7 @@ async def run_route(request: web.Request) -> web.StreamResponse:
     _authorize(request, state, record)
     assert record is not None
     if "meta" in request.rel_url.query:
-        return web.json_response(
-            record.model_dump(mode="json", by_alias=True), headers={**NOSNIFF, **SECURITY_HEADERS}
-        )
+        return web.json_response(record.view(), headers={**NOSNIFF, **SECURITY_HEADERS})
     with state.reading():
         return await read_stream(
             request, state.runtime.stores.streams, run_stream_path(run_id), not_found=run_not_found(run_id)
@@ -62,7 +62,7 @@ async def run_route(request: web.Request) -> web.StreamResponse:
 def _authorize(request: web.Request, state: ServerState, record: RunRecord | None) -> None:
     """Return when ``request`` may read the run; otherwise raise the indistinguishable answer."""
     exposed = exposed_workflows(state)
-    workflow = exposed.get(record.workflow) if record is not None else None
+    workflow = exposed.get(record.workflow_name) if record is not None else None
     if workflow is not None and accepts(request, auth_of(workflow.http)):
         return
     guards = [spec for w in exposed.values() if (spec := auth_of(w.http)) is not None]

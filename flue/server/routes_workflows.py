@@ -3,10 +3,11 @@
 
 Checks run in the order method (405, ``Allow: POST``), exposure (404
 ``workflow_not_found`` for unknown and non-HTTP workflows alike), auth (401),
-``wait`` (400), body (415 / ``invalid_json`` / ``invalid_request``), run store
-(501), payload schema (400). A socket is refused with 501 in its handshake
-when there is no run store. The body is optional JSON (empty means ``{}``)
-and must be an object. A run that raises in ``?wait=result`` mode answers
+``wait`` (400), body (415 / ``invalid_json``), run store (501), payload schema
+(400). A socket is refused with 501 in its handshake when there is no run
+store. The body is optional JSON (empty means ``{}``), any JSON value, as in
+Flue; it becomes ``ctx.payload``. Every answer about a run carries its id in
+``X-Flue-Run-Id`` too. A run that raises in ``?wait=result`` mode answers
 500 ``internal_error`` (or, when one of Flue's own errors ended it, that error's
 type, e.g. ``model_not_configured``); its record says ``errored`` and its stream ends with
 ``run_end`` carrying the error.
@@ -33,6 +34,8 @@ from flue.server.wire import WorkflowAdmission, WorkflowResult
 
 #: A fresh run's stream is empty at admission: reading from the start replays the whole run.
 ADMISSION_OFFSET = "-1"
+#: The run id of a workflow response, also on errors (as Flue 0.11 sent it).
+RUN_ID_HEADER = "X-Flue-Run-Id"
 
 
 async def workflow_route(request: web.Request) -> web.StreamResponse:
@@ -55,8 +58,6 @@ async def _invoke(request: web.Request, state: ServerState, name: str) -> web.Re
     wait = wait_for_result(request)
     payload = await read_json_body(request, required=False)
     payload = {} if payload is None else payload
-    if not isinstance(payload, dict):
-        raise invalid_request("The workflow payload must be a JSON object.", f"Received JSON {type(payload).__name__}.")
     runtime = state.runtime
     if getattr(runtime.stores, "runs", None) is None:
         raise run_store_unavailable()
@@ -68,7 +69,7 @@ async def _invoke(request: web.Request, state: ServerState, name: str) -> web.Re
         raise workflow_not_found(name) from None
     state.track_run(handle.task)
     stream_url = run_stream_url(request, handle.run_id)
-    headers = {"Location": stream_url, "Stream-Next-Offset": ADMISSION_OFFSET}
+    headers = {"Location": stream_url, "Stream-Next-Offset": ADMISSION_OFFSET, RUN_ID_HEADER: handle.run_id}
     if not wait:
         admission = WorkflowAdmission(run_id=handle.run_id, stream_url=stream_url, offset=ADMISSION_OFFSET)
         return web.json_response(admission.wire(), status=202, headers=headers)
@@ -80,6 +81,7 @@ async def _invoke(request: web.Request, state: ServerState, name: str) -> web.Re
             "The workflow run failed.",
             "The run's events, ending with run_end, are at streamUrl.",
             meta={"runId": handle.run_id, "streamUrl": stream_url},
+            headers={RUN_ID_HEADER: handle.run_id},
         )
     result = WorkflowResult(run_id=handle.run_id, result=record.result, stream_url=stream_url, offset=ADMISSION_OFFSET)
     return web.json_response(result.wire(), status=200, headers=headers)

@@ -111,6 +111,18 @@ class _SwappableRunner(web.BaseRunner):
         await self._app.cleanup()
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an interface to listen on) is only reachable from this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class Listener:
     def __init__(self, host: str, port: int, *, access_log: logging.Logger | None = None):
         self.host = host

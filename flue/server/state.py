@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ class ServerState:
     dev: bool = False
     runs: set[asyncio.Task[Any]] = field(default_factory=set)
     readers: set[asyncio.Task[Any]] = field(default_factory=set)
+    sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     cache: dict[str, Any] = field(default_factory=dict)  # per-project lookups, keyed by what they depend on
 
     @property
@@ -51,9 +53,17 @@ class ServerState:
         finally:
             self.readers.discard(task)
 
-    def cut_readers(self) -> None:
+    def track_socket(self, ws: web.WebSocketResponse) -> None:
+        self.sockets.add(ws)
+
+    async def cut_readers(self) -> None:
+        """Shutdown: cut long-lived stream reads (clients resume from their offset) and close
+        WebSockets with 1001 (going away)."""
         for task in list(self.readers):
             task.cancel()
+        closing = [ws.close(code=1001, message=b"server shutting down") for ws in list(self.sockets) if not ws.closed]
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
 
     async def drain_runs(self, timeout: float) -> None:
         """Let in-flight runs finish for ``timeout`` seconds, then cancel them (they end errored)."""

@@ -328,10 +328,12 @@ async def read_stream(
         )
     reader = _Reader(request, store, path, codec, batch_limit, cache_scope, extra_headers or {})
 
-    if query is None:  # HEAD: metadata only, never cached (the tail moves)
-        headers = reader.headers(
-            **{"Content-Type": codec.content_type, H_NEXT_OFFSET: meta.next_offset, "Cache-Control": "no-store"}
-        )
+    if query is None:  # HEAD: the tail's metadata, as a full catch-up read would end; never cached
+        tail = parse_offset(meta.next_offset)
+        headers = reader.headers(**{
+            "Content-Type": codec.content_type, H_NEXT_OFFSET: meta.next_offset, H_UP_TO_DATE: "true",
+            "Cache-Control": "no-store", "ETag": _etag(path, meta.created_at, 0, tail, meta.closed),
+        })
         if meta.closed:
             headers[H_CLOSED] = "true"
         return web.Response(status=200, headers=headers)

@@ -1,42 +1,48 @@
-"""WebSocket connections to agent instances and workflows.
+"""WebSocket connections to agent instances and workflows (Flue's socket protocol).
 
 A WebSocket is a ``GET`` with ``Upgrade: websocket`` on the same URL as the
 HTTP route, behind the same exposure and auth checks (a socket may carry its
 bearer token as ``?token=`` since browsers cannot set headers on one; see
-:mod:`flue.server.auth`). Every message is a JSON text frame with a ``type``.
+:mod:`flue.server.auth`). The protocol is Flue's (``flue-reference.md``
+8.10): every message is a JSON text frame with ``version: 1`` and a ``type``;
+``requestId`` is the client's correlation id, echoed on every message about
+that request.
 
 **Agent socket** ``/agents/<name>/<id>``: a long-lived connection to one
 instance that carries sequential prompts, each choosing its session::
 
-    server  {"type": "ready", "agent": "assistant", "instanceId": "u1"}
-    client  {"type": "prompt", "message": "Hello", "session"?: "support",
-             "images"?: [{"type": "image", "data": "...", "mimeType": "image/png"}],
-             "id"?: "p1"}
-    server  {"type": "admitted", "id": "p1", "submissionId": "sub_...", "offset": "-1"}
-    server  {"type": "event", "id": "p1", "offset": "<after this event>", "event": {...}}   (repeated)
-    server  {"type": "result", "id": "p1", "submissionId": "sub_...", "result": {"text": ..., "data": ...}}
-        or  {"type": "error", "id": "p1", "submissionId": "sub_...", "error": {"type", "message", "details"}}
+    server  {"version": 1, "type": "ready", "target": "agent", "name": "assistant", "instanceId": "u1"}
+    client  {"version": 1, "type": "prompt", "requestId": "p1", "message": "Hello", "session"?: "support",
+             "images"?: [{"type": "image", "data": "...", "mimeType": "image/png"}]}
+    server  {"version": 1, "type": "started", "requestId": "p1", "submissionId": "...", "offset": "-1"}
+    server  {"version": 1, "type": "event", "requestId": "p1", "offset": "<after it>", "event": {...}}  (repeated)
+    server  {"version": 1, "type": "result", "requestId": "p1", "submissionId": "...", "result": {text, usage, model}}
+        or  {"version": 1, "type": "error", "requestId": "p1", "error": {"type", "message", "details"}}
+    client  {"version": 1, "type": "ping", "requestId"?: "x"}  ->  server {"version": 1, "type": "pong", ...}
 
-``id`` is the client's correlation id, echoed on every message about that
-prompt (omitted when the client sent none). Events are the submission's
-events from the instance's durable stream (``submission_admitted`` through
-``submission_settled``). One prompt at a time: a prompt sent while another is
-in flight gets an ``error`` of type ``prompt_in_progress`` and is not admitted.
-A malformed message gets an ``error`` (``invalid_json`` / ``invalid_request``);
-the socket stays open. Closing the socket does not cancel an admitted prompt:
-it is durable and finishes; its events stay readable over HTTP.
+Events are the submission's events from the instance's durable stream
+(``submission_admitted`` through ``submission_settled``). One prompt at a
+time: a prompt sent while another is in flight gets an ``error`` of type
+``prompt_in_progress`` and is not admitted. ``session`` must be non-empty and
+must not start with ``task:``. Closing the socket does not cancel an admitted
+prompt: it is durable and finishes; its events stay readable over HTTP.
 
 **Workflow socket** ``/workflows/<name>``: one invocation per connection::
 
-    server  {"type": "ready", "workflow": "hello"}
-    client  {"type": "invoke", "payload"?: {...}}
-    server  {"type": "admitted", "runId": "run_...", "streamUrl": "http://.../runs/run_...", "offset": "-1"}
-    server  {"type": "event", "offset": "...", "event": {...}}             (run_start ... run_end)
-    server  {"type": "result", "runId": "run_...", "result": ...}
-        or  {"type": "error", "runId": "run_...", "error": {"type", "message", "details"}}
+    server  {"version": 1, "type": "ready", "target": "workflow", "name": "hello"}
+    client  {"version": 1, "type": "invoke", "requestId": "r1", "payload"?: {...}}     (missing payload: {})
+    server  {"version": 1, "type": "started", "requestId": "r1", "runId": "run_...", "streamUrl": ..., "offset": "-1"}
+    server  {"version": 1, "type": "event", "requestId": "r1", "runId": "run_...", "offset": ..., "event": {...}}
+    server  {"version": 1, "type": "result", "requestId": "r1", "runId": "run_...", "result": ...}
+        or  {"version": 1, "type": "error", "requestId": "r1", "runId": "run_...", "error": {...}}
 
-then the server closes the socket (code 1000). An invalid payload gets an
-``error`` and the socket stays open for a corrected ``invoke``.
+then the server closes the socket (1000). An invalid payload gets an
+``error`` and the socket stays open for a corrected ``invoke``; a second
+``invoke`` after one started gets an ``error`` and close **1008**.
+
+Errors: a frame that is not a JSON object gets ``error`` (``WebSocket messages
+must be valid JSON objects.``) and the socket stays open; a binary frame gets
+``error`` and close **1003**; server shutdown closes sockets with **1001**.
 """
 
 from __future__ import annotations
@@ -73,6 +79,12 @@ def is_websocket(request: web.Request) -> bool:
     )
 
 
+PROTOCOL_VERSION = 1
+CLOSE_UNSUPPORTED = 1003  # a binary frame
+CLOSE_POLICY = 1008  # a second invocation on a workflow socket
+CLOSE_GOING_AWAY = 1001  # server shutdown
+
+
 def _error(type_: str, message: str, details: str = "") -> dict[str, Any]:
     return {"type": type_, "message": message, "details": details}
 
@@ -82,39 +94,65 @@ def _internal() -> dict[str, Any]:
     return _error("internal_error", "An internal error occurred.")
 
 
-def _with_id(message: dict[str, Any], client_id: Any) -> dict[str, Any]:
-    return {**message, "id": client_id} if client_id is not None else message
+def frame(type_: str, request_id: Any = None, **fields: Any) -> dict[str, Any]:
+    """One server message: ``{"version": 1, "type", "requestId"?, ...}``."""
+    out: dict[str, Any] = {"version": PROTOCOL_VERSION, "type": type_}
+    if request_id is not None:
+        out["requestId"] = request_id
+    out.update({k: v for k, v in fields.items() if v is not None})
+    return out
 
 
-async def _open(request: web.Request, hello: dict[str, Any]) -> web.WebSocketResponse:
+def error_frame(error: dict[str, Any], request_id: Any = None, **fields: Any) -> dict[str, Any]:
+    return frame("error", request_id, **fields, error=error)
+
+
+async def _open(request: web.Request, state: ServerState, hello: dict[str, Any]) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
     await ws.prepare(request)
+    state.track_socket(ws)
     await ws.send_json(hello)
     return ws
 
 
+class _Binary(Exception):
+    """The client sent a binary frame: answered, then the socket is closed with 1003."""
+
+
 async def _messages(ws: web.WebSocketResponse) -> AsyncIterator[dict[str, Any]]:
-    """The client's well-formed messages until it closes; malformed frames get an error reply."""
+    """The client's well-formed messages until it closes. A malformed frame gets an error reply
+    (the socket stays open); a binary frame gets one and closes the socket with 1003; a ``ping``
+    gets a ``pong``."""
     async for msg in ws:
         if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
             return
+        if msg.type == WSMsgType.BINARY:
+            await ws.send_json(error_frame(_error("invalid_request", "WebSocket messages must be JSON text frames.")))
+            await ws.close(code=CLOSE_UNSUPPORTED, message=b"binary frames are not supported")
+            return
         data, problem = _parse(msg)
         if data is None:
-            await ws.send_json({"type": "error", "error": problem})
+            await ws.send_json(error_frame(problem or _internal()))
+            continue
+        if data["type"] == "ping":
+            await ws.send_json(frame("pong", data.get("requestId")))
             continue
         yield data
 
 
 def _parse(msg: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(message, None) or (None, error) for one received frame."""
-    if msg.type != WSMsgType.TEXT:
-        return None, _error("invalid_request", "Send JSON text frames.")
+    """(message, None) or (None, error) for one received text frame."""
     try:
         data = json.loads(msg.data)
-    except json.JSONDecodeError as exc:
-        return None, _error("invalid_json", "The message is not valid JSON.", exc.msg)
+    except json.JSONDecodeError:
+        data = None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-        return None, _error("invalid_request", "A message is a JSON object with a 'type'.")
+        return None, _error("invalid_request", "WebSocket messages must be valid JSON objects.",
+                            'Each message is a JSON object with a "type" (and "version": 1).')
+    version = data.get("version", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        return None, _error("invalid_request", f"Unsupported protocol version {version!r}.",
+                            'This server speaks "version": 1.')
     return data, None
 
 
@@ -122,36 +160,35 @@ def _parse(msg: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
 
 
 async def agent_socket(request: web.Request, state: ServerState, agent: str, instance_id: str) -> web.WebSocketResponse:
-    ws = await _open(request, {"type": "ready", "agent": agent, "instanceId": instance_id})
+    ws = await _open(request, state, frame("ready", target="agent", name=agent, instanceId=instance_id))
     current: asyncio.Task[None] | None = None
     try:
         async for data in _messages(ws):
-            client_id = data.get("id")
+            request_id = data.get("requestId")
             if data["type"] != "prompt":
-                await ws.send_json(_with_id(
-                    {"type": "error", "error": _error("invalid_request", f"Unknown message type {data['type']!r}.",
-                                                      "An agent socket accepts 'prompt' messages.")},
-                    client_id,
-                ))
+                await ws.send_json(error_frame(
+                    _error("invalid_request", f"Unknown message type {data['type']!r}.",
+                           "An agent socket accepts 'prompt' and 'ping' messages."), request_id))
                 continue
             if current is not None and not current.done():
-                await ws.send_json(_with_id(
-                    {"type": "error", "error": _error("prompt_in_progress", "A prompt is already in progress.",
-                                                      "Wait for its result before sending the next prompt.")},
-                    client_id,
-                ))
+                await ws.send_json(error_frame(
+                    _error("prompt_in_progress", "A prompt is already in progress.",
+                           "Wait for its result before sending the next prompt."), request_id))
                 continue
             try:
-                body = AgentPrompt.model_validate({k: v for k, v in data.items() if k not in ("type", "id")})
+                body = AgentPrompt.model_validate(
+                    {k: v for k, v in data.items() if k not in ("type", "version", "requestId")})
             except ValidationError as exc:
-                await ws.send_json(_with_id(
-                    {"type": "error", "error": _error("invalid_request", "The prompt is invalid.",
-                                                      validation_details(exc))},
-                    client_id,
-                ))
+                await ws.send_json(error_frame(
+                    _error("invalid_request", "The prompt is invalid.", validation_details(exc)), request_id))
+                continue
+            if body.session is not None and body.session.startswith("task:"):
+                await ws.send_json(error_frame(
+                    _error("invalid_request", "The prompt is invalid.", 'session must not start with "task:".'),
+                    request_id))
                 continue
             current = asyncio.create_task(
-                _quietly(_prompt(ws, state, agent, instance_id, body, client_id), ws, client_id)
+                _quietly(_prompt(ws, state, agent, instance_id, body, request_id), ws, request_id)
             )
     finally:
         # the submission is durable and keeps running; only the forwarding stops
@@ -163,7 +200,7 @@ async def agent_socket(request: web.Request, state: ServerState, agent: str, ins
 
 
 async def _prompt(
-    ws: web.WebSocketResponse, state: ServerState, agent: str, instance_id: str, body: AgentPrompt, client_id: Any
+    ws: web.WebSocketResponse, state: ServerState, agent: str, instance_id: str, body: AgentPrompt, request_id: Any
 ) -> None:
     runtime = state.runtime
     path = instance_path(agent, instance_id)
@@ -172,24 +209,22 @@ async def _prompt(
             agent, instance_id, body.message, images=body.image_dicts(), session=body.session or "default"
         )
     except AgentNotFound:
-        await ws.send_json(_with_id({"type": "error", "error": _error("agent_not_found", f'Agent "{agent}" is not registered.')}, client_id))
+        await ws.send_json(error_frame(_error("agent_not_found", f'Agent "{agent}" is not registered.'), request_id))
         return
     sid = sub.submission_id
-    await ws.send_json(_with_id({"type": "admitted", "submissionId": sid, "offset": offset}, client_id))
+    await ws.send_json(frame("started", request_id, submissionId=sid, offset=offset))
     async for event, after in follow_stream(runtime.stores.streams, path, offset):
         if event.get("submissionId") != sid:
             continue  # another socket's or a dispatch's activity on the same instance
-        await ws.send_json(_with_id({"type": "event", "offset": after, "event": event}, client_id))
+        await ws.send_json(frame("event", request_id, offset=after, event=event))
         if event.get("type") == "submission_settled":
-            if event.get("status") == "completed":
-                await ws.send_json(_with_id({"type": "result", "submissionId": sid, "result": event.get("result")}, client_id))
+            if event.get("outcome") == "completed":
+                await ws.send_json(frame("result", request_id, submissionId=sid, result=event.get("result")))
             else:
                 # typed like ?wait=result: Flue's own errors keep their type, others are internal_error
                 failed = failure(event.get("error") or {}, "The prompt failed.")
-                await ws.send_json(_with_id(
-                    {"type": "error", "submissionId": sid, "error": _error(failed.type, failed.message, failed.details)},
-                    client_id,
-                ))
+                await ws.send_json(error_frame(_error(failed.type, failed.message, failed.details), request_id,
+                                               submissionId=sid))
             return
 
 
@@ -199,48 +234,48 @@ async def _prompt(
 async def workflow_socket(request: web.Request, state: ServerState, workflow: str) -> web.WebSocketResponse:
     from flue.runtime.workflows import InvalidPayload, WorkflowNotFound, run_stream_path, start_run
 
-    ws = await _open(request, {"type": "ready", "workflow": workflow})
+    ws = await _open(request, state, frame("ready", target="workflow", name=workflow))
     forward: asyncio.Task[None] | None = None
     try:
         async for data in _messages(ws):
+            request_id = data.get("requestId")
             if forward is not None:
-                await ws.send_json({"type": "error", "error": _error(
-                    "invalid_request", "This socket already invoked the workflow.",
-                    "A workflow socket carries one invocation; open a new socket for another.")})
-                continue
+                await ws.send_json(error_frame(_error(
+                    "invalid_request", "Workflow WebSocket connections accept one invocation only.",
+                    "Open a new socket for another invocation."), request_id))
+                await ws.close(code=CLOSE_POLICY, message=b"one invocation per connection")
+                break
             if data["type"] != "invoke":
-                await ws.send_json({"type": "error", "error": _error(
+                await ws.send_json(error_frame(_error(
                     "invalid_request", f"Unknown message type {data['type']!r}.",
-                    "A workflow socket accepts one 'invoke' message.")})
+                    "A workflow socket accepts one 'invoke' message (and 'ping')."), request_id))
                 continue
             payload = data.get("payload")
             payload = {} if payload is None else payload
-            if not isinstance(payload, dict):
-                await ws.send_json({"type": "error", "error": _error("invalid_request", "The payload must be a JSON object.")})
-                continue
             try:
                 handle = await start_run(state.runtime, workflow, payload, req=request)
             except InvalidPayload as exc:
-                await ws.send_json({"type": "error", "error": _error(
-                    "invalid_request", "The payload does not match the workflow's schema.", str(exc))})
+                await ws.send_json(error_frame(_error(
+                    "invalid_request", "The payload does not match the workflow's schema.", str(exc)), request_id))
                 continue
             except WorkflowNotFound:  # removed by a reload since the handshake
-                await ws.send_json({"type": "error", "error": _error(
-                    "workflow_not_found", f'Workflow "{workflow}" is not registered.')})
+                await ws.send_json(error_frame(_error(
+                    "workflow_not_found", f'Workflow "{workflow}" is not registered.'), request_id))
                 continue
             except Exception:
                 # an HTTP error response cannot follow the upgrade; say it in a frame instead
                 log.exception("starting workflow %r from a socket failed", workflow)
-                await ws.send_json({"type": "error", "error": _internal()})
+                await ws.send_json(error_frame(_internal(), request_id))
                 continue
             state.track_run(handle.task)
-            await ws.send_json({
-                "type": "admitted", "runId": handle.run_id,
-                "streamUrl": run_stream_url(request, handle.run_id), "offset": "-1",
-            })
-            forward = asyncio.create_task(
-                _quietly(_forward_run(ws, state, handle.run_id, run_stream_path(handle.run_id)), ws, close=True)
-            )
+            await ws.send_json(frame(
+                "started", request_id, runId=handle.run_id, streamUrl=run_stream_url(request, handle.run_id),
+                offset="-1",
+            ))
+            forward = asyncio.create_task(_quietly(
+                _forward_run(ws, state, handle.run_id, run_stream_path(handle.run_id), request_id), ws, request_id,
+                close=True,
+            ))
     finally:
         if forward is not None and not forward.done():
             forward.cancel()  # the run itself continues; only forwarding stops
@@ -249,23 +284,25 @@ async def workflow_socket(request: web.Request, state: ServerState, workflow: st
     return ws
 
 
-async def _forward_run(ws: web.WebSocketResponse, state: ServerState, run_id: str, path: str) -> None:
+async def _forward_run(
+    ws: web.WebSocketResponse, state: ServerState, run_id: str, path: str, request_id: Any
+) -> None:
     async for event, after in follow_stream(state.runtime.stores.streams, path, "-1"):
-        await ws.send_json({"type": "event", "offset": after, "event": event})
+        await ws.send_json(frame("event", request_id, runId=run_id, offset=after, event=event))
         if event.get("type") == "run_end":
             if event.get("isError"):
                 # typed like ?wait=result; what went wrong is in the run_end event just forwarded
                 failed = failure(event.get("error") or {}, "The workflow run failed.",
                                  "The run's events, ending with run_end, were sent above.")
-                await ws.send_json({"type": "error", "runId": run_id,
-                                    "error": _error(failed.type, failed.message, failed.details)})
+                await ws.send_json(error_frame(_error(failed.type, failed.message, failed.details), request_id,
+                                               runId=run_id))
             else:
-                await ws.send_json({"type": "result", "runId": run_id, "result": event.get("result")})
+                await ws.send_json(frame("result", request_id, runId=run_id, result=event.get("result")))
             await ws.close()
             return
 
 
-async def _quietly(coro: Any, ws: web.WebSocketResponse, client_id: Any = None, *, close: bool = False) -> None:
+async def _quietly(coro: Any, ws: web.WebSocketResponse, request_id: Any = None, *, close: bool = False) -> None:
     """Run a forwarding coroutine. A client that went away mid-send is not an error; any other
     failure (a store gone away...) is logged and told to the client, so it does not wait forever."""
     try:
@@ -275,6 +312,6 @@ async def _quietly(coro: Any, ws: web.WebSocketResponse, client_id: Any = None, 
     except Exception:
         log.exception("websocket forwarding failed")
         with contextlib.suppress(ConnectionResetError, RuntimeError):
-            await ws.send_json(_with_id({"type": "error", "error": _internal()}, client_id))
+            await ws.send_json(error_frame(_internal(), request_id))
             if close:  # a workflow socket has nothing more to say; an agent socket takes the next prompt
                 await ws.close()

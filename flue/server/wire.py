@@ -1,8 +1,8 @@
 """The JSON bodies of Flue's HTTP API, as pydantic models shared by the server and the client.
 
 Field names are camelCase on the wire (``streamUrl``, ``submissionId``);
-Python code uses snake_case. Only pydantic is imported here, so the client
-can use these models without pulling in the server.
+Python code uses snake_case. Only pydantic (and ``flue.usage``) is imported
+here, so the client can use these models without pulling in the server.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from pydantic.alias_generators import to_camel
+
+from flue.usage import Usage
 
 #: Longest accepted base64 ``data`` of one image, in characters (Flue's limit).
 MAX_IMAGE_DATA_CHARS = 14 * 1024 * 1024
@@ -57,10 +59,26 @@ class AgentAdmission(Wire):
     submission_id: str
 
 
-class AgentResult(Wire):
-    """200 from ``POST /agents/<name>/<id>?wait=result``. ``result`` is ``{"text", "data"}``."""
+class PromptModel(Wire):
+    provider: str
+    id: str
 
-    result: Any = None
+
+class PromptResponse(Wire):
+    """Flue's ``PromptResponse``: the text, the usage (``flue.usage.Usage`` on the wire) and the
+    model of the operation's primary turn; ``data`` when a result schema was given."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    text: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    model: PromptModel | None = None
+    data: Any = None
+
+
+class AgentResult(Wire):
+    """200 from ``POST /agents/<name>/<id>?wait=result``: ``result`` is the :class:`PromptResponse`."""
+
+    result: PromptResponse
     stream_url: str
     offset: str
     submission_id: str

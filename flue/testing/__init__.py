@@ -14,6 +14,7 @@ from flue.testing.scripted import (
     reply,
     tool_call,
 )
+from flue.testing.sequences import event_types
 
 __all__ = [
     "RecordedRequest",
@@ -23,6 +24,7 @@ __all__ = [
     "ScriptedToolCall",
     "ScriptedTurn",
     "calls",
+    "event_types",
     "reply",
     "tool_call",
 ]

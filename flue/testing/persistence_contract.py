@@ -65,7 +65,7 @@ def at(seconds: float) -> datetime:
 
 def _run(run_id: str, workflow: str, started_s: float, **kw: Any) -> RunRecord:
     started = at(started_s).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    return RunRecord(run_id=run_id, workflow=workflow, started_at=started, **kw)
+    return RunRecord(run_id=run_id, workflow_name=workflow, started_at=started, **kw)
 
 
 @pytest.mark.asyncio
@@ -180,11 +180,11 @@ class PersistenceContract:
                 break
         assert seen == [f"run_{i:02d}" for i in reversed(range(7))]
         assert pages == 3
-        evens, nxt = await stores.runs.list_runs(workflow="even")
+        evens, nxt = await stores.runs.list_runs(workflow_name="even")
         assert [r.run_id for r in evens] == ["run_06", "run_04", "run_02", "run_00"] and nxt is None
         errored, _ = await stores.runs.list_runs(status="errored")
         assert [r.run_id for r in errored] == ["run_04"]
-        active_even, _ = await stores.runs.list_runs(workflow="even", status="active", limit=2)
+        active_even, _ = await stores.runs.list_runs(workflow_name="even", status="active", limit=2)
         assert [r.run_id for r in active_even] == ["run_06", "run_02"]
         with pytest.raises(ValueError):
             await stores.runs.list_runs(cursor="not a cursor")
@@ -440,24 +440,27 @@ class PersistenceContract:
         events = (await streams.read_events(path)).events
         assert [e["type"] for e in events] == ["submission_admitted"]
         assert events[0]["submissionId"] == s.submission_id and events[0]["dispatchId"] == "dsp_ev"
-        assert events[0]["agent"] == "helper" and events[0]["instanceId"] == "u1"
-        assert events[0]["input"] == {"message": "hi"}
+        assert events[0]["agentName"] == "helper" and events[0]["instanceId"] == "u1"
+        assert events[0]["input"] == {"message": "hi"} and events[0]["v"] == 3 and events[0]["eventIndex"] == 0
         await sub.claim_next("c1", now=at(2))
         await streams.append_events(path, [{"type": "operation_start"}])
-        assert await sub.settle(s.submission_id, "c1", status="completed", result={"text": "ok"}, now=at(3))
-        assert await sub.settle(s.submission_id, "c1", status="completed", result={"text": "ok"}, now=at(4))
+        assert await sub.settle(s.submission_id, "c1", status="completed", result={"text": "ok"}, now=at(3),
+                                event_index=7)
+        assert await sub.settle(s.submission_id, "c1", status="completed", result={"text": "ok"}, now=at(4),
+                                event_index=7)
         events = (await streams.read_events(path)).events
         assert [e["type"] for e in events] == ["submission_admitted", "operation_start", "submission_settled"]
         settled = events[-1]
-        assert settled["status"] == "completed" and settled["result"] == {"text": "ok"}
-        assert settled["submissionId"] == s.submission_id
-        # a head exhausted on claim: the error and the settlement go on the stream in the same step
+        assert settled["outcome"] == "completed" and settled["result"] == {"text": "ok"} and "error" not in settled
+        assert settled["submissionId"] == s.submission_id and settled["eventIndex"] == 7 and settled["v"] == 3
+        # a head exhausted on claim: its settlement, with the error, goes on the stream in the same step
         t, _ = await sub.admit(path, "late", timeout_s=1, now=at(10))
         failed = await sub.claim_next("c1", now=at(20))
         assert failed.submission_id == t.submission_id and failed.status == "failed"
         tail = (await streams.read_events(path)).events[3:]
-        assert [e["type"] for e in tail] == ["submission_admitted", "error", "submission_settled"]
-        assert tail[1]["error"]["type"] == ERROR_DEADLINE_EXCEEDED and tail[2]["status"] == "failed"
+        assert [e["type"] for e in tail] == ["submission_admitted", "submission_settled"]
+        assert tail[1]["error"]["type"] == ERROR_DEADLINE_EXCEEDED and tail[1]["outcome"] == "failed"
+        assert "result" not in tail[1]
 
     async def test_attempts_are_bounded(self, stores: Any) -> None:
         sub = stores.submissions

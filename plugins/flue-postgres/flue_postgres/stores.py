@@ -69,7 +69,7 @@ _RUN_COLUMNS = "run_id, workflow, status, payload, result, error, started_at, en
 
 def _run(row: dict[str, Any]) -> RunRecord:
     return RunRecord(
-        run_id=row["run_id"], workflow=row["workflow"], status=row["status"], payload=row["payload"],
+        run_id=row["run_id"], workflow_name=row["workflow"], status=row["status"], payload=row["payload"],
         result=row["result"], error=row["error"], started_at=row["started_at"], ended_at=row["ended_at"],
         duration_ms=row["duration_ms"],
     )
@@ -82,7 +82,7 @@ class PgRunStore:
     async def create_run(self, record: RunRecord) -> RunRecord:
         """Insert an active run; on a duplicate id the first record wins and is returned."""
         params = (
-            record.run_id, record.workflow, record.status, as_json(record.payload),
+            record.run_id, record.workflow_name, record.status, as_json(record.payload),
             None if record.result is None else as_json(record.result),
             None if record.error is None else as_json(record.error),
             record.started_at, iso_to_ms(record.started_at), record.ended_at, record.duration_ms,
@@ -123,16 +123,16 @@ class PgRunStore:
         return None if row is None else _run(row)
 
     async def list_runs(
-        self, *, workflow: str | None = None, status: RunStatus | None = None, limit: int = 50,
+        self, *, workflow_name: str | None = None, status: RunStatus | None = None, limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[RunRecord], str | None]:
         """Newest first (by ``started_at``, then run id); the cursor continues after the last record."""
         n = clamp_limit(limit)
         where: list[str] = []
         params: list[Any] = []
-        if workflow is not None:
+        if workflow_name is not None:
             where.append("workflow = %s")
-            params.append(workflow)
+            params.append(workflow_name)
         if status is not None:
             where.append("status = %s")
             params.append(status)

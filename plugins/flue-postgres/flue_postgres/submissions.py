@@ -184,7 +184,7 @@ class PgSubmissionStore:
         sub = submission_from_row(updated)
         if error is not None:
             await self._advance_head(conn, sub.instance)
-            await self._record(conn, sub, settlement_events(sub, with_error=True))
+            await self._record(conn, sub, settlement_events(sub))
         return sub
 
     async def _claim(self, owner: str, lease_s: float, now: datetime | None, extra: str, params: dict[str, Any]
@@ -238,6 +238,7 @@ class PgSubmissionStore:
         error: dict[str, Any] | None = None,
         attempt: int | None = None,
         now: datetime | None = None,
+        event_index: int | None = None,
     ) -> bool:
         check_settle_status(status)
         result_doc, error_doc = as_json(result), None if error is None else as_json(error)
@@ -262,7 +263,7 @@ class PgSubmissionStore:
             assert updated is not None
             settled = submission_from_row(updated)
             await self._advance_head(conn, settled.instance)
-            await self._record(conn, settled, settlement_events(settled))
+            await self._record(conn, settled, settlement_events(settled, event_index=event_index))
             await self._notifier.send(conn, "q", row["instance"])
         self._appended(row["instance"])
         return True
