@@ -7,6 +7,10 @@ and 200 result bodies, and the error envelope for 400/401/404/405/415/500/501.
 ``name`` enumerates the HTTP-exposed agents and workflows of the current
 project. Stream reads and channel routes are not described, as in Flue.
 ``servers`` carries the mount prefix, so generated clients call the right URLs.
+
+Deliberate differences from Flue's document (flue-reference.md 8.7): ``servers``
+holds the mount prefix (Flue's is empty), ``name`` lists the exposed names, and
+the workflow body is any JSON value (what the route accepts), not only an object.
 """
 
 from __future__ import annotations
@@ -123,6 +127,7 @@ def _operation(op_id: str, summary: str, params: list[dict[str, Any]], body: dic
         "requestBody": {"required": required, "content": {"application/json": {"schema": body}}},
         "responses": responses,
         "x-flue-invocation-modes": ["accepted", "wait-result"],
+        "x-flue-user-defined": True,
     }
 
 
@@ -137,7 +142,8 @@ def openapi_document(request: web.Request) -> dict[str, Any]:
     )
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
-        "info": {"title": "Flue", "version": __version__, "description": "Agent and workflow invocation"},
+        "info": {"title": "Flue Public API", "version": __version__,
+                 "description": "Public Flue agent invocation and workflow run inspection API."},
         "servers": [{"url": prefix or "/"}],
         "paths": {
             "/agents/{name}/{id}": {
@@ -160,7 +166,7 @@ def openapi_document(request: web.Request) -> dict[str, Any]:
                     "invokeWorkflow",
                     "Start a workflow run",
                     [_name_param("Workflow name (an HTTP-exposed workflows/<name>)", workflows)],
-                    {"type": "object", "additionalProperties": True},
+                    {"description": "Any JSON value (usually an object); it becomes the run's ctx.payload"},
                     False,
                     WorkflowAdmission,
                     WorkflowResult,
