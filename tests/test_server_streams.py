@@ -163,7 +163,7 @@ async def test_unknown_exception_is_internal_error_without_leaking(store: Any) -
             text = await resp.text()
             error = json.loads(text)["error"]
             assert error["type"] == "internal_error"
-            assert error["details"] == ""
+            assert error["details"] == "The server encountered an unexpected error while handling this request."
             if dev_mode:
                 assert "hunter2" in error["dev"] and "RuntimeError" in error["dev"]
             else:

@@ -303,7 +303,8 @@ async def test_a_store_failure_while_forwarding_is_told_to_the_client(
         await ws.send_json({"version": 1, "type": "prompt", "message": "one", "requestId": "p1"})
         messages = await receive_until(ws, {"result", "error"})
         assert messages[-1] == {"version": 1, "type": "error", "requestId": "p1", "error": {
-            "type": "internal_error", "message": "An internal error occurred.", "details": ""}}
+            "type": "internal_error", "message": "An internal error occurred.",
+            "details": "The server encountered an unexpected error while handling this request."}}
         assert "disk" not in json.dumps(messages)
         marker.unlink()  # the socket stays usable for the next prompt
         await asyncio.sleep(0.5)

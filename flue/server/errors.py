@@ -129,7 +129,7 @@ def invalid_request(message: str, details: str = "", **kwargs: Any) -> HttpError
 
 
 def invalid_json(details: str = "", **kwargs: Any) -> HttpError:
-    return error("invalid_json", "The request body is not valid JSON.", details, **kwargs)
+    return error("invalid_json", "Request body is not valid JSON.", details, **kwargs)
 
 
 def _listing(kind: str, names: Iterable[str] | None) -> str | None:
@@ -143,7 +143,7 @@ def agent_not_found(name: str, available: Iterable[str] | None = None) -> HttpEr
     return error(
         "agent_not_found",
         f'Agent "{name}" is not registered.',
-        "Verify the agent name is correct and that the agent is exposed over HTTP.",
+        "Verify the agent name is correct.",
         dev=_listing("agents", available),
     )
 
@@ -152,26 +152,26 @@ def workflow_not_found(name: str, available: Iterable[str] | None = None) -> Htt
     return error(
         "workflow_not_found",
         f'Workflow "{name}" is not registered.',
-        "Verify the workflow name is correct and that the workflow is exposed over HTTP.",
+        "Verify the workflow name is correct.",
         dev=_listing("workflows", available),
     )
 
 
 def route_not_found(method: str, path: str) -> HttpError:
-    return error("route_not_found", f"No route matches {method} {path}.", "Check the URL and the mount prefix.")
+    return error("route_not_found", f"No route matches {method} {path}.", "Verify the request method and path are correct.")
 
 
 def run_not_found(run_id: str) -> HttpError:
     return error(
-        "run_not_found", f'Run "{run_id}" was not found.', "Use the runId returned when the workflow was started."
+        "run_not_found", f'Run "{run_id}" was not found.', "Verify the run id is correct and its history is still available."
     )
 
 
 def stream_not_found(path: str) -> HttpError:
     return error(
         "stream_not_found",
-        f'No event stream exists at "{path}" yet.',
-        "An agent instance's stream is created by its first admitted prompt.",
+        f'Event stream "{path}" was not found.',
+        "Streams are created when their agent instance receives its first prompt or their workflow run starts.",
     )
 
 
@@ -179,8 +179,8 @@ def method_not_allowed(method: str, allowed: Iterable[str]) -> HttpError:
     allow = ", ".join(sorted({m.upper() for m in allowed}))
     return error(
         "method_not_allowed",
-        f"Method {method} is not allowed here.",
-        f"Allowed methods: {allow}.",
+        f"HTTP method {method} is not allowed on this endpoint.",
+        "This endpoint accepts " + ", ".join(f'"{m}"' for m in sorted({m.upper() for m in allowed})) + " only.",
         headers={"Allow": allow},
     )
 
@@ -188,21 +188,24 @@ def method_not_allowed(method: str, allowed: Iterable[str]) -> HttpError:
 def unsupported_media_type(content_type: str | None) -> HttpError:
     return error(
         "unsupported_media_type",
-        "The request body must be application/json.",
-        f"Received Content-Type: {content_type or '(none)'}.",
+        "Request body must be sent as application/json.",
+        (f'Received Content-Type: "{content_type}". ' if content_type else "No Content-Type header was sent. ")
+        + 'Send the request body as JSON with the header "Content-Type: application/json", or omit the body '
+        "entirely (and the Content-Type header) if the request doesn't have a payload.",
     )
 
 
 def run_store_unavailable() -> HttpError:
     return error(
         "run_store_unavailable",
-        "No run store is configured.",
+        "Run history is not available in this runtime.",
         "Workflow runs need a persistence adapter with a run store.",
     )
 
 
 def internal_error(dev: str | None = None) -> HttpError:
-    return error("internal_error", "An internal error occurred.", "", dev=dev)
+    return error("internal_error", "An internal error occurred.",
+                 "The server encountered an unexpected error while handling this request.", dev=dev)
 
 
 def flue_error_type(error: Mapping[str, Any]) -> str | None:

@@ -91,7 +91,8 @@ def _error(type_: str, message: str, details: str = "") -> dict[str, Any]:
 
 def _internal() -> dict[str, Any]:
     """The caller-safe internal error (details stay in the server log)."""
-    return _error("internal_error", "An internal error occurred.")
+    return _error("internal_error", "An internal error occurred.",
+                  "The server encountered an unexpected error while handling this request.")
 
 
 def frame(type_: str, request_id: Any = None, **fields: Any) -> dict[str, Any]:
