@@ -6,7 +6,7 @@
     model: anthropic/claude-sonnet-4-6   # default model for agents without one
     persistence:                   # where sessions, submissions, runs and streams live
       kind: sqlite                 # built in; plugins add others (e.g. postgres)
-      path: .flue/state.db         # omit for in-memory
+      path: .flue-state/state.db   # omit for in-memory; never under .flue/ or src/
     providers:                     # register or reconfigure model providers
       local:
         api: openai-completions    # or openai-responses, anthropic-messages

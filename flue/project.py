@@ -127,9 +127,41 @@ def load_project(root: str | Path = ".", *, extra_plugins: list[tuple[str, Any]]
     project.diagnostics += pdiags
     _configure_plugins(project)
     _check_persistence_kind(project)
+    _check_source_root(project)
     _check_references(project)
     _check_channels(project)
     return project
+
+
+#: Where ``flue init`` keeps a project's database: never a folder that could become the source root.
+STATE_DIR = ".flue-state"
+
+
+def _check_source_root(project: Project) -> None:
+    """Catch the two ways a project loses its files to the source-root rule (.flue/, then src/)."""
+    path = project.config.persistence.options.get("path")
+    if project.config.persistence.kind == "sqlite" and isinstance(path, str):
+        first = Path(path).parts[0] if Path(path).parts else ""
+        if first in (".flue", "src") and not (project.root / first / "agents").is_dir() \
+                and not (project.root / first / "workflows").is_dir():
+            project.diagnostics.append(Diagnostic(
+                severity="error", code="config.state-in-source-root", file=project.rel(project.config_file) if project.config_file else None,
+                message=f"persistence path '{path}' creates {first}/, which Flue then takes as the source root "
+                        "(and finds none of your agents or workflows there)",
+                hint=f"keep the database elsewhere, e.g. 'path: {STATE_DIR}/state.db' (and ignore {STATE_DIR}/ in git)",
+            ))
+    if project.source_root == project.root or project.agents or project.workflows:
+        return
+    siblings = [f for f in ("agents", "workflows") if (project.root / f).is_dir()]
+    if siblings:
+        chosen = project.rel(project.source_root)
+        project.diagnostics.append(Diagnostic(
+            severity="warning", code="project.empty-source-root", file=chosen,
+            message=f"the source root {chosen}/ holds no agents or workflows, but {', '.join(f + '/' for f in siblings)} "
+                    "next to it does",
+            hint=f"Flue reads {chosen}/ when it exists: move your files into it, or remove {chosen}/ "
+                 "(a database or other state kept there creates it)",
+        ))
 
 
 def _parse_workflow(path: Path, rel: str):

@@ -494,3 +494,20 @@ def test_persistence_options_are_validated_by_flue_info(write_tree, tmp_path):
 
     write_tree({"flue.yaml": "persistence: sqlite\n"})
     assert load_project(tmp_path).diagnostics == []
+
+
+def test_state_never_lands_in_a_source_root(write_tree, tmp_path):
+    """A database under .flue/ would create .flue/ and hide every agent: it is an error that says
+    where to put it instead; a .flue/ that holds nothing while agents/ does is a warning."""
+    write_tree({"flue.yaml": "persistence: {kind: sqlite, path: .flue/state.db}\n",
+                "agents/a.md": "---\ndescription: a\n---\nHi.\n"})
+    doc, rc = info_json(tmp_path)
+    (err,) = [d for d in doc["diagnostics"] if d["code"] == "config.state-in-source-root"]
+    assert rc == 1 and err["file"] == "flue.yaml" and ".flue-state/" in err["hint"]
+
+    (tmp_path / "flue.yaml").write_text("persistence: {kind: sqlite, path: .flue-state/state.db}\n")
+    (tmp_path / ".flue").mkdir()  # left behind by an earlier run
+    doc, rc = info_json(tmp_path)
+    (warning,) = [d for d in doc["diagnostics"] if d["code"] == "project.empty-source-root"]
+    assert rc == 0 and warning["severity"] == "warning" and "agents/" in warning["message"]
+    assert "remove .flue/" in warning["hint"]

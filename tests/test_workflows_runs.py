@@ -326,3 +326,54 @@ def test_flue_run_reports_bad_references_and_runs_nothing(tmp_path: Path) -> Non
     proc = subprocess.run([sys.executable, "-m", "flue", "run", "fine"], cwd=root, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 1 and not marker.exists()
+
+
+SHOPPING = """\
+agent: assistant
+steps:
+  - id: shopping
+    prompt: "What do we need?"
+    result: {type: object, properties: {items: {type: array, items: {type: string}}}, required: [items]}
+  - id: list
+    shell: "echo {{ steps.shopping.data.items | join(',') }}"
+return:
+  items: "{{ steps.shopping.data.items }}"
+  count: "{{ steps.shopping.data.items | length }}"
+  first: "{{ steps.list.stdout | trim }}"
+"""
+
+BROKEN_TEMPLATE = """\
+agent: assistant
+steps:
+  - id: shopping
+    prompt: "What do we need?"
+  - id: report
+    prompt: "We need {{ steps.shopping.items }}"
+"""
+
+
+async def test_templates_read_keys_before_attributes_and_a_template_error_fails_the_run(tmp_path: Path) -> None:
+    """``data.items`` is the data's ``items``, not the dict method; a template that reaches a
+    method anyway fails the run with a message naming the file, the step and the expression,
+    and the run ends errored (never left active, never a traceback in events)."""
+    root = write_project(tmp_path, {"workflows/shopping.yaml": SHOPPING, "workflows/broken.yaml": BROKEN_TEMPLATE})
+    runtime, model = await open_runtime(root)
+    model.add(calls(tool_call("final_result", {"items": ["eggs", "milk"]})), reply("unused"), reply("anything"))
+    try:
+        handle = await start_run(runtime, "shopping")
+        record = await asyncio.wait_for(handle.wait(), 30)
+        assert record.status == "completed", record.error
+        assert record.result == {"items": ["eggs", "milk"], "count": 2, "first": "eggs,milk"}
+
+        handle = await start_run(runtime, "broken")
+        record = await asyncio.wait_for(handle.wait(), 30)
+        stored = await runtime.stores.runs.get_run(handle.run_id)
+        events = await stream_events(runtime, handle.run_id)
+    finally:
+        await runtime.close()
+    assert record.status == "errored" == stored.status
+    message = stored.error["message"]
+    assert "workflows/broken.yaml" in message and "step 'report'" in message
+    assert "{{ steps.shopping.items }}" in message and "data['items']" in message
+    assert stored.error["type"] == "workflow_template_error" and stored.error["name"] == "TemplateStepError"
+    assert events[-1]["type"] == "run_end" and events[-1]["error"] == stored.error

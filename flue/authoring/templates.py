@@ -1,7 +1,18 @@
 """Jinja2 is the template language of instructions, skills and YAML workflows.
 
 One sandboxed environment with ``StrictUndefined`` so a misspelt variable is an
-error rather than an empty string.
+error rather than an empty string. Two rules make templates over JSON data do
+what their authors mean:
+
+- ``a.b`` looks up the *key* ``b`` of a mapping before its attribute, so
+  ``{{ steps.shopping.data.items }}`` is the ``items`` list of the data, not the
+  dict's ``items`` method;
+- a value that is a function (a method reached by ``a.b`` on a mapping without
+  that key) is an error that names the expression and suggests ``a['b']``,
+  never a ``<built-in method ...>`` string or a value that cannot be stored.
+
+Rendering errors are :class:`TemplateFailure`: the template's source and what
+went wrong, for messages that name the expression.
 """
 
 from __future__ import annotations
@@ -12,12 +23,46 @@ from typing import Any
 from flue.diagnostics import Diagnostic
 
 
+class TemplateFailure(Exception):
+    """A template could not be rendered: ``source`` is the template, the message says why."""
+
+    def __init__(self, source: str, problem: str):
+        self.source = source
+        self.problem = problem
+        super().__init__(f"template {source.strip()!r}: {problem}")
+
+
+def _no_functions(value: Any) -> Any:
+    from jinja2 import TemplateError, Undefined
+
+    if callable(value) and not isinstance(value, type | Undefined):
+        name = getattr(value, "__name__", "a function")
+        raise TemplateError(
+            f"the expression gives the function '{name}', not a value: a key missing from the data "
+            f"reaches a method of the same name; write data['{name}'] for a key, or check the key exists"
+        )
+    return value
+
+
 @lru_cache(maxsize=1)
 def environment():  # -> jinja2.sandbox.SandboxedEnvironment
+    from collections.abc import Mapping
+
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
 
-    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    class FlueEnvironment(SandboxedEnvironment):
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            # keys before attributes: JSON data is what templates read
+            if isinstance(obj, Mapping) and isinstance(attribute, str):
+                try:
+                    return obj[attribute]
+                except (KeyError, TypeError):
+                    pass
+            return super().getattr(obj, attribute)
+
+    env = FlueEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
+                          finalize=_no_functions)
     env.filters["tojson"] = _tojson
     return env
 
@@ -75,18 +120,28 @@ def check_variables(source: str, allowed: tuple[str, ...], *, file: str, what: s
 
 
 def render(source: str, variables: dict[str, Any]) -> str:
-    """Render a template string. Raises jinja2 errors on undefined names."""
+    """Render a template string. Raises :class:`TemplateFailure` (undefined names, functions...)."""
     if "{" not in source:
         return source
-    return environment().from_string(source).render(**variables)
+    from jinja2 import TemplateError
+
+    try:
+        return environment().from_string(source).render(**variables)
+    except TemplateError as exc:
+        raise TemplateFailure(source, exc.message or str(exc)) from None
 
 
 def evaluate(source: str, variables: dict[str, Any]) -> Any:
     """Render a value, keeping native types when it is exactly one ``{{ expr }}``."""
     stripped = source.strip()
     if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
-        expr = environment().compile_expression(stripped[2:-2].strip(), undefined_to_none=False)
-        return expr(**variables)
+        from jinja2 import TemplateError
+
+        try:
+            expr = environment().compile_expression(stripped[2:-2].strip(), undefined_to_none=False)
+            return _no_functions(expr(**variables))
+        except TemplateError as exc:
+            raise TemplateFailure(source, exc.message or str(exc)) from None
     return render(source, variables)
 
 

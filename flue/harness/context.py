@@ -153,9 +153,7 @@ def render_instructions(agent: Any, cwd: str) -> str:
     """The agent's instructions, rendered with Jinja2 (see ``INSTRUCTION_VARIABLES``)."""
     from datetime import date
 
-    from jinja2 import TemplateError
-
-    from flue.authoring.templates import render
+    from flue.authoring.templates import TemplateFailure, render
     from flue.harness.errors import InstructionsTemplateError
 
     variables = {
@@ -165,8 +163,8 @@ def render_instructions(agent: Any, cwd: str) -> str:
     }
     try:
         return render(agent.instructions or "", variables)
-    except TemplateError as exc:
-        raise InstructionsTemplateError(agent.name, str(exc)) from None
+    except TemplateFailure as exc:
+        raise InstructionsTemplateError(agent.name, exc.problem) from None
 
 
 def compose_system_prompt(instructions: str, ctx: WorkspaceContext, *, has_sandbox: bool) -> str:

@@ -303,14 +303,12 @@ class Session:
         entry = skills.get(name)
         if entry is None:
             raise UnknownSkillError(name, list(skills))
-        from jinja2 import TemplateError
-
-        from flue.authoring.templates import render
+        from flue.authoring.templates import TemplateFailure, render
 
         try:
             body = render(entry.body, {**args, "args": args})
-        except TemplateError as exc:
-            raise SkillArgumentsError(name, str(exc)) from None
+        except TemplateFailure as exc:
+            raise SkillArgumentsError(name, exc.problem) from None
         where = f" (its files are in {posixpath.dirname(entry.path)})" if entry.path else ""
         text = f'Use the skill "{name}"{where}:\n\n{body}'
         if args:

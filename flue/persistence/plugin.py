@@ -4,7 +4,7 @@
 
     persistence:
       kind: sqlite
-      path: .flue/state.db   # relative to the project root; omit (or ":memory:") for in-memory
+      path: .flue-state/state.db   # relative to the project root (never under .flue/ or src/); omit (or ":memory:") for in-memory
 
 Other kinds come from plugins implementing ``flue_persistence`` (for example
 ``flue-postgres`` for ``kind: postgres``).

@@ -10,31 +10,51 @@ from __future__ import annotations
 
 from typing import Any
 
-from flue.authoring.templates import evaluate_tree, render
+from flue.authoring.templates import TemplateFailure, evaluate_tree, render
 from flue.authoring.workflows import Step, WorkflowDefinition
+from flue.errors import FlueError, error_type_of
 from flue.runtime.context import FlueContext
 
 
 class StepFailed(RuntimeError):
-    pass
+    """A step of a YAML workflow failed; the message names the file, the step and the cause.
+    When the cause is one of Flue's own errors, it keeps that error's wire type."""
+
+    def __init__(self, message: str, *, error_type: str | None = None):
+        super().__init__(message)
+        if error_type is not None:
+            self.error_type = error_type
+
+
+class TemplateStepError(FlueError):
+    """A template of a YAML workflow could not be evaluated (file, step, expression, why)."""
+
+    error_type = "workflow_template_error"
 
 
 async def run_yaml_workflow(wf: WorkflowDefinition, ctx: FlueContext) -> Any:
     variables: dict[str, Any] = {"payload": ctx.payload, "env": dict(ctx.env), "steps": {}, "run_id": ctx.id}
     harnesses: dict[str, Any] = {}
     last: dict[str, Any] = {}
+    where = wf.file or f"workflow '{wf.name}'"
     for index, step in enumerate(wf.steps, start=1):
-        label = step.id or f"step {index}"
+        label = f"step '{step.id}'" if step.id else f"step {index}"
         try:
             last = await _run_step(step, wf, ctx, harnesses, variables)
         except StepFailed:
             raise
+        except TemplateFailure as exc:
+            raise TemplateStepError(f"{where}, {label} ({step.kind}): {exc}") from None
         except Exception as exc:
-            raise StepFailed(f"{label} ({step.kind}) failed: {type(exc).__name__}: {exc}") from exc
+            raise StepFailed(f"{where}, {label} ({step.kind}) failed: {type(exc).__name__}: {exc}",
+                             error_type=error_type_of(exc)) from exc
         if step.id:
             variables["steps"][step.id] = last
     if wf.return_ is not None:
-        return evaluate_tree(wf.return_, variables)
+        try:
+            return evaluate_tree(wf.return_, variables)
+        except TemplateFailure as exc:
+            raise TemplateStepError(f"{where}, return: {exc}") from None
     if last.get("data") is not None:
         return last["data"]
     return last.get("text", last.get("stdout"))
