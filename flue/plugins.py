@@ -104,7 +104,7 @@ def load_plugins(
                 spec.loader.exec_module(module)
             except Exception as exc:
                 sys.modules.pop(module_name, None)
-                line = _traceback_line(exc, path)
+                line = traceback_line(exc, path)
                 diags.append(
                     Diagnostic(
                         code="plugin.load-failed",
@@ -122,7 +122,7 @@ def load_plugins(
     return pm, infos, diags
 
 
-def _traceback_line(exc: BaseException, path: Path) -> int | None:
+def traceback_line(exc: BaseException, path: Path) -> int | None:
     if isinstance(exc, SyntaxError):
         return exc.lineno
     tb = exc.__traceback__

@@ -74,28 +74,31 @@ def check_variables(source: str, allowed: tuple[str, ...], *, file: str, what: s
     ]
 
 
-def render(source: str, variables: dict[str, Any]) -> str:
-    """Render a template string. Raises jinja2 errors on undefined names."""
+def render(source: str, variables: dict[str, Any], *, env: Any = None) -> str:
+    """Render a template string. Raises jinja2 errors on undefined names.
+
+    ``env``: another Jinja2 environment (channels use a lenient one: payload
+    fields are often absent)."""
     if "{" not in source:
         return source
-    return environment().from_string(source).render(**variables)
+    return (env or environment()).from_string(source).render(**variables)
 
 
-def evaluate(source: str, variables: dict[str, Any]) -> Any:
+def evaluate(source: str, variables: dict[str, Any], *, env: Any = None) -> Any:
     """Render a value, keeping native types when it is exactly one ``{{ expr }}``."""
     stripped = source.strip()
     if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
-        expr = environment().compile_expression(stripped[2:-2].strip(), undefined_to_none=False)
+        expr = (env or environment()).compile_expression(stripped[2:-2].strip(), undefined_to_none=False)
         return expr(**variables)
-    return render(source, variables)
+    return render(source, variables, env=env)
 
 
-def evaluate_tree(value: Any, variables: dict[str, Any]) -> Any:
+def evaluate_tree(value: Any, variables: dict[str, Any], *, env: Any = None) -> Any:
     """Evaluate templates inside strings, lists and mappings."""
     if isinstance(value, str):
-        return evaluate(value, variables)
+        return evaluate(value, variables, env=env)
     if isinstance(value, list):
-        return [evaluate_tree(v, variables) for v in value]
+        return [evaluate_tree(v, variables, env=env) for v in value]
     if isinstance(value, dict):
-        return {k: evaluate_tree(v, variables) for k, v in value.items()}
+        return {k: evaluate_tree(v, variables, env=env) for k, v in value.items()}
     return value

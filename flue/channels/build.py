@@ -1,0 +1,110 @@
+"""Building a project's channels at load: options, routes and rules, each problem a diagnostic.
+
+``load_project`` calls :func:`build_channel` for every channel file, so a
+server only ever serves channels that checked out, and ``flue info`` shows
+their routes and rules.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from flue.authoring.channels import Channel, ChannelDefinition, ChannelKind, ChannelRoute, route_problems
+from flue.channels.rules import check_bindings
+from flue.diagnostics import Diagnostic, pydantic_diagnostics
+
+if TYPE_CHECKING:
+    from flue.project import Project
+
+
+def build_channel(ch: ChannelDefinition, kinds: Mapping[str, ChannelKind], project: Project) -> list[Diagnostic]:
+    """Check ``ch`` and set ``ch.channel`` to what serves it; return the diagnostics."""
+    if ch.source == "python":  # imported and its routes checked at discovery
+        return check_bindings(ch, ch.channel.rules, project.agents)
+    kind = kinds.get(ch.kind)
+    if kind is None:
+        return [
+            Diagnostic(
+                severity="warning",
+                code="channel.unknown-kind",
+                file=ch.file,
+                line=ch.line("kind"),
+                message=f"no installed plugin provides channel kind '{ch.kind}'",
+                hint=f"known kinds: {', '.join(sorted(kinds)) or 'none'}"
+                + ("" if ch.kind not in ("slack", "github", "webhook") else "; pip install flue-channels"),
+            )
+        ]
+    options: Any = ch.options
+    if kind.options is not None:
+        try:
+            options = kind.options.model_validate(ch.options)
+        except Exception as exc:
+            return pydantic_diagnostics(exc, file=ch.file, code_prefix="channel", line_of=ch.lines)
+    diags = _unset_env(ch)
+    try:
+        channel = _channel_of(ch, kind, options)
+    except Exception as exc:
+        return diags + [
+            Diagnostic(code="channel.invalid", file=ch.file, line=ch.line(""),
+                       message=f"the '{ch.kind}' channel could not be built: {type(exc).__name__}: {exc}")
+        ]
+    if channel is None:
+        return diags
+    if channel.fallback is None:
+        diags += [
+            Diagnostic(code="channel.invalid-route", file=ch.file, line=ch.line("path"), message=f"channel '{ch.name}' {p}")
+            for p in route_problems(channel.routes)
+        ]
+    diags += check_bindings(ch, channel.rules, project.agents)
+    ch.channel = channel
+    return diags
+
+
+def _channel_of(ch: ChannelDefinition, kind: ChannelKind, options: Any) -> Channel | None:
+    if kind.build is not None:
+        channel = kind.build(ch, options)
+        if not isinstance(channel, Channel):
+            raise TypeError(f"the kind's build() returned {type(channel).__name__}, not a Channel")
+        return channel
+    handler = kind.handler
+    if handler is None:
+        return None
+    if isinstance(handler, Mapping):  # the static shape: {"POST /events": fn(request, channel, runtime)}
+        routes = []
+        for key, fn in handler.items():
+            method, _, path = str(key).strip().partition(" ")
+            routes.append(ChannelRoute(method.upper(), "/" + path.strip().strip("/"), _bind(fn, ch)))
+        return Channel(routes=routes, kind=ch.kind)
+    return Channel(routes=[], kind=ch.kind, fallback=_bind(handler, ch))
+
+
+def _bind(fn: Any, ch: ChannelDefinition) -> Any:
+    async def route(request: Any) -> Any:
+        import inspect
+
+        from flue.channels.http import runtime_of
+
+        out = fn(request, ch, runtime_of(request))
+        return await out if inspect.isawaitable(out) else out
+
+    return route
+
+
+def _unset_env(ch: ChannelDefinition) -> list[Diagnostic]:
+    """A ``*_env`` option naming a variable that is not set (the channel cannot verify or answer)."""
+    out = []
+    for key, value in ch.options.items():
+        if key.endswith("_env") and isinstance(value, str) and not os.environ.get(value):
+            out.append(
+                Diagnostic(
+                    severity="warning",
+                    code="channel.env-unset",
+                    file=ch.file,
+                    line=ch.line(key),
+                    message=f"{key}: the environment variable {value} is not set; the channel answers 500 until it is",
+                    hint=f"set {value} in the shell or in .env",
+                )
+            )
+    return out
