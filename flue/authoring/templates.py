@@ -49,8 +49,9 @@ def check_template(source: str, *, file: str, line_offset: int = 0, what: str = 
 
 
 #: What agent instructions may use: ``{{ agent.name }}``, ``{{ agent.description }}``,
-#: ``{{ cwd }}`` (the sandbox working directory) and ``{{ date }}`` (today, ISO 8601).
-INSTRUCTION_VARIABLES = ("agent", "cwd", "date")
+#: ``{{ cwd }}`` (the sandbox working directory), ``{{ date }}`` (today, ISO 8601) and
+#: ``{{ instance.id }}`` / ``{{ instance.conversation }}`` (the agent instance: see flue.instance).
+INSTRUCTION_VARIABLES = ("agent", "cwd", "date", "instance")
 
 
 def check_variables(source: str, allowed: tuple[str, ...], *, file: str, what: str) -> list[Diagnostic]:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flue.channels")
 
-MAX_ID_LENGTH = 512
+MAX_ID_LENGTH = 512  # as an instance id over HTTP (flue.server.lookup.MAX_INSTANCE_ID)
 
 
 class DispatchRule(BaseModel):
@@ -209,8 +209,8 @@ async def apply_rule(
     if not isinstance(instance_id, str | int) or not str(instance_id).strip():
         raise RuleError(f"rule {where}: the instance id rendered empty for this event")
     instance_id = str(instance_id).strip()
-    if len(instance_id) > MAX_ID_LENGTH:
-        raise RuleError(f"rule {where}: the instance id is longer than {MAX_ID_LENGTH} characters")
+    if len(instance_id) > MAX_ID_LENGTH or "/" in instance_id:
+        raise RuleError(f"rule {where}: an instance id is at most {MAX_ID_LENGTH} characters with no '/'")
     full_id = f"{channel}:{dispatch_id}" if dispatch_id not in (None, "") else None
     sub, created = await runtime.coordinator.admit(rule.agent, instance_id, data, kind="dispatch", dispatch_id=full_id)
     return Applied(binding, sub, created, response)
