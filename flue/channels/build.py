@@ -41,7 +41,8 @@ def build_channel(ch: ChannelDefinition, kinds: Mapping[str, ChannelKind], proje
         try:
             options = kind.options.model_validate(ch.options)
         except Exception as exc:
-            return pydantic_diagnostics(exc, file=ch.file, code_prefix="channel", line_of=ch.lines)
+            diags = pydantic_diagnostics(exc, file=ch.file, code_prefix="channel", line_of=ch.lines)
+            return [d.model_copy(update={"line": d.line or ch.line("")}) for d in diags]  # file-wide: line 1
     diags = _unset_env(ch)
     try:
         channel = _channel_of(ch, kind, options)
@@ -103,7 +104,7 @@ def _unset_env(ch: ChannelDefinition) -> list[Diagnostic]:
                     code="channel.env-unset",
                     file=ch.file,
                     line=ch.line(key),
-                    message=f"{key}: the environment variable {value} is not set; the channel answers 500 until it is",
+                    message=f"{key}: the environment variable {value} is not set; what needs it fails until it is",
                     hint=f"set {value} in the shell or in .env",
                 )
             )
