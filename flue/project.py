@@ -16,7 +16,7 @@ import pluggy
 from flue.authoring.agents import AgentDefinition, parse_agent_file
 from flue.authoring.channels import ChannelDefinition, parse_channel_file
 from flue.authoring.skills import SkillDefinition, parse_skill_dir
-from flue.authoring.templates import check_template
+from flue.authoring.templates import check_template, template_strings
 from flue.authoring.workflows import WorkflowDefinition, parse_python_workflow, parse_yaml_workflow
 from flue.config import FlueConfig, load_config
 from flue.diagnostics import Diagnostic, ProjectError
@@ -340,9 +340,9 @@ def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
         if agent in project.agents:
             _check_step_lists(project, wf, where, step, agent)
         earlier = set(seen_ids[:-1] if step.id else seen_ids)
-        for text in _strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill"})):
+        for text in template_strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill"})):
             _check_step_template(project, wf, where, text, earlier)
-    for text in _strings(wf.return_):
+    for text in template_strings(wf.return_):
         _check_step_template(project, wf, "return", text, set(seen_ids))
 
 
@@ -377,16 +377,6 @@ def _check_step_lists(project: Project, wf: WorkflowDefinition, where: str, step
                 hint=f"add '{name}' to '{key}:' in {agents[agent].file or 'the agent file'}",
             )
         )
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    return []
 
 
 def _check_step_template(project: Project, wf: WorkflowDefinition, where: str, text: str, known: set[str]) -> None:

@@ -42,9 +42,7 @@ unconsumed request, so it can verify a signature over the exact body
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,18 +243,13 @@ def _deep_lines(path: Path) -> dict[str, int]:
 
 
 def _parse_python_channel(path: Path, name: str, rel: str) -> tuple[ChannelDefinition | None, list[Diagnostic]]:
-    from flue.plugins import traceback_line
+    from flue.plugins import import_file, traceback_line
 
     line = _assignment_line(path, "channel")
     module_name = f"flue_project_channels.{name}"
     try:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        module = import_file(module_name, path)
     except Exception as exc:
-        sys.modules.pop(module_name, None)
         return None, [
             Diagnostic(
                 code="channel.load-failed",

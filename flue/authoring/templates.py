@@ -103,3 +103,14 @@ def evaluate_tree(value: Any, variables: dict[str, Any], *, env: Any = None) -> 
     if isinstance(value, dict):
         return {k: evaluate_tree(v, variables, env=env) for k, v in value.items()}
     return value
+
+
+def template_strings(value: Any) -> list[str]:
+    """Every string inside a YAML value (strings, lists, mappings): the templates to check."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in template_strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in template_strings(v)]
+    return []

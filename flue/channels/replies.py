@@ -59,6 +59,11 @@ class ReplyFailed(Exception):
         self.retry_after = retry_after
 
 
+def retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (the HTTP-date form is not used by Slack or GitHub)."""
+    return float(value) if value and value.strip().isdigit() else None
+
+
 def answer_text(sub: Submission) -> str:
     """The final text of a settled submission ('' for a failure or no text)."""
     if sub.status != "completed":

@@ -70,6 +70,11 @@ Rules = Annotated[
 ]
 
 
+def rules_in(*surfaces: Mapping[str, Any] | None) -> list[DispatchRule]:
+    """Every rule of some surfaces (``{event: rule or [rules]}``), for option checks."""
+    return [r for s in surfaces if s for v in s.values() for r in (v if isinstance(v, list) else [v])]
+
+
 @dataclass(frozen=True)
 class RuleDefaults:
     """A kind's templates for what a rule leaves out (None: the rule must say it)."""
@@ -222,6 +227,8 @@ def check_bindings(
     """Load-time checks of a channel's rules: agents, ids, templates (file and line for each)."""
     from jinja2 import TemplateSyntaxError, meta
 
+    from flue.authoring.templates import template_strings
+
     known_agents = set(agents)
     env = channel_environment()
     out: list[Diagnostic] = []
@@ -241,7 +248,7 @@ def check_bindings(
                  "for example id: \"{{ payload.user.id }}\"")
         fields: list[tuple[str, Any]] = [("id", rule.id), ("input", rule.input), ("dispatch_id", rule.dispatch_id),
                                          ("response", rule.response)]
-        sources = [(name, text) for name, value in fields for text in _strings(value)]
+        sources = [(name, text) for name, value in fields for text in template_strings(value)]
         if rule.when is not None:
             sources.append(("when", "{{ (" + rule.when + ") }}"))
         for name, text in sources:
@@ -256,16 +263,6 @@ def check_bindings(
                      f"rule {where} {name} uses {', '.join(repr(u) for u in unknown)}, which is not defined",
                      f"this rule's templates can use {', '.join(b.variables)}")
     return out
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    return []
 
 
 def scheduled_reply(applied: Applied, schedule: Callable[[Submission], Any] | None) -> None:

@@ -55,8 +55,8 @@ from flue.channels.http import (
     signature_matches,
 )
 from flue.channels.keys import FORMATS, GitHubIssue
-from flue.channels.replies import ReplyFailed
-from flue.channels.rules import RuleDefaults, Rules, RuleTable
+from flue.channels.replies import ReplyFailed, retry_after
+from flue.channels.rules import RuleDefaults, Rules, RuleTable, rules_in
 from flue_channels.common import (
     Callback,
     ProviderChannel,
@@ -170,11 +170,10 @@ class GitHubChannel(ProviderChannel):
                     return {"comment": data.get("id"), "url": data.get("html_url")}
                 message = data.get("message") if isinstance(data, dict) else None
                 limited = resp.status == 429 or (resp.status == 403 and resp.headers.get("X-RateLimit-Remaining") == "0")
-                retry_after = resp.headers.get("Retry-After")
                 raise ReplyFailed(
                     f"GitHub answered {resp.status}" + (f" ({message})" if isinstance(message, str) else ""),
                     retryable=limited or resp.status >= 500,
-                    retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+                    retry_after=retry_after(resp.headers.get("Retry-After")),
                 )
 
 
@@ -198,8 +197,7 @@ class GitHubOptions(BaseModel):
 
     @model_validator(mode="after")
     def _replies(self) -> GitHubOptions:
-        rules = [r for v in self.events.values() for r in (v if isinstance(v, list) else [v])]
-        if any(r.reply for r in rules) and not self.token_env:
+        if any(r.reply for r in rules_in(self.events)) and not self.token_env:
             raise ValueError("rules with reply: true need token_env (the env var holding a GitHub token)")
         return self
 

@@ -78,8 +78,8 @@ from flue.channels.http import (
     signature_matches,
 )
 from flue.channels.keys import FORMATS, SlackThread
-from flue.channels.replies import ReplyFailed
-from flue.channels.rules import RuleDefaults, Rules, RuleTable
+from flue.channels.replies import ReplyFailed, retry_after
+from flue.channels.rules import RuleDefaults, Rules, RuleTable, rules_in
 from flue_channels.common import (
     Callback,
     ProviderChannel,
@@ -208,11 +208,11 @@ class SlackChannel(ProviderChannel):
         except SlackApiError as exc:
             status = exc.response.status_code
             code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-            retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after")
+            headers = {k.lower(): v for k, v in (exc.response.headers or {}).items()}
             raise ReplyFailed(
                 f"Slack answered {status}" + (f" ({code})" if code else ""),
                 retryable=status == 429 or status >= 500 or code in _RETRYABLE_ERRORS,
-                retry_after=float(retry_after) if retry_after and str(retry_after).isdigit() else None,
+                retry_after=retry_after(headers.get("retry-after")),
             ) from None
         return {"channel": result.get("channel"), "ts": result.get("ts")}
 
@@ -239,11 +239,9 @@ class SlackOptions(BaseModel):
 
     @model_validator(mode="after")
     def _surfaces(self) -> SlackOptions:
-        surfaces = [s for s in (self.events, self.interactions, self.commands) if s is not None]
-        if not surfaces:
+        if self.events is None and self.interactions is None and self.commands is None:
             raise ValueError("a Slack channel needs events, interactions or commands (each publishes its route)")
-        replies = any(r.reply for s in surfaces for v in s.values() for r in (v if isinstance(v, list) else [v]))
-        if replies and not self.bot_token_env:
+        if any(r.reply for r in rules_in(self.events, self.interactions, self.commands)) and not self.bot_token_env:
             raise ValueError("rules with reply: true need bot_token_env (the env var holding the bot token)")
         return self
 

@@ -24,43 +24,19 @@ from typing import Any
 
 from aiohttp import web
 
+from flue.testing.loopback import LoopbackServer
 
-class _FakeApi:
+
+class _FakeApi(LoopbackServer):
     def __init__(self, token: str):
         self.token = token
         self.calls: list[dict[str, Any]] = []  # every request: path, auth ok, body
         self._failures: list[tuple[int, dict[str, Any], dict[str, str]]] = []
-        self._runner: web.AppRunner | None = None
-        self.port: int | None = None
         self._ids = itertools.count(1)
-
-    def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
 
     def fail_next(self, times: int = 1, *, status: int = 500, error: str = "internal_error",
                   headers: dict[str, str] | None = None) -> None:
         self._failures += [(status, {"ok": False, "error": error, "message": error}, headers or {})] * times
-
-    async def start(self) -> _FakeApi:
-        app = web.Application()
-        self.routes(app)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> _FakeApi:
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
 
     @property
     def base(self) -> str:

@@ -51,7 +51,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flue.channels.http import MIB, Reject, Secret, hmac_digest, media_type, read_body, signature_matches
-from flue.channels.rules import RuleDefaults, Rules, RuleTable
+from flue.channels.rules import RuleDefaults, Rules, RuleTable, rules_in
 from flue_channels.common import (
     Callback,
     ProviderChannel,
@@ -215,8 +215,7 @@ class WebhookOptions(BaseModel):
             raise ValueError("a webhook channel needs secret_env (signed requests) or bearer_env (a bearer token)")
         if self.event_header and self.event_field:
             raise ValueError("use event_header or event_field, not both")
-        rules = [r for v in self.events.values() for r in (v if isinstance(v, list) else [v])]
-        if any(r.reply for r in rules):
+        if any(r.reply for r in rules_in(self.events)):
             raise ValueError("webhook channels cannot reply (reply: true needs a provider such as slack or github)")
         return self
 
