@@ -255,3 +255,48 @@ async def test_a_rule_that_cannot_render_for_an_event_dispatches_nothing_and_ans
         resp = await srv.client.post("/channels/slack/events", data=body, headers=slack_headers(SECRET, body))
         assert resp.status == 500 and (await resp.json())["error"]["type"] == "internal_error"
         assert "FLUE_PY_SLACK_SECRET" not in await resp.text()
+
+
+# -- agents that know their instance --------------------------------------------------------------
+
+WHERE_TOOL = textwrap.dedent(
+    '''
+    from flue import ToolContext, hookimpl, tool
+
+
+    @tool
+    async def where_am_i(ctx: ToolContext) -> dict:
+        "Say which conversation this agent instance answers."
+        ref = ctx.instance.conversation
+        return {"id": ctx.instance.id, "provider": ref.provider if ref else None,
+                "thread": getattr(ref, "thread", None)}
+
+
+    @hookimpl
+    def flue_tools():
+        return [where_am_i]
+    '''
+)
+
+
+async def test_tools_and_instructions_read_the_instance_and_its_conversation(
+    tmp_path: Path, scripted_model_server: ScriptedModelServer
+) -> None:
+    from flue.testing import calls, tool_call
+
+    model = scripted_model_server
+    model.add(calls(tool_call("where_am_i")), reply("done"), reply("plain"))
+    agent = ("---\ndescription: h\ntools: [where_am_i]\n---\n"
+             "I am {{ instance.id }}{% if instance.conversation %} in {{ instance.conversation.provider }}{% endif %}.\n")
+    root = scratch_project(tmp_path, model.url, {"agents/helper.md": agent, "plugins/where.py": WHERE_TOOL})
+    async with served(root) as srv:
+        coordinator = srv.runtime.coordinator
+        sub, _ = await coordinator.admit("helper", "slack:v1:T1:C1:9.9", {"text": "where?"}, kind="dispatch")
+        assert (await coordinator.wait(sub.submission_id, timeout=30)).status == "completed"
+        sub, _ = await coordinator.admit("helper", "customer-7", {"text": "and here?"}, kind="dispatch")
+        assert (await coordinator.wait(sub.submission_id, timeout=30)).status == "completed"
+    first, second, third = model.requests
+    assert first["messages"][0]["content"].startswith("I am slack:v1:T1:C1:9.9 in slack.")
+    tool_result = next(m for m in second["messages"] if m["role"] == "tool")
+    assert json.loads(tool_result["content"]) == {"id": "slack:v1:T1:C1:9.9", "provider": "slack", "thread": "9.9"}
+    assert third["messages"][0]["content"].startswith("I am customer-7.")
