@@ -100,7 +100,6 @@ def test_channel_problems_are_diagnostics_with_file_and_line(tmp_path: Path) -> 
     found = {(d["file"], d["line"], d["code"]) for d in doc["diagnostics"] if d["file"] and "channels/" in d["file"]}
     expected = {
         ("channels/typo.yaml", 3, "channel.unknown-key"),
-        ("channels/rules.yaml", 2, "channel.env-unset"),
         ("channels/rules.yaml", 5, "channel.unknown-agent"),
         ("channels/rules.yaml", 8, "channel.template-syntax"),
         ("channels/rules.yaml", 10, "channel.unknown-variable"),

@@ -24,7 +24,8 @@ error at request time::
 
 Top-level string options may use ``${NAME}`` / ``${NAME:-default}`` like
 ``flue.yaml``; secrets are named by env var (``*_env``) and read at request time,
-so they never appear in ``flue info``.
+so they never appear in ``flue info`` (which does not require them to be set:
+an unset one is a logged 500 naming the variable, at request time).
 
 **Python** modules export a named ``channel``: one built by a kind's
 constructor (``flue_channels.slack_channel(...)``...) or any object with
@@ -160,8 +161,6 @@ class ChannelKind(BaseModel):
     - ``build(definition, options) -> Channel``: the channel's routes (and its
       declarative rules) for a checked file; called at load, so it must not
       need secrets (read them at request time). Raising is a diagnostic.
-    - ``conversation``: the provider's conversation-key format, so agents of
-      its instances see ``instance.conversation`` (:mod:`flue.channels.keys`).
     - ``handler`` (older, static shape): a mapping ``{"POST /events": fn}`` or
       one callable for every suffix, each ``fn(request, channel, runtime)``.
     """
@@ -171,7 +170,6 @@ class ChannelKind(BaseModel):
     description: str = ""
     options: type[BaseModel] | None = None
     build: Callable[[ChannelDefinition, Any], Channel] | None = None
-    conversation: Any = None
     handler: Any = None
 
 

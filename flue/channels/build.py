@@ -7,7 +7,6 @@ their routes and rules.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +42,9 @@ def build_channel(ch: ChannelDefinition, kinds: Mapping[str, ChannelKind], proje
         except Exception as exc:
             diags = pydantic_diagnostics(exc, file=ch.file, code_prefix="channel", line_of=ch.lines)
             return [d.model_copy(update={"line": d.line or ch.line("")}) for d in diags]  # file-wide: line 1
-    diags = _unset_env(ch)
+    # Secrets (*_env) are not checked here: they often exist only where the server runs
+    # (not in CI's `flue info`); an unset one is a logged 500 naming the variable at request time.
+    diags: list[Diagnostic] = []
     try:
         channel = _channel_of(ch, kind, options)
     except Exception as exc:
@@ -91,21 +92,3 @@ def _bind(fn: Any, ch: ChannelDefinition) -> Any:
         return await out if inspect.isawaitable(out) else out
 
     return route
-
-
-def _unset_env(ch: ChannelDefinition) -> list[Diagnostic]:
-    """A ``*_env`` option naming a variable that is not set (the channel cannot verify or answer)."""
-    out = []
-    for key, value in ch.options.items():
-        if key.endswith("_env") and isinstance(value, str) and not os.environ.get(value):
-            out.append(
-                Diagnostic(
-                    severity="warning",
-                    code="channel.env-unset",
-                    file=ch.file,
-                    line=ch.line(key),
-                    message=f"{key}: the environment variable {value} is not set; what needs it fails until it is",
-                    hint=f"set {value} in the shell or in .env",
-                )
-            )
-    return out

@@ -20,9 +20,10 @@ accepts only canonical keys (an exact round trip). Field names accept Flue's
 spellings too (``teamId``/``team_id``, ``issueNumber``/``issue_number``).
 A key identifies a destination; it is not an authorization capability.
 
-Channel kinds for other providers add a format through
-``ChannelKind(conversation=MyFormat())`` (any object with ``provider``,
-``format(**fields) -> str`` and ``parse(id) -> ConversationRef``).
+Channel kinds for other providers bring a format on the channels they build,
+``Channel(conversation=MyFormat(), ...)`` (any object with ``provider``,
+``format(**fields) -> str`` and ``parse(id) -> ConversationRef``); agents of a
+project's instances then see those keys parsed too (:mod:`flue.instance`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from flue import hookimpl
 @hookimpl
 def flue_channel_kinds() -> dict[str, Any]:
     from flue.authoring.channels import ChannelKind
-    from flue.channels.keys import FORMATS
     from flue_channels.github import GitHubOptions, build_github
     from flue_channels.slack import SlackOptions, build_slack
     from flue_channels.webhook import WebhookOptions, build_webhook
@@ -22,11 +21,11 @@ def flue_channel_kinds() -> dict[str, Any]:
     return {
         "slack": ChannelKind(
             name="slack", description="Slack Events API, interactivity and slash commands",
-            options=SlackOptions, build=build_slack, conversation=FORMATS["slack"],
+            options=SlackOptions, build=build_slack,
         ),
         "github": ChannelKind(
             name="github", description="GitHub webhooks (X-Hub-Signature-256)",
-            options=GitHubOptions, build=build_github, conversation=FORMATS["github"],
+            options=GitHubOptions, build=build_github,
         ),
         "webhook": ChannelKind(
             name="webhook", description="any HMAC-signed or bearer-protected webhook",
