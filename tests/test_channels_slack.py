@@ -13,10 +13,11 @@ import json
 import textwrap
 import time
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
-from fixtures.server.support import flue_server, scratch_project, until
+import pytest
+from fixtures.server.support import flue_server, scratch_project, served, until
 from flue_channels.testing import FakeSlack, dumps, slack_headers
 
 from flue.testing import reply
@@ -175,78 +176,68 @@ SURFACES = textwrap.dedent(
 )
 
 
-async def test_interactions_and_commands_are_verified_forms(
-    tmp_path: Path, scripted_model_server: ScriptedModelServer, monkeypatch
-) -> None:
-    from urllib.parse import urlencode
+@pytest.fixture
+async def inproc(tmp_path: Path, scripted_model_server: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch):
+    """The surfaces project served in this process, with its fake Slack."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    async with FakeSlack(token=TOKEN) as slack:
+        root = scratch_project(tmp_path, scripted_model_server.url,
+                               {"agents/helper.md": AGENT, "channels/slack.yaml": SURFACES.format(api_url=slack.api_url)})
+        async with served(root) as srv:
+            yield srv, slack, scripted_model_server
 
-    from fixtures.server.support import served
 
-    model = scripted_model_server
+async def test_interactions_and_commands_are_verified_forms(inproc) -> None:
+    srv, slack, model = inproc
     model.add(reply("ok"), reply("ok"))
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
     form = "application/x-www-form-urlencoded"
-    async with FakeSlack(token=TOKEN) as slack:
-        root = scratch_project(tmp_path, model.url, {"agents/helper.md": AGENT,
-                                                     "channels/slack.yaml": SURFACES.format(api_url=slack.api_url)})
-        async with served(root) as srv:
-            command = urlencode({"command": "/ask", "text": "the weather", "team_id": "T1", "channel_id": "C1",
-                                 "user_id": "U1", "trigger_id": "13345224609.738474920.8088930838d88f008e0",
-                                 "response_url": "https://hooks.slack.com/commands/1234/5678"}).encode()
-            resp = await srv.client.post("/channels/slack/commands", data=command, headers=slack_headers(SECRET, command, content_type=form))
-            assert resp.status == 200
-            assert await resp.json() == {"response_type": "ephemeral", "text": "Thinking about: the weather"}
-            sub = await srv.runtime.stores.submissions.get_by_dispatch_id("slack:13345224609.738474920.8088930838d88f008e0")
-            assert sub is not None and "response_url" not in json.dumps(sub.input)  # short-lived capabilities stay out
+    command = urlencode({"command": "/ask", "text": "the weather", "team_id": "T1", "channel_id": "C1",
+                         "user_id": "U1", "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+                         "response_url": "https://hooks.slack.com/commands/1234/5678"}).encode()
+    resp = await srv.client.post("/channels/slack/commands", data=command, headers=slack_headers(SECRET, command, content_type=form))
+    assert resp.status == 200
+    assert await resp.json() == {"response_type": "ephemeral", "text": "Thinking about: the weather"}
+    sub = await srv.runtime.stores.submissions.get_by_dispatch_id("slack:13345224609.738474920.8088930838d88f008e0")
+    assert sub is not None and "response_url" not in json.dumps(sub.input)  # short-lived capabilities stay out
 
-            action = {"type": "block_actions", "user": {"id": "U7"}, "actions": [{"action_id": "approve"}],
-                      "trigger_id": "t-1", "response_url": "https://hooks.slack.com/actions/x"}
-            interaction = urlencode({"payload": json.dumps(action)}).encode()
-            resp = await srv.client.post("/channels/slack/interactions", data=interaction,
-                                         headers=slack_headers(SECRET, interaction, content_type=form))
-            assert (resp.status, await resp.read()) == (200, b"")
-            subs = await srv.runtime.stores.submissions.list_for_instance("agents/helper/approvals-U7")
-            assert [s.input for s in subs] == [{"action": "approve"}]
+    action = {"type": "block_actions", "user": {"id": "U7"}, "actions": [{"action_id": "approve"}],
+              "trigger_id": "t-1", "response_url": "https://hooks.slack.com/actions/x"}
+    interaction = urlencode({"payload": json.dumps(action)}).encode()
+    resp = await srv.client.post("/channels/slack/interactions", data=interaction,
+                                 headers=slack_headers(SECRET, interaction, content_type=form))
+    assert (resp.status, await resp.read()) == (200, b"")
+    subs = await srv.runtime.stores.submissions.list_for_instance("agents/helper/approvals-U7")
+    assert [s.input for s in subs] == [{"action": "approve"}]
 
-            as_json = dumps({"command": "/ask"})
-            resp = await srv.client.post("/channels/slack/commands", data=as_json, headers=slack_headers(SECRET, as_json))
-            assert resp.status == 415
-            two = urlencode([("payload", "{}"), ("payload", "{}")]).encode()
-            resp = await srv.client.post("/channels/slack/interactions", data=two, headers=slack_headers(SECRET, two, content_type=form))
-            assert resp.status == 400
+    as_json = dumps({"command": "/ask"})
+    resp = await srv.client.post("/channels/slack/commands", data=as_json, headers=slack_headers(SECRET, as_json))
+    assert resp.status == 415
+    two = urlencode([("payload", "{}"), ("payload", "{}")]).encode()
+    resp = await srv.client.post("/channels/slack/interactions", data=two, headers=slack_headers(SECRET, two, content_type=form))
+    assert resp.status == 400
 
 
-async def test_slack_replies_are_retried_and_failures_logged_on_the_stream(
-    tmp_path: Path, scripted_model_server: ScriptedModelServer, monkeypatch
-) -> None:
-    from fixtures.server.support import served
-
-    model = scripted_model_server
+async def test_slack_replies_are_retried_and_failures_logged_on_the_stream(inproc, monkeypatch) -> None:
+    srv, slack, model = inproc
     model.add(reply("first"), reply("second"))
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    async with FakeSlack(token=TOKEN) as slack:
-        root = scratch_project(tmp_path, model.url, {"agents/helper.md": AGENT,
-                                                     "channels/slack.yaml": SURFACES.format(api_url=slack.api_url)})
-        async with served(root) as srv:
-            slack.fail_next(1, status=429, error="ratelimited", headers={"Retry-After": "0"})
-            body = mention("EvA")
-            await srv.client.post("/channels/slack/events", data=body, headers=slack_headers(SECRET, body))
-            await until(lambda: len(slack.messages) == 1)
-            assert [c["ok"] for c in slack.calls] == [False, True]
+    slack.fail_next(1, status=429, error="ratelimited", headers={"Retry-After": "0"})
+    body = mention("EvA")
+    await srv.client.post("/channels/slack/events", data=body, headers=slack_headers(SECRET, body))
+    await until(lambda: len(slack.messages) == 1)
+    assert [c["ok"] for c in slack.calls] == [False, True]
 
-            monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-revoked")  # read at reply time: every attempt is refused
-            body = dumps({"type": "event_callback", "team_id": "T1", "event_id": "EvB",
-                          "event": {"type": "app_mention", "channel": "C1", "text": "again", "ts": "2.2"}})
-            await srv.client.post("/channels/slack/events", data=body, headers=slack_headers(SECRET, body))
-            url = f"/agents/helper/{quote('slack:v1:T1:C1:2.2', safe='')}"
-            errors: list[dict] = []
-            for _ in range(200):
-                resp = await srv.client.get(url)
-                events = await resp.json() if resp.status == 200 else []
-                if errors := [e for e in events if e["type"] == "log" and e["level"] == "error"]:
-                    break
-                await asyncio.sleep(0.05)
-            assert errors[0]["message"] == "could not reply in the Slack thread: Slack answered 200 (invalid_auth)"
-            assert "xoxb" not in json.dumps(events)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-revoked")  # read at reply time: every attempt is refused
+    body = dumps({"type": "event_callback", "team_id": "T1", "event_id": "EvB",
+                  "event": {"type": "app_mention", "channel": "C1", "text": "again", "ts": "2.2"}})
+    await srv.client.post("/channels/slack/events", data=body, headers=slack_headers(SECRET, body))
+    url = f"/agents/helper/{quote('slack:v1:T1:C1:2.2', safe='')}"
+    errors: list[dict] = []
+    for _ in range(200):
+        resp = await srv.client.get(url)
+        events = await resp.json() if resp.status == 200 else []
+        if errors := [e for e in events if e["type"] == "log" and e["level"] == "error"]:
+            break
+        await asyncio.sleep(0.05)
+    assert errors[0]["message"] == "could not reply in the Slack thread: Slack answered 200 (invalid_auth)"
+    assert "xoxb" not in json.dumps(events)
