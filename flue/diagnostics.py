@@ -52,7 +52,7 @@ def pydantic_diagnostics(
         loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
         # Union branches add their type names to the location; keep the key path.
         path = ".".join(p for p in loc if not _is_type_tag(p))
-        line = (line_of or {}).get(path.split(".")[0]) if path else None
+        line = line_of_path(line_of or {}, path)
         if err["type"] == "extra_forbidden":
             out.append(
                 Diagnostic(
@@ -84,6 +84,16 @@ def pydantic_diagnostics(
                 )
             )
     return _dedupe(out)
+
+
+def line_of_path(lines: dict[str, int], path: str) -> int | None:
+    """The line of a key path, or of its nearest enclosing key listed in ``lines``."""
+    parts = path.split(".") if path else []
+    while parts:
+        if (line := lines.get(".".join(parts))) is not None:
+            return line
+        parts.pop()
+    return None
 
 
 def _is_type_tag(part: str) -> bool:

@@ -118,8 +118,13 @@ class FlueSpec:
     def flue_channel_kinds(self) -> dict[str, ChannelKind]:
         """Return ``{kind: ChannelKind}`` for ``channels/<name>.yaml`` files with that ``kind``.
 
-        A ``ChannelKind`` carries a pydantic ``options`` model used to validate
-        the channel file, and the request handlers for ``/channels/<name>/*``.
+        A ``flue.authoring.channels.ChannelKind`` carries a pydantic ``options``
+        model validating the channel file, and ``build(definition, options)``
+        returning a ``Channel``: its routes under ``/channels/<name>/*``, its
+        declarative rules (``flue.channels.rules``) and its conversation-key
+        format. ``build`` runs at load, so every problem is a diagnostic; read
+        secrets at request time. The toolkit is ``flue.channels`` (exact bodies,
+        HMAC checks, rules, replies); ``flue-channels`` is a complete example.
         """
 
     @hookspec

@@ -97,14 +97,9 @@ def load_plugins(
             rel = path.relative_to(source_root).as_posix()
             module_name = f"flue_project_plugins.{name}"
             try:
-                spec = importlib.util.spec_from_file_location(module_name, path)
-                assert spec and spec.loader
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[module_name] = module
-                spec.loader.exec_module(module)
+                module = import_file(module_name, path)
             except Exception as exc:
-                sys.modules.pop(module_name, None)
-                line = _traceback_line(exc, path)
+                line = traceback_line(exc, path)
                 diags.append(
                     Diagnostic(
                         code="plugin.load-failed",
@@ -122,7 +117,21 @@ def load_plugins(
     return pm, infos, diags
 
 
-def _traceback_line(exc: BaseException, path: Path) -> int | None:
+def import_file(module_name: str, path: Path) -> Any:
+    """Import a project file as ``module_name`` (registered in ``sys.modules`` unless it fails)."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def traceback_line(exc: BaseException, path: Path) -> int | None:
     if isinstance(exc, SyntaxError):
         return exc.lineno
     tb = exc.__traceback__

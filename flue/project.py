@@ -16,7 +16,7 @@ import pluggy
 from flue.authoring.agents import AgentDefinition, parse_agent_file
 from flue.authoring.channels import ChannelDefinition, parse_channel_file
 from flue.authoring.skills import SkillDefinition, parse_skill_dir
-from flue.authoring.templates import check_template
+from flue.authoring.templates import check_template, template_strings
 from flue.authoring.workflows import WorkflowDefinition, parse_python_workflow, parse_yaml_workflow
 from flue.config import FlueConfig, load_config
 from flue.diagnostics import Diagnostic, ProjectError
@@ -24,7 +24,7 @@ from flue.plugins import PluginInfo, collect_named, load_plugins
 
 AGENT_SUFFIXES = (".md", ".yaml", ".yml")
 WORKFLOW_SUFFIXES = (".py", ".yaml", ".yml")
-CHANNEL_SUFFIXES = (".yaml", ".yml")
+CHANNEL_SUFFIXES = (".yaml", ".yml", ".py")
 
 
 def resolve_source_root(root: Path) -> Path:
@@ -101,7 +101,7 @@ class Project:
                 {"name": s.name, "file": s.file, "description": s.description, "files": s.files}
                 for s in self.skills.values()
             ],
-            "channels": [{"name": c.name, "file": c.file, "kind": c.kind} for c in self.channels.values()],
+            "channels": [_channel_info(c) for c in self.channels.values()],
             "plugins": [p.model_dump() for p in self.plugins],
             "diagnostics": [d.model_dump() for d in self.diagnostics],
         }
@@ -372,9 +372,9 @@ def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
         if agent in project.agents:
             _check_step_lists(project, wf, where, step, agent)
         earlier = set(seen_ids[:-1] if step.id else seen_ids)
-        for text in _strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill"})):
+        for text in template_strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill"})):
             _check_step_template(project, wf, where, text, earlier)
-    for text in _strings(wf.return_):
+    for text in template_strings(wf.return_):
         _check_step_template(project, wf, "return", text, set(seen_ids))
 
 
@@ -409,16 +409,6 @@ def _check_step_lists(project: Project, wf: WorkflowDefinition, where: str, step
                 hint=f"add '{name}' to '{key}:' in {agents[agent].file or 'the agent file'}",
             )
         )
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    return []
 
 
 def _check_step_template(project: Project, wf: WorkflowDefinition, where: str, text: str, known: set[str]) -> None:
@@ -463,30 +453,20 @@ def project_env():
     return environment()
 
 
+def _channel_info(c: ChannelDefinition) -> dict[str, Any]:
+    from flue.authoring.channels import Channel
+
+    rules = [b.describe() for b in c.channel.rules] if isinstance(c.channel, Channel) else []
+    return {"name": c.name, "file": c.file, "kind": c.kind, "source": c.source, "routes": c.routes(), "rules": rules}
+
+
 def _check_channels(project: Project) -> None:
+    """Build each channel now, so a bad option, route or rule is a diagnostic, never a request-time error."""
     if project.pm is None or not project.channels:
         return
+    from flue.channels.build import build_channel
+
     kinds, diags = collect_named(project.pm, "flue_channel_kinds", "channel kind")
     project.diagnostics += diags
-    for ch in project.channels.values():
-        kind = kinds.get(ch.kind)
-        if kind is None:
-            project.diagnostics.append(
-                Diagnostic(
-                    severity="warning",
-                    code="channel.unknown-kind",
-                    file=ch.file,
-                    message=f"no installed plugin provides channel kind '{ch.kind}'",
-                    hint=f"known kinds: {', '.join(sorted(kinds)) or 'none'}",
-                )
-            )
-            continue
-        model = getattr(kind[1], "options", None)
-        if model is not None:
-            from flue.diagnostics import pydantic_diagnostics
-
-            try:
-                model.model_validate(ch.options)
-            except Exception as exc:
-                project.diagnostics += pydantic_diagnostics(exc, file=ch.file, code_prefix="channel")
-
+    for ch in list(project.channels.values()):
+        project.diagnostics += build_channel(ch, {name: kind for name, (_plugin, kind) in kinds.items()}, project)

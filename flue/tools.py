@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flue.instance import InstanceInfo
     from flue.sandbox.base import SandboxEnv
 
 # Names reserved for the built-in tools (see flue/builtin_tools).
@@ -46,6 +47,12 @@ class ToolContext:
     tool_call_id: str = ""
     session: Any = None  # the calling Session (for task delegation)
     state: dict[str, Any] = field(default_factory=dict)  # per-session tool state (e.g. files read)
+
+    @property
+    def instance(self) -> InstanceInfo | None:
+        """The agent instance the tool runs for: ``id`` and the parsed ``conversation`` key
+        (bind a reply tool to it; see flue.instance). None outside a harness."""
+        return getattr(getattr(self.session, "harness", None), "instance", None)
 
 
 Execute = Callable[[dict[str, Any], ToolContext], Awaitable[str]]

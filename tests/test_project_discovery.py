@@ -271,19 +271,22 @@ def test_python_workflows_are_found_without_importing_them(write_tree, tmp_path)
 def test_channels_are_discovered_with_their_kind(write_tree, tmp_path):
     write_tree(
         {
-            "channels/support-inbox.yaml": "kind: webhook\nsecret_env: HOOK_SECRET\n",
+            "channels/support-inbox.yaml": "kind: carrier-pigeon\nsecret_env: HOOK_SECRET\n",
             "channels/nokind.yaml": "secret_env: X\n",
         }
     )
     doc, rc = info_json(tmp_path)
-    assert doc["channels"] == [{"name": "support-inbox", "file": "channels/support-inbox.yaml", "kind": "webhook"}]
+    assert doc["channels"] == [
+        {"name": "support-inbox", "file": "channels/support-inbox.yaml", "kind": "carrier-pigeon", "source": "yaml",
+         "routes": [], "rules": []}
+    ]
     assert ("channel.missing-kind", "channels/nokind.yaml") in codes(doc)
     assert rc == 1
-    # Warnings alone (no plugin provides 'webhook' here) are shown but do not fail flue info.
+    # Warnings alone (no plugin provides 'carrier-pigeon') are shown but do not fail flue info.
     (tmp_path / "channels/nokind.yaml").unlink()
     doc, rc = info_json(tmp_path)
     assert rc == 0
-    assert [(d["severity"], d["code"]) for d in doc["diagnostics"]] == [("warning", "channel.unknown-kind")]
+    assert [(d["severity"], d["code"], d["line"]) for d in doc["diagnostics"]] == [("warning", "channel.unknown-kind", 1)]
 
 
 def test_unknown_sandbox_kind_in_frontmatter_is_a_diagnostic(write_tree, tmp_path):

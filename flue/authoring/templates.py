@@ -44,8 +44,9 @@ def _no_functions(value: Any) -> Any:
     return value
 
 
-@lru_cache(maxsize=1)
-def environment():  # -> jinja2.sandbox.SandboxedEnvironment
+def make_environment(undefined: Any = None) -> Any:  # -> jinja2.sandbox.SandboxedEnvironment
+    """A sandboxed environment with Flue's rules (keys first, no functions, ``tojson``);
+    ``undefined`` defaults to ``StrictUndefined``."""
     from collections.abc import Mapping
 
     from jinja2 import StrictUndefined
@@ -61,10 +62,15 @@ def environment():  # -> jinja2.sandbox.SandboxedEnvironment
                     pass
             return super().getattr(obj, attribute)
 
-    env = FlueEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
+    env = FlueEnvironment(undefined=undefined or StrictUndefined, keep_trailing_newline=True, autoescape=False,
                           finalize=_no_functions)
     env.filters["tojson"] = _tojson
     return env
+
+
+@lru_cache(maxsize=1)
+def environment():  # -> jinja2.sandbox.SandboxedEnvironment
+    return make_environment()
 
 
 def _tojson(value: Any, indent: int | None = None) -> str:
@@ -94,8 +100,9 @@ def check_template(source: str, *, file: str, line_offset: int = 0, what: str = 
 
 
 #: What agent instructions may use: ``{{ agent.name }}``, ``{{ agent.description }}``,
-#: ``{{ cwd }}`` (the sandbox working directory) and ``{{ date }}`` (today, ISO 8601).
-INSTRUCTION_VARIABLES = ("agent", "cwd", "date")
+#: ``{{ cwd }}`` (the sandbox working directory), ``{{ date }}`` (today, ISO 8601) and
+#: ``{{ instance.id }}`` / ``{{ instance.conversation }}`` (the agent instance: see flue.instance).
+INSTRUCTION_VARIABLES = ("agent", "cwd", "date", "instance")
 
 
 def check_variables(source: str, allowed: tuple[str, ...], *, file: str, what: str) -> list[Diagnostic]:
@@ -119,38 +126,52 @@ def check_variables(source: str, allowed: tuple[str, ...], *, file: str, what: s
     ]
 
 
-def render(source: str, variables: dict[str, Any]) -> str:
-    """Render a template string. Raises :class:`TemplateFailure` (undefined names, functions...)."""
+def render(source: str, variables: dict[str, Any], *, env: Any = None) -> str:
+    """Render a template string. Raises :class:`TemplateFailure` (undefined names, functions...).
+
+    ``env``: another Jinja2 environment (channels use a lenient one: payload
+    fields are often absent)."""
     if "{" not in source:
         return source
     from jinja2 import TemplateError
 
     try:
-        return environment().from_string(source).render(**variables)
+        return (env or environment()).from_string(source).render(**variables)
     except TemplateError as exc:
         raise TemplateFailure(source, exc.message or str(exc)) from None
 
 
-def evaluate(source: str, variables: dict[str, Any]) -> Any:
+def evaluate(source: str, variables: dict[str, Any], *, env: Any = None) -> Any:
     """Render a value, keeping native types when it is exactly one ``{{ expr }}``."""
     stripped = source.strip()
     if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
         from jinja2 import TemplateError
 
         try:
-            expr = environment().compile_expression(stripped[2:-2].strip(), undefined_to_none=False)
+            expr = (env or environment()).compile_expression(stripped[2:-2].strip(), undefined_to_none=False)
             return _no_functions(expr(**variables))
         except TemplateError as exc:
             raise TemplateFailure(source, exc.message or str(exc)) from None
-    return render(source, variables)
+    return render(source, variables, env=env)
 
 
-def evaluate_tree(value: Any, variables: dict[str, Any]) -> Any:
+def evaluate_tree(value: Any, variables: dict[str, Any], *, env: Any = None) -> Any:
     """Evaluate templates inside strings, lists and mappings."""
     if isinstance(value, str):
-        return evaluate(value, variables)
+        return evaluate(value, variables, env=env)
     if isinstance(value, list):
-        return [evaluate_tree(v, variables) for v in value]
+        return [evaluate_tree(v, variables, env=env) for v in value]
     if isinstance(value, dict):
-        return {k: evaluate_tree(v, variables) for k, v in value.items()}
+        return {k: evaluate_tree(v, variables, env=env) for k, v in value.items()}
     return value
+
+
+def template_strings(value: Any) -> list[str]:
+    """Every string inside a YAML value (strings, lists, mappings): the templates to check."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in template_strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in template_strings(v)]
+    return []

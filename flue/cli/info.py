@@ -68,7 +68,12 @@ def _render(doc: dict) -> None:
         [[w["name"], w["kind"], "yes" if w["http"] else "", (w["description"] or "").split("\n")[0], w["file"]] for w in doc["workflows"]],
     )
     table("skills", ["name", "description", "file"], [[s["name"], s["description"], s["file"]] for s in doc["skills"]])
-    table("channels", ["name", "kind", "file"], [[c["name"], c["kind"], c["file"]] for c in doc["channels"]])
+    table(
+        "channels",
+        ["name", "kind", "routes", "rules", "file"],
+        [[c["name"], c["kind"], "\n".join(f"{r.split(' ', 1)[0]} /channels/{c['name']}{r.split(' ', 1)[1]}" for r in c["routes"]),
+          "\n".join(_rule(r) for r in c["rules"]), c["file"]] for c in doc["channels"]],
+    )
     table("plugins", ["name", "source", "origin"], [[p["name"], p["source"], p["origin"]] for p in doc["plugins"]])
     diags = doc["diagnostics"]
     if not diags:
@@ -81,3 +86,8 @@ def _render(doc: dict) -> None:
         console.print(f"  [{color}]{d['severity']}[/{color}] {escape(where)} [dim]{d['code']}[/dim]\n    {escape(d['message'])}")
         if d["hint"]:
             console.print(f"    [dim]hint: {escape(d['hint'])}[/dim]")
+
+
+def _rule(rule: dict) -> str:
+    when = f" when {rule['when']}" if rule.get("when") else ""
+    return f"{rule['on']} -> {rule['agent']}{' (reply)' if rule.get('reply') else ''}{when}"

@@ -149,7 +149,7 @@ def parse_skill_text(text: str, folder: str, path: str) -> tuple[SkillEntry | No
     return SkillEntry(name=name, description=description.strip(), body=body.strip(), source="workspace", path=path), None
 
 
-def render_instructions(agent: Any, cwd: str) -> str:
+def render_instructions(agent: Any, cwd: str, *, instance: Any = None) -> str:
     """The agent's instructions, rendered with Jinja2 (see ``INSTRUCTION_VARIABLES``)."""
     from datetime import date
 
@@ -160,6 +160,7 @@ def render_instructions(agent: Any, cwd: str) -> str:
         "agent": {"name": agent.name, "description": agent.description or ""},
         "cwd": cwd,
         "date": date.today().isoformat(),
+        "instance": instance,  # flue.instance.InstanceInfo: id, agent, conversation
     }
     try:
         return render(agent.instructions or "", variables)

@@ -68,6 +68,7 @@ from flue.harness.sandbox import create_env
 from flue.harness.session import Session
 from flue.harness.store import MemorySessionStore
 from flue.harness.toolset import add_tools, agent_tools, builtin_tools, plugin_tools
+from flue.instance import InstanceInfo, instance_info
 from flue.models.base import ModelProvider
 from flue.models.registry import ModelRegistry, Registration, ResolvedModel
 from flue.persistence.base import SessionData, SessionStore
@@ -155,8 +156,11 @@ class Harness:
         registry: ModelRegistry,
         extra_tools: list[Tool],
         plugin_tools: dict[str, Tool],
+        instance: InstanceInfo | None = None,
     ):
         self.name = name
+        # the agent instance it runs for (instructions' {{ instance }}, ToolContext.instance)
+        self.instance = instance or InstanceInfo(id=scope.rsplit("/", 1)[-1], agent=agent.name)
         self.agent = agent
         self.project = project
         self.pm = pm
@@ -281,7 +285,9 @@ class Harness:
         ctx.skills = {**ctx.skills, **packaged}
         for warning in ctx.warnings:
             await self.sink.emit(Log(level="warn", message=warning))
-        system = compose_system_prompt(render_instructions(agent, cwd), ctx, has_sandbox=self.env is not None)
+        system = compose_system_prompt(
+            render_instructions(agent, cwd, instance=self.instance), ctx, has_sandbox=self.env is not None
+        )
         self._setups[key] = _AgentSetup(system, ctx.skills, tools)
 
     async def close(self) -> None:
@@ -371,6 +377,7 @@ async def init(
     sandbox: Any = None,
     snapshot: bytes | None = None,
     observe: bool | None = None,
+    instance_id: str | None = None,
 ) -> Harness:
     """Initialize an agent as a harness.
 
@@ -382,6 +389,8 @@ async def init(
     ``agents/<agent>/local``). ``observe`` forwards events to the project's
     ``flue_observe`` plugins; by default only when no ``sink`` is given, since a
     caller passing its sink (the runtime) forwards its whole event tree itself.
+    ``instance_id`` is the agent instance the harness works for (its id and parsed
+    conversation key become ``harness.instance``; default: the scope's last segment).
     """
     if isinstance(agent, str) and project is None:
         from flue.project import load_project
@@ -415,6 +424,7 @@ async def init(
         registry=ModelRegistry.for_project(project, providers),
         extra_tools=list(tools or []),
         plugin_tools=plugin_tools(pm),
+        instance=instance_info(resolved.name, instance_id or scope.rsplit("/", 1)[-1], project),
     )
     try:
         await harness.prepare(resolved, harness.cwd)

@@ -324,6 +324,7 @@ class Coordinator:
                 scope=sub.instance,
                 observe=False,
                 snapshot=snapshot,
+                instance_id=instance_id,
             )
             text, images, session_name = input_to_prompt(sub)
             session = await harness.session(session_name)

@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from flue.config import ProviderConfig
+from flue.testing.loopback import LoopbackServer
 from flue.testing.scripted import Script, ScriptedTurn, ScriptExhaustedError, TurnSource, split_arguments
 
 
@@ -45,44 +46,20 @@ class RecordedRequest(BaseModel):
     aborted: bool = False
 
 
-class ScriptedModelServer:
+class ScriptedModelServer(LoopbackServer):
     def __init__(self, turns: list[TurnSource] | None = None, *, host: str = "127.0.0.1"):
         self.script = Script(turns)
         self.host = host
-        self.port: int | None = None
         self.records: list[RecordedRequest] = []
         self.aborted = asyncio.Event()  # a client closed a stream before it ended
         self.streaming = asyncio.Event()  # a streamed response has started
-        self._runner: Any = None
         self._counter = 0
 
-    # -- lifecycle ----------------------------------------------------------------
-
-    async def start(self) -> ScriptedModelServer:
-        from aiohttp import web
-
-        app = web.Application()
+    def routes(self, app: Any) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> ScriptedModelServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
 
     # -- what tests use -------------------------------------------------------------
 
