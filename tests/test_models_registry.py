@@ -10,6 +10,7 @@ from fixtures.harness.support import make_project
 
 from flue.config import ProviderConfig
 from flue.harness.errors import InvalidModelError, ProviderConfigError, UnknownProviderError
+from flue.models.anthropic_messages import AnthropicMessagesProvider
 from flue.models.base import ModelRequest
 from flue.models.litellm_provider import LiteLLMProvider, import_litellm
 from flue.models.registry import ModelRegistry, split_model
@@ -64,10 +65,11 @@ def test_plugins_register_providers_and_flue_yaml_overrides_them(tmp_path):
     assert registry.registration("gateway").base_url == "http://plugin.invalid/v1"
     assert registry.registration("shadowed").api == "anthropic-messages"  # flue.yaml wins over the plugin
     assert registry.registered == ["code", "gateway", "inproc", "shadowed"]
-    # Unregistered ids pass through to litellm's catalog.
-    catalog = registry.resolve("anthropic/claude-sonnet-4-5")
+    # Unregistered ids: the known ones get a native client, the rest pass through to litellm's catalog.
+    assert isinstance(registry.resolve("anthropic/claude-sonnet-4-5").provider, AnthropicMessagesProvider)
+    catalog = registry.resolve("bedrock/anthropic.claude-3")
     assert isinstance(catalog.provider, LiteLLMProvider) and catalog.provider.config is None
-    assert registry.resolve("anthropic/x").provider is catalog.provider  # one provider object per id
+    assert registry.resolve("bedrock/x").provider is catalog.provider  # one provider object per id
 
 
 def test_registering_something_else_is_rejected():
@@ -153,4 +155,6 @@ def test_calls_litellm_tells_plugin_models_from_litellm_ones(tmp_path, monkeypat
     monkeypatch.delenv("FLUE_MODEL", raising=False)
     assert not calls_litellm(load_project(repo))  # the example project's offline plugin model
     monkeypatch.setenv("FLUE_MODEL", "anthropic/claude-sonnet-4-6")
+    assert not calls_litellm(load_project(repo))  # a native client
+    monkeypatch.setenv("FLUE_MODEL", "bedrock/anthropic.claude-3-haiku")
     assert calls_litellm(load_project(repo))
