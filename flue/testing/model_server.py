@@ -65,6 +65,7 @@ class RecordedRequest(BaseModel):
     completed: bool = False
     aborted: bool = False
     at: float = 0.0  # time.monotonic() when it arrived (for retry timing)
+    peer: str = ""  # the client's host:port (the same for calls over one kept-alive connection)
 
 
 class ScriptedModelServer:
@@ -149,8 +150,9 @@ class ScriptedModelServer:
             body = await request.json()
         except json.JSONDecodeError:
             return None, None, _error(protocol, 400, "request body is not JSON")
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         record = RecordedRequest(path=request.path, headers={k.lower(): v for k, v in request.headers.items()},
-                                 body=body, at=time.monotonic())
+                                 body=body, at=time.monotonic(), peer=f"{peer[0]}:{peer[1]}" if peer else "")
         self.records.append(record)
         try:
             turn = self.script.next(body)
