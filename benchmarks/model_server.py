@@ -1,4 +1,4 @@
-"""A zero-latency scripted OpenAI-compatible model server that answers forever.
+"""A zero-latency scripted model server (Chat Completions, Responses, Anthropic Messages) that answers forever.
 
 It is :class:`flue.testing.model_server.ScriptedModelServer` (the server the
 test suite uses) with two changes for long runs: the script never runs out

@@ -81,8 +81,9 @@ async def client_session() -> aiohttp.ClientSession:
     if session is not None and shared.loop is loop and not session.closed:
         return session
     connector = aiohttp.TCPConnector(limit=512, keepalive_timeout=60, ttl_dns_cache=300)
-    # trust_env: HTTP(S)_PROXY / NO_PROXY apply, as with the providers' SDKs.
-    session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, trust_env=True, auto_decompress=True)
+    # No trust_env: aiohttp would then read the proxy settings and ~/.netrc in a thread on every
+    # request. Proxies are looked up once per endpoint instead (proxy_for).
+    session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, auto_decompress=True)
     guard = _close_at_loop_shutdown(session)
     await guard.__anext__()
     shared.session, shared.loop, shared.guard = session, loop, guard
@@ -96,6 +97,18 @@ async def close_client_session() -> None:
     shared.session = shared.loop = shared.guard = None
     if guard is not None and loop is asyncio.get_running_loop():
         await guard.aclose()
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy for ``url`` from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (as the SDKs honour them)."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    proxies = getproxies()
+    parts = urlsplit(url)
+    if not proxies or not parts.hostname or proxy_bypass(parts.hostname):
+        return None
+    return proxies.get(parts.scheme)
 
 
 # -- Server-Sent Events ------------------------------------------------------------------

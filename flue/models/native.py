@@ -36,6 +36,7 @@ from flue.models.http import (
     connection_error,
     log,
     log_body,
+    proxy_for,
     retry_after,
     sse_batches,
     status_error,
@@ -87,6 +88,7 @@ class NativeProvider:
         self._extra_headers = dict(reg.headers) if reg is not None else {}
         self._info: dict[str, ModelInfo] = {}
         self._headers: tuple[str | None, dict[str, str]] | None = None
+        self._proxy: tuple[str, str | None] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.provider_id} {self.base_url}>"
@@ -118,6 +120,11 @@ class NativeProvider:
                 f"provider '{self.provider_id}' (api: {self.api}) needs 'base_url:' in its registration"
             )
         return self.base_url + self.path
+
+    def proxy(self, url: str) -> str | None:
+        if self._proxy is None or self._proxy[0] != url:
+            self._proxy = (url, proxy_for(url))
+        return self._proxy[1]
 
     def api_key(self) -> str | None:
         """The key to send, read from the environment on each call (``.env`` may load late)."""
@@ -166,12 +173,13 @@ class NativeProvider:
         headers = self.headers(key)
         payload = json.dumps(self.body(request, info), ensure_ascii=False, separators=(",", ":")).encode()
         target = CallTarget(request.spec, self.provider_id, url, self.key_hint(), key)
+        proxy = self.proxy(url)
         attempt = 0
         while True:
             attempt += 1
             session = await client_session()
             try:
-                resp = await session.post(url, data=payload, headers=headers)
+                resp = await session.post(url, data=payload, headers=headers, proxy=proxy)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 wait = self.retry.delay(attempt, None)
                 if wait is None:
