@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
-from flue.harness.errors import ModelConnectionError, ModelRateLimitError, ModelUnavailableError
+from flue.harness.errors import (
+    ModelCallError,
+    ModelConnectionError,
+    ModelRateLimitError,
+    ModelUnavailableError,
+)
 from flue.models.base import ModelChunk, ModelRequest, StreamAccumulator
 from flue.models.http import RetryPolicy
 from flue.models.native import NativeProvider
@@ -453,3 +458,50 @@ async def test_anthropic_overloaded_in_the_stream_is_retried_before_any_output()
             await collect(provider, request("hi"))
     finally:
         await runner.cleanup()
+
+
+async def test_a_json_answer_instead_of_a_stream_points_at_the_base_url():
+    from aiohttp import web
+
+    async def handler(request):
+        return web.json_response({"hello": "this is some other API"})
+
+    runner = raw_server(handler)
+    try:
+        url = await serving(runner)
+        provider = ModelRegistry({"p": {"api": "openai-responses", "base_url": url}}).provider("p")
+        with pytest.raises(ModelCallError, match=rf"{url}/responses answered with application/json, not an event "
+                                                 r"stream: check that the provider's base_url serves the "
+                                                 r"openai-responses API"):
+            await collect(provider, request("hi"))
+    finally:
+        await runner.cleanup()
+
+
+def test_the_session_closes_with_the_loop_that_made_it(tmp_path):
+    """A script's asyncio.run() leaves no unclosed session behind (no runtime closed it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, gc, sys, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "from flue.models.registry import ModelRegistry\n"
+        "from flue.models.base import ModelRequest\n"
+        "from flue.models.http import client_session\n"
+        "from flue.testing import ScriptedModelServer, reply\n"
+        "async def main():\n"
+        "    async with ScriptedModelServer([reply('one'), reply('two')]) as s:\n"
+        "        p = ModelRegistry({'p': {'api': 'openai-completions', 'base_url': s.url}}).provider('p')\n"
+        "        for _ in range(2):\n"
+        "            async for _c in p.stream(ModelRequest(provider='p', model='m', messages=[])):\n"
+        "                pass\n"
+        "        session = await client_session()\n"
+        "    return session\n"
+        "session = asyncio.run(main())\n"
+        "gc.collect()\n"
+        "print('closed' if session.closed else 'open')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "closed" and "Unclosed" not in proc.stderr, proc.stderr

@@ -124,7 +124,11 @@ def wire_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, A
         elif role == "assistant":
             add("assistant", _assistant_blocks(msg))
         elif role == "tool":
-            add("user", [{"type": "tool_result", "tool_use_id": msg.get("tool_call_id"), "content": text_of(content)}])
+            result: dict[str, Any] = {"type": "tool_result", "tool_use_id": msg.get("tool_call_id")}
+            text = text_of(content)
+            if text:  # an empty output is sent without content (empty text is refused)
+                result["content"] = text
+            add("user", [result])
         else:
             add("user", _user_blocks(content))
     return "\n\n".join(system), out

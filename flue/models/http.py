@@ -29,6 +29,7 @@ import email.utils
 import logging
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -55,12 +56,17 @@ MAX_ERROR_BODY = 4096  # bytes of an error response read for the log
 
 
 class _Shared:
-    session: aiohttp.ClientSession | None = None
-    loop: asyncio.AbstractEventLoop | None = None
-    guard: Any = None  # an async generator whose finally closes the session at loop shutdown
+    """The session of one event loop, and the async generator whose finally closes it."""
+
+    __slots__ = ("session", "guard")
+
+    def __init__(self, session: aiohttp.ClientSession, guard: Any):
+        self.session = session
+        self.guard = guard
 
 
-_SHARED = _Shared()
+# Sessions cannot cross event loops: one per loop (a process normally has one), forgotten with it.
+_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Shared] = weakref.WeakKeyDictionary()
 
 
 async def _close_at_loop_shutdown(session: aiohttp.ClientSession) -> AsyncIterator[None]:
@@ -75,28 +81,25 @@ async def _close_at_loop_shutdown(session: aiohttp.ClientSession) -> AsyncIterat
 
 async def client_session() -> aiohttp.ClientSession:
     """The process's model-call session, created on the running loop on first use."""
-    shared = _SHARED
-    session = shared.session
     loop = asyncio.get_running_loop()
-    if session is not None and shared.loop is loop and not session.closed:
-        return session
+    shared = _SESSIONS.get(loop)
+    if shared is not None and not shared.session.closed:
+        return shared.session
     connector = aiohttp.TCPConnector(limit=512, keepalive_timeout=60, ttl_dns_cache=300)
     # No trust_env: aiohttp would then read the proxy settings and ~/.netrc in a thread on every
     # request. Proxies are looked up once per endpoint instead (proxy_for).
     session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, auto_decompress=True)
     guard = _close_at_loop_shutdown(session)
     await guard.__anext__()
-    shared.session, shared.loop, shared.guard = session, loop, guard
+    _SESSIONS[loop] = _Shared(session, guard)
     return session
 
 
 async def close_client_session() -> None:
-    """Close the shared session (its connections); the next call opens a new one."""
-    shared = _SHARED
-    guard, loop = shared.guard, shared.loop
-    shared.session = shared.loop = shared.guard = None
-    if guard is not None and loop is asyncio.get_running_loop():
-        await guard.aclose()
+    """Close this loop's session (its pooled connections); the next call opens a new one."""
+    shared = _SESSIONS.pop(asyncio.get_running_loop(), None)
+    if shared is not None:
+        await shared.guard.aclose()
 
 
 def proxy_for(url: str) -> str | None:
@@ -207,6 +210,16 @@ class CallTarget:
     url: str
     key_hint: str  # e.g. "OPENAI_API_KEY (in .env or the shell)" or "the api_key of providers.x"
     secret: str | None = None  # masked in logged bodies
+
+
+async def read_and_close(resp: aiohttp.ClientResponse) -> str:
+    """The start of a response that is not the stream we asked for (for the log), then close it."""
+    try:
+        return (await resp.content.read(MAX_ERROR_BODY)).decode("utf-8", "replace")
+    except (TimeoutError, aiohttp.ClientError):
+        return ""
+    finally:
+        resp.close()
 
 
 def log_body(target: CallTarget, status: int, body: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from flue.config import ProviderConfig
-from flue.harness.errors import MissingApiKeyError, ProviderConfigError
+from flue.harness.errors import MissingApiKeyError, ModelCallError, ProviderConfigError
 from flue.models.base import ModelChunk, ModelRequest
 from flue.models.catalog import ModelInfo, model_info
 from flue.models.endpoints import Endpoint
@@ -37,6 +37,7 @@ from flue.models.http import (
     log,
     log_body,
     proxy_for,
+    read_and_close,
     retry_after,
     sse_batches,
     status_error,
@@ -189,19 +190,15 @@ class NativeProvider:
                 continue
             if resp.status != 200:
                 status, asked = resp.status, retry_after(resp.headers)
-                try:
-                    text = (await resp.content.read(8192)).decode("utf-8", "replace")
-                except (TimeoutError, aiohttp.ClientError):
-                    text = ""
-                finally:
-                    resp.close()
-                log_body(target, status, text)
+                log_body(target, status, await read_and_close(resp))
                 wait = self.retry.delay(attempt, asked) if status in RETRYABLE_STATUS else None
                 if wait is None:
                     raise status_error(target, status, attempt, asked)
                 await asyncio.sleep(wait)
                 continue
 
+            if resp.content_type != "text/event-stream":
+                raise await self._not_a_stream(resp, target)
             parser = self.parser(request, info)
             events = sse_batches(resp.content)
             yielded = finished = False
@@ -244,6 +241,16 @@ class NativeProvider:
             else:
                 log.info("model call to %s: the stream broke before any output; retrying in %.2fs", target.spec, wait)
             await asyncio.sleep(wait or 0)
+
+
+    async def _not_a_stream(self, resp: aiohttp.ClientResponse, target: CallTarget) -> ModelCallError:
+        """A 200 that is no event stream: most likely a base_url pointing at another API."""
+        log_body(target, resp.status, await read_and_close(resp))
+        return ModelCallError(
+            target.spec, provider=self.provider_id, status=resp.status,
+            detail=f"{target.url} answered with {resp.content_type or 'no content type'}, not an event stream: "
+                   f"check that the provider's base_url serves the {self.api} API",
+        )
 
 
 # -- helpers the clients share ----------------------------------------------------------------
