@@ -505,3 +505,11 @@ def test_the_session_closes_with_the_loop_that_made_it(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "closed" and "Unclosed" not in proc.stderr, proc.stderr
+
+
+async def test_text_that_is_not_valid_unicode_is_sent_repaired(scripted_model_server):
+    scripted_model_server.add(reply("ok"))
+    acc, _ = await collect(client(scripted_model_server, "openai-completions"),
+                           request([{"role": "tool", "tool_call_id": "c", "content": "bad \ud800 byte"}]))
+    assert acc.text == "ok"
+    assert scripted_model_server.requests[0]["messages"][0]["content"] == "bad ? byte"

@@ -172,7 +172,7 @@ class NativeProvider:
         url = self.url()
         info = self.model_info(request.model)
         headers = self.headers(key)
-        payload = json.dumps(self.body(request, info), ensure_ascii=False, separators=(",", ":")).encode()
+        payload = encode_body(self.body(request, info))
         target = CallTarget(request.spec, self.provider_id, url, self.key_hint(), key)
         proxy = self.proxy(url)
         attempt = 0
@@ -254,6 +254,15 @@ class NativeProvider:
 
 
 # -- helpers the clients share ----------------------------------------------------------------
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # a lone surrogate (e.g. from a tool's broken output) has no UTF-8 form: replace it
+        return text.encode("utf-8", "replace")
 
 
 def loads(data: bytes) -> Any:
