@@ -242,7 +242,6 @@ class NativeProvider:
                 log.info("model call to %s: the stream broke before any output; retrying in %.2fs", target.spec, wait)
             await asyncio.sleep(wait or 0)
 
-
     async def _not_a_stream(self, resp: aiohttp.ClientResponse, target: CallTarget) -> ModelCallError:
         """A 200 that is no event stream: most likely a base_url pointing at another API."""
         log_body(target, resp.status, await read_and_close(resp))
