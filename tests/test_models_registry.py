@@ -140,9 +140,14 @@ def test_the_harness_does_not_import_litellm_until_a_model_call():
         "ModelRegistry({'x': {'api': 'openai-completions', 'base_url': 'http://x/v1'}}).resolve('x/m')\n"
         "print('litellm' in sys.modules)"
     )
+    assert python_output(code).strip() == "False"
+
+
+def python_output(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter (for what a process imports)."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
+    return out.stdout
 
 
 def test_calls_litellm_tells_plugin_models_from_litellm_ones(tmp_path, monkeypatch):
@@ -211,9 +216,7 @@ def test_native_models_get_catalog_metadata_without_litellm():
         "    print(r.api, r.info.context_window, r.info.reasoning)\n"
         "print('litellm' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.split("\n")
+    lines = python_output(code).split("\n")
     assert lines[0] == "openai-responses 272000 True"
     assert lines[1] == "anthropic-messages 200000 True"
     assert lines[2].startswith("openai-completions ")

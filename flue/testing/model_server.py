@@ -164,6 +164,14 @@ class ScriptedModelServer:
         self._counter += 1
         return record, turn, None
 
+    async def _serve(self, request: Any, protocol: str,
+                     answer: Callable[[Any, RecordedRequest, ScriptedTurn], Awaitable[Any]]) -> Any:
+        record, turn, failure = await self._receive(request, protocol)
+        if failure is not None:
+            return failure
+        assert record is not None and turn is not None
+        return await answer(request, record, turn)
+
     async def _stream(self, request: Any, record: RecordedRequest, turn: ScriptedTurn,
                       write: Callable[[Send, Callable[[], Awaitable[bool]]], Awaitable[None]], *,
                       named: bool = False) -> Any:
@@ -224,12 +232,11 @@ class ScriptedModelServer:
     # -- Chat Completions ---------------------------------------------------------------
 
     async def _chat(self, request: Any) -> Any:
+        return await self._serve(request, "openai", self._chat_answer)
+
+    async def _chat_answer(self, request: Any, record: RecordedRequest, turn: ScriptedTurn) -> Any:
         from aiohttp import web
 
-        record, turn, failure = await self._receive(request, "openai")
-        if failure is not None:
-            return failure
-        assert record is not None and turn is not None
         body = record.body
         completion_id = f"chatcmpl-scripted-{self._counter}"
         usage = _chat_usage(turn, body.get("messages") or [])
@@ -269,11 +276,9 @@ class ScriptedModelServer:
     # -- Responses API --------------------------------------------------------------------
 
     async def _responses(self, request: Any) -> Any:
+        return await self._serve(request, "openai", self._responses_answer)
 
-        record, turn, failure = await self._receive(request, "openai")
-        if failure is not None:
-            return failure
-        assert record is not None and turn is not None
+    async def _responses_answer(self, request: Any, record: RecordedRequest, turn: ScriptedTurn) -> Any:
         body = record.body
         if not body.get("stream"):
             record.completed = True
@@ -361,12 +366,11 @@ class ScriptedModelServer:
 
     async def _messages(self, request: Any) -> Any:
         """Anthropic Messages format (``POST /v1/messages``), for ``anthropic-messages`` registrations."""
+        return await self._serve(request, "anthropic", self._messages_answer)
+
+    async def _messages_answer(self, request: Any, record: RecordedRequest, turn: ScriptedTurn) -> Any:
         from aiohttp import web
 
-        record, turn, failure = await self._receive(request, "anthropic")
-        if failure is not None:
-            return failure
-        assert record is not None and turn is not None
         body = record.body
         u = turn.usage_for(body.get("messages") or [])
         stop = _ANTHROPIC_STOP.get(turn.finish(), turn.finish())
