@@ -513,3 +513,30 @@ async def test_text_that_is_not_valid_unicode_is_sent_repaired(scripted_model_se
                            request([{"role": "tool", "tool_call_id": "c", "content": "bad \ud800 byte"}]))
     assert acc.text == "ok"
     assert scripted_model_server.requests[0]["messages"][0]["content"] == "bad ? byte"
+
+
+async def test_a_responses_agent_keeps_its_reasoning_across_a_tool_call_and_in_its_session(tmp_path,
+                                                                                          scripted_model_server):
+    """Through the harness: the loop, the session store and the next turn keep ``reasoning_items``."""
+    from fixtures.harness.support import make_project
+
+    import flue
+
+    server = scripted_model_server
+    server.add(calls(tool_call("word_count", {"text": "a b c"}, id="call_wc"), thinking="Count them.",
+                     signature="enc-secret"),
+               reply("3 words."))
+    project = make_project(tmp_path, config={"providers": {"gpt": {
+        "api": "openai-responses", "base_url": server.url, "api_key": "sk-test", "reasoning": True}}})
+    session = await (await flue.init("assistant", project=project, model="gpt/house")).session()
+
+    result = await session.prompt("Count 'a b c'", thinking="low")
+
+    assert result.text == "3 words."
+    first, second = server.requests
+    assert first["reasoning"] == {"effort": "low", "summary": "auto"} and first["store"] is False
+    assert [i.get("type") for i in second["input"][2:]] == ["reasoning", "function_call", "function_call_output"]
+    assert second["input"][2]["encrypted_content"] == "enc-secret"
+    assert second["input"][4] == {"type": "function_call_output", "call_id": "call_wc", "output": "3"}
+    assistant = next(m for m in session.messages if m.get("tool_calls"))
+    assert assistant["reasoning_items"][0]["encrypted_content"] == "enc-secret"
