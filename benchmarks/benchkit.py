@@ -271,10 +271,12 @@ def wait_for_log(proc: Proc, pattern: str, timeout: float = 30.0) -> re.Match[st
     raise RuntimeError(f"{proc.name} did not print {pattern!r} within {timeout}s:\n{proc.log()}")
 
 
-def start_model_server(*, cpus: set[int] | None = None, reply: str = "OK, done.") -> tuple[Proc, str]:
-    """The endless scripted OpenAI-compatible server (benchmarks/model_server.py) in its own process."""
+def start_model_server(*, cpus: set[int] | None = None, reply: str = "OK, done.",
+                       chunk_size: int = 16) -> tuple[Proc, str]:
+    """The endless scripted model server (benchmarks/model_server.py) in its own process."""
     proc = Proc(
-        "model-server", [PYTHON, str(BENCH_DIR / "model_server.py"), "--reply", reply],
+        "model-server",
+        [PYTHON, str(BENCH_DIR / "model_server.py"), "--reply", reply, "--chunk-size", str(chunk_size)],
         cpus=cpus, stdout=subprocess.PIPE,
     )
     assert proc.popen.stdout is not None

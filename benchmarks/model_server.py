@@ -1,4 +1,4 @@
-"""A zero-latency scripted OpenAI-compatible model server that answers forever.
+"""A zero-latency scripted model server (Chat Completions, Responses, Anthropic Messages) that answers forever.
 
 It is :class:`flue.testing.model_server.ScriptedModelServer` (the server the
 test suite uses) with two changes for long runs: the script never runs out
@@ -53,9 +53,7 @@ class BenchModelServer(ScriptedModelServer):
 
     async def start(self) -> BenchModelServer:
         app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/chat/completions", self._chat)
-        app.router.add_get("/v1/models", self._models)
+        self.routes(app)  # Chat Completions, Responses and Anthropic Messages
         app.router.add_get("/bench/stats", self._stats)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()

@@ -13,6 +13,8 @@
         base_url: http://127.0.0.1:8000/v1
         api_key_env: LOCAL_KEY     # or api_key: literal (keep secrets in .env)
         headers: {X-Team: core}
+        via: litellm               # optional: call it through litellm, not the native client
+        store_responses: false     # openai-responses: send store: true (Flue's storeResponses)
         cost: {input: 0.15, output: 0.6}   # USD per million tokens (default: litellm's catalog)
         context_window: 128000     # models: {<id>: {...}} overrides per model
     plugins:                       # per-plugin options; false disables a plugin
@@ -66,13 +68,22 @@ class ProviderModelConfig(BaseModel):
 class ProviderConfig(BaseModel):
     """A model provider registration (``registerProvider``/``configureProvider``).
 
+    ``api`` names the wire protocol; Flue's own aiohttp clients speak all three
+    (:mod:`flue.models.registry` says which provider ids use which).
+    ``via: litellm`` sends the provider's calls through litellm instead.
+    ``store_responses`` sends ``store: true`` on the OpenAI Responses API (Flue's
+    ``storeResponses``; off by default, so OpenAI keeps nothing).
+
     ``context_window``, ``max_tokens``, ``cost`` (per million tokens) and
     ``reasoning`` override what litellm's catalog says about the provider's models
     (:mod:`flue.models.catalog`); ``models: {<id>: {...}}`` overrides them per model.
+    A model is sent a thinking level only when it reasons (catalog or ``reasoning: true``).
     """
 
     model_config = ConfigDict(extra="forbid")
     api: ProviderApi | None = None
+    via: Literal["litellm"] | None = None
+    store_responses: bool = False
     base_url: str | None = None
     api_key: str | None = None
     api_key_env: str | None = None

@@ -94,10 +94,12 @@ class FlueSpec:
     def flue_model_providers(self) -> dict[str, ProviderConfig | ModelProvider]:
         """Return ``{provider_id: registration}`` for ``provider_id/model`` strings.
 
-        A ``flue.config.ProviderConfig`` registers an OpenAI- or
-        Anthropic-compatible endpoint called through litellm (``api``,
-        ``base_url``, ``api_key``/``api_key_env``, ``headers``); with no ``api``
-        it reconfigures a catalog provider (e.g. a gateway for ``anthropic``).
+        A ``flue.config.ProviderConfig`` registers an endpoint speaking
+        ``openai-completions``, ``openai-responses`` or ``anthropic-messages``
+        (``api``, ``base_url``, ``api_key``/``api_key_env``, ``headers``), called
+        by Flue's native clients (``via: litellm`` to use litellm instead); with
+        no ``api`` it reconfigures a catalog provider (e.g. a gateway for
+        ``anthropic``). See ``flue.models.registry`` for which client serves what.
         An object implementing ``flue.models.base.ModelProvider`` handles the
         calls itself (used by in-process models such as the scripted test model).
         ``providers:`` in ``flue.yaml`` override plugin registrations.

@@ -42,7 +42,7 @@ class Usage(BaseModel):
     cache_read: int = 0
     cache_write: int = 0
     total_tokens: int = 0
-    cost: Cost = Cost()
+    cost: Cost = Field(default_factory=Cost)
 
     @classmethod
     def of(cls, input: int = 0, output: int = 0, cache_read: int = 0, cache_write: int = 0) -> Usage:

@@ -1,4 +1,5 @@
-"""The harness through the real litellm path, against the scripted OpenAI-compatible server."""
+"""The harness through both model paths, against the scripted model server: Flue's native
+clients and litellm (``via: litellm``), the same behaviour expected of each."""
 
 from __future__ import annotations
 
@@ -10,18 +11,25 @@ from fixtures.harness.support import make_project, recording_sink
 from pydantic import BaseModel
 
 import flue
-from flue.harness.errors import ModelCallError, OperationCancelledError
+from flue.harness.errors import ModelAuthError, ModelCallError, OperationCancelledError
 from flue.testing import ScriptedTurn, calls, reply, tool_call
 from flue.testing.model_server import ScriptedModelServer
 
 pytest_plugins = ["flue.testing.pytest_plugin"]
 
 
-async def test_markdown_agent_prompts_through_litellm_and_sends_history(tmp_path, scripted_model_server):
+@pytest.fixture(params=["native", "litellm"])
+def route(request) -> dict:
+    """Registration keys for the path under test (the scripted models are declared reasoning
+    ones, so the native client sends them the thinking level, as litellm does)."""
+    return {"via": "litellm"} if request.param == "litellm" else {"reasoning": True}
+
+
+async def test_markdown_agent_prompts_over_http_and_sends_history(tmp_path, scripted_model_server, route):
     server: ScriptedModelServer = scripted_model_server
     first_turn, second_turn = reply("Hello! How can I help?"), reply("You greeted me.")
     server.add(first_turn, second_turn)
-    project = make_project(tmp_path, base_url=server.url)
+    project = make_project(tmp_path, base_url=server.url, provider=route)
 
     harness = await flue.init("assistant", project=project)
     session = await harness.session()
@@ -31,7 +39,7 @@ async def test_markdown_agent_prompts_through_litellm_and_sends_history(tmp_path
     assert first.text == "Hello! How can I help?"
     assert second.text == "You greeted me."
     body1, body2 = server.requests
-    # The registered provider maps to litellm's openai route: the upstream model name is ours.
+    # The upstream model name is the part after 'scripted/'.
     assert body1["model"] == "chat-model"
     assert body1["stream"] is True and body1["stream_options"] == {"include_usage": True}
     assert server.records[0].headers.get("x-team") == "core"
@@ -57,7 +65,7 @@ async def test_markdown_agent_prompts_through_litellm_and_sends_history(tmp_path
     ]
 
 
-async def test_parallel_tool_calls_with_invalid_arguments_over_http(tmp_path, scripted_model_server):
+async def test_parallel_tool_calls_with_invalid_arguments_over_http(tmp_path, scripted_model_server, route):
     server: ScriptedModelServer = scripted_model_server
     server.add(
         calls(
@@ -67,7 +75,7 @@ async def test_parallel_tool_calls_with_invalid_arguments_over_http(tmp_path, sc
         ),
         reply("The text has 3 words."),
     )
-    project = make_project(tmp_path, base_url=server.url)
+    project = make_project(tmp_path, base_url=server.url, provider=route)
     sink, events = recording_sink()
     harness = await flue.init("assistant", project=project, sink=sink)
     session = await harness.session()
@@ -92,14 +100,14 @@ async def test_parallel_tool_calls_with_invalid_arguments_over_http(tmp_path, sc
     assert results["call_bad"].is_error is True
 
 
-async def test_structured_result_over_http(tmp_path, scripted_model_server):
+async def test_structured_result_over_http(tmp_path, scripted_model_server, route):
     class Verdict(BaseModel):
         label: str
         confidence: float
 
     server: ScriptedModelServer = scripted_model_server
     server.add(calls(tool_call("final_result", {"label": "spam", "confidence": 0.9})))
-    project = make_project(tmp_path, base_url=server.url)
+    project = make_project(tmp_path, base_url=server.url, provider=route)
     session = await (await flue.init("assistant", project=project)).session()
 
     result = await session.prompt("Classify: 'WIN A PRIZE'", result=Verdict)
@@ -110,10 +118,10 @@ async def test_structured_result_over_http(tmp_path, scripted_model_server):
     assert "final_result" in server.requests[0]["messages"][0]["content"]
 
 
-async def test_thinking_level_and_subagent_profile_reach_the_request(tmp_path, scripted_model_server):
+async def test_thinking_level_and_subagent_profile_reach_the_request(tmp_path, scripted_model_server, route):
     server: ScriptedModelServer = scripted_model_server
     server.add(reply("Tides follow the moon."))
-    project = make_project(tmp_path, base_url=server.url)
+    project = make_project(tmp_path, base_url=server.url, provider=route)
     sink, events = recording_sink()
     session = await (await flue.init("assistant", project=project, sink=sink)).session()
 
@@ -137,10 +145,10 @@ async def test_thinking_level_and_subagent_profile_reach_the_request(tmp_path, s
     assert task_end.result["text"] == "Tides follow the moon." and task_end.is_error is False
 
 
-async def test_cancel_closes_the_http_stream(tmp_path, scripted_model_server):
+async def test_cancel_closes_the_http_stream(tmp_path, scripted_model_server, route):
     server: ScriptedModelServer = scripted_model_server
     server.add(reply("Thinking about it", hang=True))
-    project = make_project(tmp_path, base_url=server.url)
+    project = make_project(tmp_path, base_url=server.url, provider=route)
     sink, events = recording_sink()
     first_delta = asyncio.Event()
     sink.subscribe(lambda e: first_delta.set() if e.type == "text_delta" else None)
@@ -163,14 +171,14 @@ async def test_cancel_closes_the_http_stream(tmp_path, scripted_model_server):
     assert session.messages == []  # a cancelled operation leaves no half-written history
 
 
-async def test_anthropic_messages_registration_with_thinking_and_tools(tmp_path, scripted_model_server):
+async def test_anthropic_messages_registration_with_thinking_and_tools(tmp_path, scripted_model_server, route):
     server: ScriptedModelServer = scripted_model_server
     server.add(
         calls(tool_call("word_count", {"text": "a b c"}, id="toolu_1"), thinking="Need a count."),
         reply("3 words."),
     )
     project = make_project(tmp_path, config={"providers": {"claude": {
-        "api": "anthropic-messages", "base_url": server.url, "api_key": "test-key",
+        "api": "anthropic-messages", "base_url": server.url, "api_key": "test-key", **route,
     }}})
     sink, events = recording_sink()
     harness = await flue.init("assistant", project=project, model="claude/house-model", sink=sink)
@@ -200,13 +208,15 @@ async def test_anthropic_messages_registration_with_thinking_and_tools(tmp_path,
     assert result.usage.input > 0 and result.usage.output > 0
 
 
-async def test_a_provider_error_is_a_model_call_error(tmp_path, scripted_model_server):
+async def test_a_provider_error_is_a_model_call_error(tmp_path, scripted_model_server, route):
     server: ScriptedModelServer = scripted_model_server
     server.add(ScriptedTurn(error_status=401, error_message="bad key"), reply("recovered"))
-    project = make_project(tmp_path, base_url=server.url)
+    project = make_project(tmp_path, base_url=server.url, provider=route)
     session = await (await flue.init("assistant", project=project)).session()
 
-    with pytest.raises(ModelCallError, match=r"scripted/chat-model.*bad key"):
+    with pytest.raises(ModelAuthError, match=r"'scripted/chat-model' failed: HTTP 401 from provider 'scripted'") as info:
         await session.prompt("hi")
+    assert isinstance(info.value, ModelCallError) and info.value.status == 401
+    assert "bad key" not in str(info.value)  # the provider's words stay in the server log
     assert session.messages == []
     assert (await session.prompt("hi")).text == "recovered"

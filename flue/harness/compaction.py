@@ -145,7 +145,7 @@ async def _summarize(
 ) -> tuple[str, Usage, str | None]:
     transcript = "\n\n".join(_render(m) for m in messages)
     request = ModelRequest(
-        provider=model.provider, model=model.id,
+        provider=model.provider, model=model.id, thinking="high",  # as Flue summarizes (reasoning models only)
         messages=[{"role": "system", "content": SUMMARY_SYSTEM},
                   {"role": "user", "content": f"Summarize this conversation:\n\n{transcript}"}],
         tools=[],

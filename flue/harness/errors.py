@@ -66,7 +66,7 @@ class UnknownProviderError(FlueHarnessError):
         self.provider = provider
         super().__init__(
             f"unknown model provider '{provider}': register it under 'providers:' in flue.yaml "
-            f"(api: openai-completions or anthropic-messages, base_url: ...) or from a plugin's "
+            f"(api: openai-completions, openai-responses or anthropic-messages, base_url: ...) or from a plugin's "
             f"flue_model_providers hook (registered: {', '.join(sorted(registered)) or 'none'})"
         )
 
@@ -88,13 +88,53 @@ class InvalidThinkingLevelError(FlueHarnessError, ValueError):
 
 
 class ModelCallError(FlueHarnessError):
-    """The model call failed (network, authentication, bad request...)."""
+    """The model call failed (network, authentication, bad request...).
+
+    With ``detail`` the message is ``detail`` (Flue's own words); without it, the
+    cause's type and text (for a plugin provider's own exceptions). The native
+    clients never put a provider's response body into ``detail``: a provider may
+    echo the API key back. ``status`` is the provider's HTTP status, if any."""
 
     error_type = "operation_failed"
 
-    def __init__(self, model: str, cause: BaseException):
+    def __init__(self, model: str, cause: BaseException | None = None, *, detail: str | None = None,
+                 status: int | None = None, provider: str | None = None):
         self.model = model
-        super().__init__(f"model call to '{model}' failed: {type(cause).__name__}: {cause}")
+        self.status = status
+        self.provider = provider
+        if detail is None:
+            detail = f"{type(cause).__name__}: {cause}" if cause is not None else "unknown error"
+        super().__init__(f"model call to '{model}' failed: {detail}")
+
+
+class ModelAuthError(ModelCallError):
+    """The provider refused the credentials (HTTP 401/403)."""
+
+
+class ModelRateLimitError(ModelCallError):
+    """The provider kept answering 429 (rate limit or quota) after the retries."""
+
+
+class ModelUnavailableError(ModelCallError):
+    """The provider kept failing (HTTP 5xx, overloaded) after the retries."""
+
+
+class ModelConnectionError(ModelCallError):
+    """The provider could not be reached, or the connection broke mid-stream."""
+
+
+class MissingApiKeyError(ProviderConfigError):
+    """A provider that needs an API key has none."""
+
+    error_type = "model_not_configured"
+
+    def __init__(self, provider: str, env_var: str):
+        self.provider = provider
+        self.env_var = env_var
+        super().__init__(
+            f"provider '{provider}' needs an API key: set {env_var} in the project's .env file or in the shell "
+            f"(or api_key_env: under providers.{provider} in flue.yaml)"
+        )
 
 
 # -- the tool loop ----------------------------------------------------------------

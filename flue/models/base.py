@@ -6,28 +6,44 @@ messages, OpenAI function specs, a thinking level) into an async stream of
 fragments (OpenAI shape: ``index``, ``id``/``name`` on the first fragment,
 ``arguments`` split over many), a final ``usage`` and a ``finish_reason``.
 
-The built-in provider calls litellm (``flue.models.litellm_provider``); the
-scripted test model (``flue.testing.ScriptedModel``) and plugins registering
-objects through ``flue_model_providers`` implement this protocol directly.
+``finish_reason`` uses OpenAI's words whatever the wire protocol: ``stop``,
+``tool_calls``, ``length`` (the output limit was hit), ``content_filter``.
+
+Flue's own aiohttp clients speak ``openai-completions``, ``openai-responses``
+and ``anthropic-messages`` (``flue.models.openai_completions`` and its
+siblings); other providers go through litellm (``flue.models.litellm_provider``).
+The scripted test model (``flue.testing.ScriptedModel``) and plugins
+registering objects through ``flue_model_providers`` implement this protocol
+directly.
 
 :class:`StreamAccumulator` assembles a stream into one assistant message.
+Provider-specific data that must go back to the same provider on the next
+turn (Anthropic's signed ``thinking_blocks``, the Responses API's encrypted
+``reasoning_items``) rides on that message through ``ModelChunk.extra``; each
+client sends what it understands and strips the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from flue.events import Usage
+from flue.usage import Usage
 
 ThinkingLevel = Literal["off", "minimal", "low", "medium", "high", "xhigh"]
 THINKING_LEVELS: tuple[str, ...] = ("off", "minimal", "low", "medium", "high", "xhigh")
 
 
 class ModelRequest(BaseModel):
-    """One model round trip. ``model`` is the part after ``provider/``."""
+    """One model round trip. ``model`` is the part after ``provider/``.
+
+    ``thinking`` None means Flue's default level, ``medium``; it reaches only models
+    that reason. ``cache_key`` is a stable id of the conversation (Flue's affinity
+    key), sent as OpenAI's ``prompt_cache_key`` so its turns hit the same prompt cache.
+    """
 
     provider: str
     model: str
@@ -35,13 +51,17 @@ class ModelRequest(BaseModel):
     tools: list[dict[str, Any]] = Field(default_factory=list)
     thinking: ThinkingLevel | None = None
     max_tokens: int | None = None
+    cache_key: str | None = None
 
     @property
     def spec(self) -> str:
         return f"{self.provider}/{self.model}"
 
 
-class ToolCallDelta(BaseModel):
+# Chunks are plain dataclasses, not pydantic models: a turn makes one per streamed delta,
+# and they never cross a trust boundary (providers build them, the loop reads them).
+@dataclass(slots=True)
+class ToolCallDelta:
     """A fragment of a tool call; fragments with the same ``index`` belong together."""
 
     index: int = 0
@@ -50,14 +70,15 @@ class ToolCallDelta(BaseModel):
     arguments: str = ""
 
 
-class ModelChunk(BaseModel):
+@dataclass(slots=True)
+class ModelChunk:
     text: str = ""
     thinking: str = ""
-    tool_calls: list[ToolCallDelta] = Field(default_factory=list)
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None
     # provider-specific extras to keep on the assistant message (e.g. signed thinking blocks)
-    extra: dict[str, Any] = Field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -29,7 +29,7 @@ import json
 import os
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -47,12 +47,27 @@ CATALOG_ALIASES: dict[str, str] = {
 }
 
 
+# litellm's flags for reasoning-effort values a model accepts beyond low/medium/high.
+_EFFORT_FLAGS = {
+    "none": "supports_none_reasoning_effort",
+    "minimal": "supports_minimal_reasoning_effort",
+    "xhigh": "supports_xhigh_reasoning_effort",
+    "max": "supports_max_reasoning_effort",
+}
+
+
 class ModelInfo(BaseModel):
     context_window: int | None = None
     max_tokens: int | None = None
     cost: ModelPrices = Field(default_factory=ModelPrices)
     reasoning: bool = False
     vision: bool = False
+    # which of none/minimal/xhigh/max the model accepts as a reasoning effort (absent: unknown)
+    efforts: dict[str, bool] = Field(default_factory=dict)
+    # Anthropic: thinking {type: adaptive} with an effort, rather than a token budget
+    adaptive_thinking: bool = False
+    # Anthropic: the model thinks unless told not to (and "always": it cannot be turned off)
+    thinking_default: Literal["off", "on", "always"] = "off"
 
 
 def catalog_path() -> Path | None:
@@ -121,6 +136,11 @@ def catalog_info(provider_id: str, model: str) -> ModelInfo | None:
         ),
         reasoning=bool(entry.get("supports_reasoning")),
         vision=bool(entry.get("supports_vision")),
+        efforts={level: bool(entry[flag]) for level, flag in _EFFORT_FLAGS.items() if flag in entry},
+        adaptive_thinking=bool(entry.get("supports_adaptive_thinking")),
+        thinking_default=(
+            "always" if entry.get("thinking_always_on") else "on" if entry.get("thinking_on_by_default") else "off"
+        ),
     )
 
 

@@ -1,4 +1,8 @@
-"""The default model provider: litellm, imported lazily and offline.
+"""The model provider for catalog ids without a native client: litellm, imported lazily and offline.
+
+:mod:`flue.models.registry` routes here every provider it has no native
+client for (bedrock, vertex_ai, gemini, azure, cohere, ...) and registrations
+with ``via: litellm``.
 
 ``import litellm`` costs about three seconds and, without
 ``LITELLM_OFFLINE_MODE``, fetches a price map from the internet. So litellm is
@@ -29,14 +33,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from flue.config import ProviderConfig
-from flue.events import Usage
 from flue.harness.errors import ModelCallError, ProviderConfigError, UnknownProviderError
 from flue.models.base import ModelChunk, ModelRequest, ToolCallDelta
+from flue.usage import Usage
 
 # Anthropic thinking budgets (tokens) for models litellm cannot map itself.
 ANTHROPIC_THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
 # Keys of our history messages that are not part of the OpenAI wire format.
-_LOCAL_MESSAGE_KEYS = ("reasoning_content", "thinking_blocks")
+_LOCAL_MESSAGE_KEYS = ("reasoning_content", "thinking_blocks", "reasoning_items")
 
 
 def import_litellm() -> Any:
@@ -66,6 +70,11 @@ class LiteLLMProvider:
         self.provider_id = provider_id
         self.config = config
         self._registered = registered or []
+
+    @property
+    def api(self) -> str:
+        """The registration's wire protocol, else ``litellm`` (litellm picks the provider's own)."""
+        return self.config.api if self.config is not None and self.config.api else "litellm"
 
     # -- request shaping (pure; tested without a network) -------------------------
 
@@ -140,7 +149,7 @@ class LiteLLMProvider:
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            raise ModelCallError(request.spec, exc) from exc
+            raise self._error(request, kwargs, exc) from exc
         blocks: list[dict[str, Any]] = []
         try:
             async for chunk in response:
@@ -151,12 +160,40 @@ class LiteLLMProvider:
                 # Signed thinking blocks must go back to Anthropic whole with the assistant message.
                 yield ModelChunk(extra={"thinking_blocks": blocks})
         except Exception as exc:
-            raise ModelCallError(request.spec, exc) from exc
+            raise self._error(request, kwargs, exc) from exc
         finally:
             # Runs on normal end, on errors and on cancellation: releases the HTTP stream.
             close = getattr(response, "aclose", None)
             if close is not None:
                 await close()
+
+
+    def _error(self, request: ModelRequest, kwargs: dict[str, Any], exc: Exception) -> ModelCallError:
+        """litellm's exception as our typed error; its text (which quotes the provider's
+        answer) goes to the log only."""
+        from flue.models.http import CallTarget, connection_error, log, status_error
+
+        if isinstance(exc, ModelCallError):
+            return exc
+        key = kwargs.get("api_key")
+        env = self.config.api_key_env if self.config is not None else None
+        target = CallTarget(
+            request.spec, self.provider_id, str(kwargs.get("api_base") or f"{self.provider_id}'s API"),
+            f"{env} (in the project's .env or the shell)" if env else f"the API key litellm uses for '{self.provider_id}'",
+            key if isinstance(key, str) and key != "not-needed" else None,
+        )
+        text = str(exc)
+        if target.secret:
+            text = text.replace(target.secret, "***")
+        log.warning("model call to %s through litellm failed: %s: %s", request.spec, type(exc).__name__, text[:4096])
+        name = type(exc).__name__
+        if name in ("APIConnectionError", "Timeout"):
+            return connection_error(target, exc, 1)
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and status >= 400:
+            return status_error(target, status, 1)
+        return ModelCallError(request.spec, detail=f"{name} from litellm (the details are in the server log)",
+                              provider=self.provider_id)
 
 
 def _supports_reasoning(litellm: Any, model: str) -> bool:

@@ -1,20 +1,32 @@
-"""Resolving ``provider/model`` strings to a provider object.
+"""Resolving ``provider/model`` strings to a provider object, and which client serves each.
 
 Flue owns the provider registry (litellm's own registry is not extended).
 Registrations come from, lowest precedence first:
 
-1. litellm's catalog: an unregistered id such as ``anthropic`` or ``openai``
-   passes through to litellm as ``<id>/<model>``;
+1. the catalog: an unregistered id such as ``anthropic`` or ``openai``;
 2. plugins, through the ``flue_model_providers`` hook (a
    :class:`~flue.config.ProviderConfig` or a
    :class:`~flue.models.base.ModelProvider` object);
 3. ``providers:`` in ``flue.yaml``;
 4. ``init(..., providers={...})`` and :meth:`ModelRegistry.register` in code.
 
-A ``ProviderConfig`` with ``api`` registers a new endpoint
-(``openai-completions`` or ``anthropic-messages``) called through litellm; one
-without ``api`` reconfigures a catalog provider (gateway ``base_url``,
-``api_key``, ``headers``). Building a registry never imports litellm.
+Routing (:func:`route`):
+
+- a ``ModelProvider`` object handles its calls itself;
+- ``via: litellm`` in a registration: litellm;
+- ``api:`` in a registration (``openai-completions``, ``openai-responses``,
+  ``anthropic-messages``): Flue's native aiohttp client for that protocol, at
+  the registration's ``base_url`` (or the known one of a listed id);
+- an id listed in :data:`flue.models.endpoints.ENDPOINTS` (openai, anthropic,
+  openrouter, groq, deepseek, together, mistral, xai, fireworks, ollama, vllm,
+  ...), registered without ``api`` (a reconfiguration: ``base_url``, key,
+  headers) or not at all: its native client;
+- any other id (bedrock, vertex_ai, gemini, azure, cohere, ...): litellm, as
+  ``<id>/<model>`` with the registration's settings if any.
+
+Model metadata (context window, prices, reasoning) comes from
+:mod:`flue.models.catalog` whatever the route. Building a registry, resolving
+a model and calling a native client never import litellm.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from flue.config import ProviderConfig
 from flue.harness.errors import InvalidModelError
 from flue.models.base import ModelProvider
 from flue.models.catalog import ModelInfo, model_info
+from flue.models.endpoints import ENDPOINTS, GENERIC, Endpoint
 
 if TYPE_CHECKING:
     from flue.project import Project
@@ -47,14 +60,12 @@ class ResolvedModel:
 
     @property
     def api(self) -> str:
-        """The wire protocol, as events name it (``openai-completions``, ...; ``litellm`` for the
-        catalog providers litellm serves; a plugin object's own ``api`` attribute, else ``custom``)."""
+        """The wire protocol, as events name it: ``openai-completions``, ``openai-responses`` or
+        ``anthropic-messages`` (native clients, and litellm for a registration with ``api:``),
+        ``litellm`` for catalog providers litellm serves, a plugin object's own ``api``
+        attribute, else ``custom``."""
         own = getattr(self.provider, "api", None)
-        if isinstance(own, str):
-            return own
-        if self.registration is not None and self.registration.api:
-            return self.registration.api
-        return "litellm" if type(self.provider).__name__ == "LiteLLMProvider" else "custom"
+        return own if isinstance(own, str) else "custom"
 
     @property
     def info(self) -> ModelInfo:
@@ -134,24 +145,57 @@ class ModelRegistry:
         if registration is not None and not isinstance(registration, ProviderConfig):
             provider: ModelProvider = registration
         else:
-            from flue.models.litellm_provider import LiteLLMProvider
+            endpoint = route(provider_id, registration)
+            if endpoint is None:
+                from flue.models.litellm_provider import LiteLLMProvider
 
-            # Whether an unregistered id exists in litellm's catalog is checked on
-            # the first call, so resolving stays free of the litellm import.
-            provider = LiteLLMProvider(provider_id, registration, registered=self.registered)
+                # Whether an unregistered id exists in litellm's catalog is checked on
+                # the first call, so resolving stays free of the litellm import.
+                provider = LiteLLMProvider(provider_id, registration, registered=self.registered)
+            else:
+                provider = native_provider(provider_id, endpoint, registration)
         self._providers[provider_id] = provider
         return provider
 
+    def uses_litellm(self, provider_id: str) -> bool:
+        registration = self._registrations.get(provider_id)
+        if registration is not None and not isinstance(registration, ProviderConfig):
+            return False
+        return route(provider_id, registration) is None
+
+
+def route(provider_id: str, registration: ProviderConfig | None) -> Endpoint | None:
+    """The endpoint a native client calls for this provider, or None when litellm serves it."""
+    if registration is not None and registration.via == "litellm":
+        return None
+    known = ENDPOINTS.get(provider_id)
+    if registration is not None and registration.api is not None:
+        return known or GENERIC[registration.api]
+    return known
+
+
+def native_provider(provider_id: str, endpoint: Endpoint, registration: ProviderConfig | None) -> ModelProvider:
+    api = registration.api if registration is not None and registration.api else endpoint.api
+    if api == "openai-completions":
+        from flue.models.openai_completions import OpenAICompletionsProvider as cls
+    elif api == "openai-responses":
+        from flue.models.openai_responses import OpenAIResponsesProvider as cls  # type: ignore[assignment]
+    else:
+        from flue.models.anthropic_messages import AnthropicMessagesProvider as cls  # type: ignore[assignment]
+    return cls(provider_id, endpoint, registration)
+
 
 def calls_litellm(project: Project) -> bool:
-    """Whether any default model of the project (agents' ``model:``, flue.yaml ``model:``)
-    goes through litellm rather than a plugin's own provider object."""
+    """Whether any default model of the project (agents' and profiles' ``model:``, flue.yaml
+    ``model:``) goes through litellm rather than a native client or a plugin's provider object.
+    (A model named only at call time in code is not known here; litellm is then imported on
+    its first call.)"""
     registry = ModelRegistry.for_project(project)
     specs = {a.model for a in project.agents.values() if isinstance(a.model, str)}
     if project.config.model:
         specs.add(project.config.model)
     for spec in specs:
-        provider_id = spec.partition("/")[0]
-        if not isinstance(registry.registration(provider_id), ModelProvider):
+        provider_id, sep, _model = spec.partition("/")
+        if sep and registry.uses_litellm(provider_id):
             return True
     return False

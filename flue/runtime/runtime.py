@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from typing import Any
 
 from flue.errors import serialize_error
@@ -100,6 +101,9 @@ class Runtime:
             await self._coordinator.stop()
         if self in _CURRENT:
             _CURRENT.remove(self)
+        http = sys.modules.get("flue.models.http")  # loaded once a native model client was used
+        if http is not None and not _CURRENT:
+            await http.close_client_session()
         close = getattr(self.adapter, "close", None)
         if close is not None:
             out = close()

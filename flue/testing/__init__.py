@@ -1,6 +1,7 @@
 """Test support for Flue users and for Flue itself.
 
-- scripted models (in process, and behind a real OpenAI-compatible HTTP server)
+- scripted models (in process, and behind a real HTTP server speaking the Chat Completions,
+  Responses and Anthropic Messages protocols)
 - ``persistence_contract``: the test suite every persistence adapter should pass
 """
 

@@ -14,7 +14,8 @@ from what was sent (for example, echoing a tool result back)::
 
 :class:`ScriptedModel` implements :class:`flue.models.base.ModelProvider` in
 process. The same turns drive :class:`flue.testing.ScriptedModelServer`, an
-OpenAI-compatible HTTP server that exercises the real litellm path.
+HTTP server speaking the Chat Completions, Responses and Anthropic Messages
+protocols, which exercises the real model clients (native and litellm).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from flue.events import Usage
 from flue.models.base import ModelChunk, ModelRequest, ToolCallDelta
+from flue.usage import Usage
 
 
 class ScriptExhaustedError(AssertionError):
@@ -54,14 +55,22 @@ class ScriptedTurn(BaseModel):
     completion_tokens: int | None = None
     reasoning_tokens: int = 0
     cached_tokens: int = Field(0, ge=0, description="of the prompt tokens, how many came from the prompt cache")
+    cache_write_tokens: int = Field(
+        0, ge=0, description="of the prompt tokens, how many were written to the prompt cache (reported as such by "
+        "the Anthropic format; the OpenAI formats count them as plain input)",
+    )
+    signature: str | None = Field(None, description="HTTP server: the thinking's signature (Anthropic) or "
+                                  "encrypted reasoning (Responses); default sig-<n> / enc-<n>")
+    redacted_thinking: str | None = Field(None, description="HTTP server, Anthropic: a redacted_thinking block's data")
     finish_reason: str | None = None
     chunk_size: int = Field(4, ge=1, description="characters per text delta")
     delay: float = Field(0.0, ge=0, description="seconds to wait before each chunk")
     hang: bool = Field(False, description="after the text, keep the stream open until the client goes away")
     hang_timeout: float = Field(10.0, gt=0, description="upper bound on a hang, so tests stay bounded")
-    # HTTP server only: answer with this status and an OpenAI error body instead
+    # HTTP server only: answer with this status and the protocol's error body instead
     error_status: int | None = None
     error_message: str = "scripted error"
+    retry_after: float | None = Field(None, ge=0, description="with error_status: the Retry-After header, seconds")
 
     def finish(self) -> str:
         return self.finish_reason or ("tool_calls" if self.tool_calls else "stop")
@@ -71,7 +80,8 @@ class ScriptedTurn(BaseModel):
         produced = self.text + self.thinking + "".join(c.arguments_json() for c in self.tool_calls)
         completion = self.completion_tokens if self.completion_tokens is not None else max(1, len(produced) // 4)
         cached = min(self.cached_tokens, prompt)
-        return Usage.of(input=prompt - cached, output=completion, cache_read=cached)
+        written = min(self.cache_write_tokens, prompt - cached)
+        return Usage.of(input=prompt - cached - written, output=completion, cache_read=cached, cache_write=written)
 
     def text_pieces(self) -> list[str]:
         return _split(self.text, self.chunk_size)
