@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from flue.cli import add_project_flags
 
@@ -70,7 +71,15 @@ def _render(doc: dict) -> None:
     table("skills", ["name", "description", "file"], [[s["name"], s["description"], s["file"]] for s in doc["skills"]])
     table("channels", ["name", "kind", "file"], [[c["name"], c["kind"], c["file"]] for c in doc["channels"]])
     table("plugins", ["name", "source", "origin"], [[p["name"], p["source"], p["origin"]] for p in doc["plugins"]])
-    diags = doc["diagnostics"]
+    print_diagnostics(doc["diagnostics"], console)
+
+
+def print_diagnostics(diags: list[dict], console: Any = None) -> None:
+    """The diagnostics block of ``flue info`` (also printed by ``flue build``)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = console or Console(stderr=True, highlight=False)
     if not diags:
         console.print("\n[green]no diagnostics[/green]")
         return
