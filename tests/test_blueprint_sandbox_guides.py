@@ -7,16 +7,19 @@
 - ``sandbox/daytona`` and ``sandbox/e2b``: the guides' tests (which need real
   credentials and skip without them) against local stand-ins of the
   providers' HTTP APIs (``fixtures/blueprints/fake_providers.py``).
+- ``sandbox/modal``: the guide's test with a stand-in for the SDK's ``Sandbox``
+  (``exec`` and its process streams) in place of the ``modal`` package.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from blueprint_support import guide_module
-from fixtures.blueprints.fake_providers import fake_daytona, fake_e2b
+from fixtures.blueprints.fake_providers import Aio, FakeModalSandbox, fake_daytona, fake_e2b
 
 FAKE_DOCKER = str(Path(__file__).parent / "fixtures" / "blueprints" / "fake_docker")
 
@@ -103,3 +106,30 @@ def _daytona_kind():
 
 def _e2b_kind():
     return _kinds(_e2b)["e2b"]
+
+
+# -- Modal: the guide's test with a stand-in for the SDK's Sandbox (Modal has no public REST API) --
+
+_modal = guide_module("sandbox/modal", "tests/test_modal_sandbox.py")
+
+
+class TestModalGuideWithAStandInSandbox(_modal.TestModalSandbox):
+    @pytest_asyncio.fixture
+    async def env(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+        from types import SimpleNamespace
+
+        from flue.sandbox.base import SandboxRequest
+
+        asked: list[str] = []
+
+        async def from_id(sandbox_id: str) -> FakeModalSandbox:
+            asked.append(sandbox_id)
+            return FakeModalSandbox()
+
+        monkeypatch.setitem(sys.modules, "modal", SimpleNamespace(Sandbox=SimpleNamespace(from_id=Aio(from_id))))
+        factory = _modal.modal_kind()({"sandbox": "sb-test"})
+        env = await factory.create_session_env(SandboxRequest(id="t", cwd=str(tmp_path / "work"),
+                                                              files={"seeded.txt": "hi"}))
+        assert asked == ["sb-test"] and await env.read_file("seeded.txt") == "hi"
+        await env.rm("seeded.txt")
+        return env
