@@ -23,17 +23,11 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from flue.build import BuildError, build
-    from flue.cli.info import print_diagnostics
-    from flue.config import load_env_file
-    from flue.project import load_project
+    from flue.cli.info import load_for_cli, print_diagnostics
 
-    root = Path(args.root)
-    try:
-        load_env_file(root, args.env_file)
-    except FileNotFoundError as exc:
-        print(f"flue: {exc}", file=sys.stderr)
+    project = load_for_cli(args)
+    if project is None:
         return 1
-    project = load_project(root)
     if project.diagnostics:
         print_diagnostics([d.model_dump() for d in project.diagnostics])
     if project.errors:

@@ -15,7 +15,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the readable report")
 
 
-def main(args: argparse.Namespace) -> int:
+def load_for_cli(args: argparse.Namespace) -> Any:
+    """Load ``.env`` (or ``--env``) and the project at ``--root``; None, after saying why, when
+    the env file is missing. Shared by the commands that report on a project (info, build)."""
     from pathlib import Path
 
     from flue.config import load_env_file
@@ -26,8 +28,14 @@ def main(args: argparse.Namespace) -> int:
         load_env_file(root, args.env_file)
     except FileNotFoundError as exc:
         print(f"flue: {exc}", file=sys.stderr)
+        return None
+    return load_project(root)
+
+
+def main(args: argparse.Namespace) -> int:
+    project = load_for_cli(args)
+    if project is None:
         return 1
-    project = load_project(root)
     doc = project.info()
     if args.json:
         print(json.dumps(doc, indent=2))
