@@ -17,8 +17,8 @@ What goes in (``<output>``, default ``<root>/dist``):
 - ``flue-build.json`` (the manifest), ``Dockerfile`` and ``.dockerignore``.
 
 Never copied: ``.env`` and every file whose name the skill secret rules
-reject (:func:`flue.authoring.skills.looks_like_secret`), virtualenvs, VCS
-folders, caches and the output folder itself. The manifest lists what was
+reject (:func:`flue.authoring.skills.looks_like_secret`), the configured SQLite
+state database, virtualenvs, VCS folders, caches and the output folder itself. The manifest lists what was
 left out and why.
 """
 
@@ -110,8 +110,18 @@ def _walk(path: Path, output: Path):
         yield path
 
 
+def state_files(project: Project) -> set[Path]:
+    """The configured SQLite database and its journals: runtime state, never part of a build."""
+    path = project.config.persistence.options.get("path")
+    if project.config.persistence.kind != "sqlite" or not isinstance(path, str) or path == ":memory:":
+        return set()
+    db = Path(path).expanduser()
+    db = (db if db.is_absolute() else project.root / db).resolve()
+    return {db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))}
+
+
 def copy_project(project: Project, artifact: Artifact, includes: list[str]) -> None:
-    root, seen = project.root, set()
+    root, seen, state = project.root, set(), state_files(project)
     for top in project_paths(project, includes):
         for path in _walk(top.resolve(), artifact.output):
             rel = path.relative_to(root).as_posix()
@@ -120,6 +130,9 @@ def copy_project(project: Project, artifact: Artifact, includes: list[str]) -> N
             seen.add(rel)
             if looks_like_secret(path.name):
                 artifact.skipped.append({"path": rel, "reason": "looks like a secret (skill secret rules)"})
+                continue
+            if path in state:
+                artifact.skipped.append({"path": rel, "reason": "the project's SQLite state (persistence.path)"})
                 continue
             target = artifact.output / rel
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -119,3 +119,24 @@ def test_the_example_project_builds_installs_in_a_fresh_venv_and_serves(tmp_path
         server.wait(timeout=30)
     docs = subprocess.run([str(env_dir / "bin" / "flue"), "docs", "search", "lease"], capture_output=True, text=True)
     assert docs.stdout.startswith("persistence ")  # the docs ship inside the installed wheel
+
+
+def test_build_of_a_dot_flue_source_root_copies_it_whole_but_not_its_state(write_tree, tmp_path) -> None:
+    root = write_tree({
+        "flue.yaml": "persistence: {kind: sqlite, path: .flue/state.db}\n",
+        ".flue/agents/a.md": "---\ndescription: fine\nhttp: true\n---\nHi\n",
+        ".flue/data/prices.csv": "a,1\n",
+        ".flue/state.db": "runtime state",
+        ".flue/state.db-wal": "runtime state",
+        ".flue/.env": "SECRET=1\n",
+    }, tmp_path / "p")
+    from flue.build import build
+    from flue.project import load_project
+
+    project = load_project(root)
+    assert project.source_root == root / ".flue" and not project.errors
+    manifest = build(project, tmp_path / "out")
+    shipped = {f["path"] for f in manifest["files"]}
+    assert shipped == {"flue.yaml", ".flue/agents/a.md", ".flue/data/prices.csv"}
+    assert {s["path"] for s in manifest["skipped"]} == {".flue/state.db", ".flue/state.db-wal", ".flue/.env"}
+    assert (tmp_path / "out" / ".flue" / "data" / "prices.csv").read_text() == "a,1\n"
