@@ -234,10 +234,10 @@ def pin(dist: metadata.Distribution, wheels: Path) -> tuple[str, str | None]:
     source = Path(unquote(parsed.path))
     if "dir_info" in direct:
         before = set(wheels.glob("*.whl"))
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), str(source)],
-            capture_output=True, text=True,
-        )
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), str(source)]
+        proc = subprocess.run(command, capture_output=True, text=True)
+        if proc.returncode != 0:  # offline? build with what this environment has (setuptools, wheel)
+            proc = subprocess.run([*command, "--no-build-isolation"], capture_output=True, text=True)
         made = sorted(set(wheels.glob("*.whl")) - before)
         if proc.returncode != 0 or not made:
             raise BuildError(f"could not build a wheel of {name} from {source}:\n{proc.stderr.strip()}")
