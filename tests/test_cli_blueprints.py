@@ -121,6 +121,8 @@ def test_flue_update_says_when_everything_is_current_and_fails_without_markers(w
     empty.mkdir()
     res = run_flue("update", "channel", "slack", "--root", str(empty))
     assert res.returncode == 1 and "no file under" in res.stderr and "flue add channel slack" in res.stderr
+    res = run_flue("update", "channel", "slack", "--root", str(tmp_path / "missing"))
+    assert res.returncode == 1 and "is not a directory" in res.stderr
     res = run_flue("update", "sandbox", "https://example.com")
     assert res.returncode == 1 and "named blueprints" in res.stderr
     res = run_flue("update", "channel")

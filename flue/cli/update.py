@@ -32,8 +32,8 @@ def upgrade_markdown(bp: Any, marked: list[Any]) -> str | None:
         state = "current" if m.version == bp.version else (
             f"newer than this guide ({bp.version})" if m.version > bp.version else "behind")
         lines.append(f"- `{m.path}` (line {m.line}): version {m.version}, {state}")
-    lines += ["", f"Apply the steps below, in order, to each file that is behind (each step says which "
-              f"version it starts from), then change its marker to `{bp.marker}`. Keep the project's own "
+    lines += ["", f"Apply the steps below, in order, to each file that is behind (a step applies to files "
+              f"older than its version), then change its marker to `{bp.marker}`. Keep the project's own "
               f"changes to those files. The complete current guide is `flue add {bp.kind} {bp.name} --print`.",
               ""]
     for step in bp.steps_after(oldest):
@@ -58,6 +58,9 @@ def main(args: argparse.Namespace) -> int:
     if bp is None:
         return 1
     root = Path(args.root).resolve()
+    if not root.is_dir():
+        print(f"Error: project root {root} is not a directory", file=sys.stderr)
+        return 1
     marked = find_markers(root, bp.kind, bp.name)
     if not marked:
         print(f"Error: no file under {root} carries the marker '# flue-blueprint: {bp.slug}@<version>'.\n"
