@@ -159,8 +159,18 @@ class FlueSpec:
 
     @hookspec
     def flue_blueprints(self) -> list[Blueprint]:
-        """Return blueprints for ``flue add``: Markdown guides (sandbox, channel,
-        database, tooling) that a coding agent applies to a project."""
+        """Return blueprints for ``flue add``: Markdown guides (kind ``sandbox``,
+        ``channel``, ``database`` or ``tooling``) that a coding agent applies to a project.
+
+        Each is a ``flue.blueprints.Blueprint`` (``kind``, ``name``, ``version``,
+        one-line ``description``, ``markdown``, optional ``website`` and
+        ``aliases``). ``flue add`` lists them with the plugin's name; a plugin's
+        guide replaces a built-in one of the same kind and name.
+        ``flue.blueprints.check_blueprint`` checks the shape ``flue update``
+        relies on: an H1, an ``## Upgrade guide`` section last with ``### Version N
+        — YYYY-MM-DD`` entries, and the marker ``# flue-blueprint: <kind>/<name>@<version>``
+        at the top of every file the guide generates.
+        """
 
 
 def plugin_manager() -> pluggy.PluginManager:

@@ -24,6 +24,11 @@ SKILL_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SECRET_PATTERNS = (".env", ".dev.vars", "id_rsa", "id_ed25519", ".pem", ".key", "credentials")
 
 
+def looks_like_secret(filename: str) -> bool:
+    """A file name that likely holds credentials: never packaged (skills, ``flue build``)."""
+    return any(p in filename for p in SECRET_PATTERNS)
+
+
 def skill_name_problem(name: str) -> str | None:
     if not name:
         return "a skill name must not be empty"
@@ -103,7 +108,7 @@ def parse_skill_dir(folder: Path, *, rel: str) -> tuple[SkillDefinition | None, 
     for f in sorted(folder.rglob("*")):
         if f.is_file() and f.name != "SKILL.md":
             r = f.relative_to(folder).as_posix()
-            (secret if any(p in f.name for p in SECRET_PATTERNS) else siblings).append(r)
+            (secret if looks_like_secret(f.name) else siblings).append(r)
     for s in secret:
         out.append(
             Diagnostic(

@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dev": ("flue.cli.dev", "serve the project locally and reload it when files change (port 3583)"),
     "start": ("flue.cli.start", "serve the project in production (PORT, default 3000) with graceful shutdown"),
     "logs": ("flue.cli.logs", "replay or follow a workflow run's events from a running server"),
+    "build": ("flue.cli.build", "write a deployable artifact (project files, manifest, pinned requirements, Dockerfile)"),
+    "add": ("flue.cli.add", "list integration blueprints, or print one as a guide for a coding agent"),
+    "update": ("flue.cli.update", "print the upgrade steps for files generated from a blueprint"),
+    "docs": ("flue.cli.docs", "list, read or search Flue's documentation, offline"),
 }
 
 

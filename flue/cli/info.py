@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from flue.cli import add_project_flags
 
@@ -14,7 +15,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the readable report")
 
 
-def main(args: argparse.Namespace) -> int:
+def load_for_cli(args: argparse.Namespace) -> Any:
+    """Load ``.env`` (or ``--env``) and the project at ``--root``; None, after saying why, when
+    the env file is missing. Shared by the commands that report on a project (info, build)."""
     from pathlib import Path
 
     from flue.config import load_env_file
@@ -25,8 +28,14 @@ def main(args: argparse.Namespace) -> int:
         load_env_file(root, args.env_file)
     except FileNotFoundError as exc:
         print(f"flue: {exc}", file=sys.stderr)
+        return None
+    return load_project(root)
+
+
+def main(args: argparse.Namespace) -> int:
+    project = load_for_cli(args)
+    if project is None:
         return 1
-    project = load_project(root)
     doc = project.info()
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -75,7 +84,15 @@ def _render(doc: dict) -> None:
           "\n".join(_rule(r) for r in c["rules"]), c["file"]] for c in doc["channels"]],
     )
     table("plugins", ["name", "source", "origin"], [[p["name"], p["source"], p["origin"]] for p in doc["plugins"]])
-    diags = doc["diagnostics"]
+    print_diagnostics(doc["diagnostics"], console)
+
+
+def print_diagnostics(diags: list[dict], console: Any = None) -> None:
+    """The diagnostics block of ``flue info`` (also printed by ``flue build``)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = console or Console(stderr=True, highlight=False)
     if not diags:
         console.print("\n[green]no diagnostics[/green]")
         return
