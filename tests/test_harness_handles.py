@@ -120,3 +120,24 @@ async def test_shell_returns_a_handle_on_the_session_and_the_harness():
     session = await harness.session()
     assert (await session.shell("echo in-band")).exit_code == 0
     assert "in-band" in session.messages[-1]["content"]
+
+
+async def test_deleting_a_session_stops_its_running_operation():
+    model = ScriptedModel([reply("kept"), reply("never", hang=True), reply("fresh")])
+    harness = await flue.init(flue.create_agent(name="del", model=model, tools=[]))
+    session = await harness.session("notes")
+    await session.prompt("first")
+    assert await harness.store.load(harness.storage_key("notes")) is not None
+
+    model.started.clear()
+    handle = session.prompt("this one hangs")
+    await asyncio.wait_for(model.started.wait(), 5)  # it is streaming
+    await session.delete()
+    with pytest.raises(flue.SessionDeletedError, match="session 'notes'"):
+        await asyncio.wait_for(handle, 5)
+    assert await harness.store.load(harness.storage_key("notes")) is None  # nothing wrote it back
+    with pytest.raises(flue.SessionDeletedError):
+        await session.prompt("on the deleted object")
+    again = await harness.session("notes")
+    assert again is not session and again.messages == []
+    assert (await again.prompt("new start")).text == "fresh"

@@ -163,7 +163,7 @@ class Sessions:
         if name in self._open:
             return self._open[name]
         data = await self._harness.store.load(self._harness.storage_key(name))
-        if data is None or data.metadata.get("deletion") is not None:  # absent, or a deletion marker
+        if data is None:
             return None
         session = Session(self._harness, name, data)
         self._open[name] = session

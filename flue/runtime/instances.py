@@ -304,6 +304,7 @@ class Coordinator:
 
     async def _run(self, sub: Submission) -> None:
         from flue.harness import init
+        from flue.runtime.deletion import guard_sessions
 
         runtime = self.runtime
         use_admitted(sub.submission_id)  # this task's context: the admitting request's provider settings
@@ -323,7 +324,7 @@ class Coordinator:
                 agent,
                 project=runtime.project,
                 sink=sink,
-                session_store=runtime.stores.sessions,
+                session_store=guard_sessions(runtime, sub),  # respects session deletion markers (issue 16)
                 scope=sub.instance,
                 observe=False,
                 snapshot=snapshot,
