@@ -303,19 +303,25 @@ def _check_roles(project: Project, agent: AgentDefinition) -> None:
             ))
     if agent.role is None:
         return
-    declared: set[str] = set()
-    seen: set[str] = set()
-    cur: str | None = agent.name
-    while cur in agents and cur not in seen:
-        seen.add(cur)
-        declared |= set(agents[cur].roles)
-        cur = agents[cur].profile
+    declared = declared_roles(agents, agent.name)
     if agent.role not in declared:
         project.diagnostics.append(Diagnostic(
             code="agent.unknown-role", file=agent.file,
             message=f"role '{agent.role}' is not declared under 'roles:'",
             hint=f"declared roles: {', '.join(sorted(declared)) or 'none'}",
         ))
+
+
+def declared_roles(agents: dict[str, AgentDefinition], name: str) -> set[str]:
+    """The roles an agent file declares, with those of its profile chain."""
+    declared: set[str] = set()
+    seen: set[str] = set()
+    cur: str | None = name
+    while cur in agents and cur not in seen:
+        seen.add(cur)
+        declared |= set(agents[cur].roles)
+        cur = agents[cur].profile
+    return declared
 
 
 def _profile_cycle(agents: dict[str, AgentDefinition], start: str) -> bool:
@@ -390,8 +396,14 @@ def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
             _missing(project, "subagent", step.subagent, wf.file, f"{where} subagent", list(project.agents))
         if agent in project.agents and project.agents[agent].module is None:  # a module's lists are code
             _check_step_lists(project, wf, where, step, agent)
+            if step.role is not None and step.role not in declared_roles(project.agents, agent):
+                project.diagnostics.append(Diagnostic(
+                    code="workflow.unknown-role", file=wf.file,
+                    message=f"{where} uses role '{step.role}', which agent '{agent}' does not declare",
+                    hint=f"declared roles: {', '.join(sorted(declared_roles(project.agents, agent))) or 'none'}",
+                ))
         earlier = set(seen_ids[:-1] if step.id else seen_ids)
-        for text in _strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill"})):
+        for text in _strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill", "role"})):
             _check_step_template(project, wf, where, text, earlier)
     for text in _strings(wf.return_):
         _check_step_template(project, wf, "return", text, set(seen_ids))

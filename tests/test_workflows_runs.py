@@ -326,3 +326,21 @@ def test_flue_run_reports_bad_references_and_runs_nothing(tmp_path: Path) -> Non
     proc = subprocess.run([sys.executable, "-m", "flue", "run", "fine"], cwd=root, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 1 and not marker.exists()
+
+
+async def test_yaml_steps_take_a_role_and_an_undeclared_one_is_a_diagnostic(tmp_path: Path) -> None:
+    files = {
+        "agents/assistant.md": "---\ndescription: x\ntools: []\nroles:\n  pirate: Talk like a pirate.\n---\nYou are terse.\n",
+        "workflows/ahoy.yaml": "agent: assistant\nsteps:\n  - id: hi\n    prompt: Say hello\n    role: pirate\nreturn: \"{{ steps.hi.text }}\"\n",
+    }
+    runtime, model = await open_runtime(write_project(tmp_path, files))
+    model.add(reply("Ahoy!"))
+    try:
+        record = await asyncio.wait_for((await start_run(runtime, "ahoy")).wait(), 30)
+    finally:
+        await runtime.close()
+    assert record.status == "completed" and record.result == "Ahoy!"
+    assert model.requests[0].messages[0]["content"].startswith("Talk like a pirate.\n\nYou are terse.")
+
+    (tmp_path / "workflows/ahoy.yaml").write_text(files["workflows/ahoy.yaml"].replace("pirate", "poet"))
+    assert [d.code for d in load_project(tmp_path).errors] == ["workflow.unknown-role"]

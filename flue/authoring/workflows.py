@@ -24,7 +24,8 @@ YAML workflow::
 
 A step is exactly one of ``prompt``, ``skill`` (with ``args``), ``task`` (with an
 optional ``subagent``) or ``shell`` (with ``cwd``/``env``). ``agent`` and
-``session`` choose where it runs; a shell step
+``session`` choose where it runs, ``role`` picks one of the agent's roles for a
+prompt, skill or task step; a shell step
 fails the run on a non-zero exit code unless it sets ``check: false``. Every string is a Jinja2 template over
 ``payload``, ``env`` and ``steps.<id>`` (each step's ``text``, ``data``,
 ``stdout``, ``stderr``, ``exit_code``). ``return`` is evaluated last; a string that
@@ -61,6 +62,7 @@ class Step(BaseModel):
     result: dict[str, Any] | None = None
     model: str | None = None
     thinking: ThinkingLevel | None = None
+    role: str | None = Field(None, description="prompt/skill/task steps: one of the agent's roles")
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float | None = Field(None, gt=0)
