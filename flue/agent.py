@@ -71,7 +71,6 @@ import asyncio
 import inspect
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,14 +306,9 @@ def load_python_agent(definition: AgentDefinition) -> CreatedAgent:
     if cached is not None and cached[0] == mtime:
         module = cached[1]
     else:
-        import importlib.util
+        from flue.authoring.source import import_file
 
-        module_name = f"flue_agents.{definition.name.replace('-', '_')}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        module = import_file(f"flue_agents.{definition.name.replace('-', '_')}", path)
         _MODULES[str(path)] = (mtime, module)
     init = getattr(module, "init_agent", None)
     if callable(init):

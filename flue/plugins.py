@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
@@ -97,13 +96,10 @@ def load_plugins(
             rel = path.relative_to(source_root).as_posix()
             module_name = f"flue_project_plugins.{name}"
             try:
-                spec = importlib.util.spec_from_file_location(module_name, path)
-                assert spec and spec.loader
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[module_name] = module
-                spec.loader.exec_module(module)
+                from flue.authoring.source import import_file
+
+                module = import_file(module_name, path)
             except Exception as exc:
-                sys.modules.pop(module_name, None)
                 line = _traceback_line(exc, path)
                 diags.append(
                     Diagnostic(

@@ -168,42 +168,34 @@ async def follow(http: aiohttp.ClientSession, url: str, count: int, timeout: flo
 async def test_a_deletion_survives_a_sigkill_and_the_queued_submission_fails(tmp_path: Path) -> None:
     async with ScriptedModelServer([Model()] * 20) as model:
         root = make_project(tmp_path / "proj", model.url, "{kind: sqlite, path: data/state.db}")
-        server = FlueServerProcess(root)
-        url = f"{server.url}/agents/echo/u1"
-        try:
+        async with FlueServerProcess(root) as server, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            url = f"{server.url}/agents/echo/u1"
+
+            async def post(text: str, session: str, wait: bool = False) -> dict[str, Any]:
+                params = {"wait": "result"} if wait else {}
+                async with http.post(url, params=params, json={"message": text, "session": session}) as resp:
+                    assert resp.status in (200, 202), await resp.text()
+                    return await resp.json()
+
+            assert (await post("remember blue", "s1", wait=True))["result"]["text"] == "echo: remember blue"
+            busy = await post("HANG on other", "other")  # runs (and hangs) ahead of the next one
+            queued = await post("queued on s1", "s1")
+            await hanging(model)
+            async with http.post(f"{server.url}/test/sessions/echo/u1/s1/delete") as resp:
+                assert resp.status == 204, await resp.text()
+            server.kill()  # right after the deletion, the queued submission still waiting
+            assert await server.wait() == -signal.SIGKILL
+
             await server.start()
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-
-                async def post(text: str, session: str, wait: bool = False) -> dict[str, Any]:
-                    params = {"wait": "result"} if wait else {}
-                    async with http.post(url, params=params, json={"message": text, "session": session}) as resp:
-                        assert resp.status in (200, 202), await resp.text()
-                        return await resp.json()
-
-                assert (await post("remember blue", "s1", wait=True))["result"]["text"] == "echo: remember blue"
-                busy = await post("HANG on other", "other")  # runs (and hangs) ahead of the next one
-                queued = await post("queued on s1", "s1")
-                await hanging(model)
-                async with http.post(f"{server.url}/test/sessions/echo/u1/s1/delete") as resp:
-                    assert resp.status == 204, await resp.text()
-                server.kill()  # right after the deletion, the queued submission still waiting
-                assert await server.wait() == -signal.SIGKILL
-
-                await server.start()
-                events = await follow(http, url, 3)
-                settled = {e["submissionId"]: e for e in events if e["type"] == "submission_settled"}
-                assert settled[busy["submissionId"]]["outcome"] == "completed"  # another session: unaffected
-                failed = settled[queued["submissionId"]]
-                assert failed["outcome"] == "failed", failed
-                assert failed["error"]["type"] == "session_deleted"
-                assert "session 's1' of agents/echo/u1 was deleted" in failed["error"]["message"]
-                assert (await post("hello again", "s1", wait=True))["result"]["text"] == "echo: hello again"
+            events = await follow(http, url, 3)
+            settled = {e["submissionId"]: e for e in events if e["type"] == "submission_settled"}
+            assert settled[busy["submissionId"]]["outcome"] == "completed", server.output()  # another session
+            failed = settled[queued["submissionId"]]
+            assert failed["outcome"] == "failed", (failed, server.output())
+            assert failed["error"]["type"] == "session_deleted"
+            assert "session 's1' of agents/echo/u1 was deleted" in failed["error"]["message"]
+            assert (await post("hello again", "s1", wait=True))["result"]["text"] == "echo: hello again"
             assert await server.stop() == 0
-        except BaseException:
-            print(server.output())
-            raise
-        finally:
-            await server.stop()
 
     assert "queued on s1" not in [u for r in model.requests for u in users(r["messages"])]
     assert users(model.requests[-1]["messages"]) == ["hello again"]  # the deleted history stayed deleted

@@ -248,15 +248,11 @@ def parse_python_agent(path: Path, *, rel: str) -> tuple[AgentDefinition | None,
     or assign ``agent``; ``description``/``http``/``durability`` are read as literals."""
     import ast
 
-    from flue.authoring.source import read_text
+    from flue.authoring.source import parse_python
 
-    text, diags = read_text(path, rel)
-    if text is None:
+    tree, diags = parse_python(path, rel, code="agent")
+    if tree is None:
         return None, diags
-    try:
-        tree = ast.parse(text, filename=rel)
-    except SyntaxError as exc:
-        return None, [Diagnostic(code="agent.syntax", file=rel, line=exc.lineno, message=f"Python syntax error: {exc.msg}")]
     found = False
     literals: dict[str, Any] = {}
     for node in tree.body:

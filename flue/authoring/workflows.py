@@ -41,7 +41,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flue.authoring.agents import HttpSpec, ThinkingLevel
-from flue.authoring.source import load_yaml_mapping, read_text
+from flue.authoring.source import load_yaml_mapping, parse_python
 from flue.diagnostics import Diagnostic, pydantic_diagnostics
 
 STEP_KINDS = ("prompt", "skill", "task", "shell")
@@ -109,15 +109,9 @@ class WorkflowDefinition(BaseModel):
 
 
 def parse_python_workflow(path: Path, *, rel: str) -> tuple[WorkflowDefinition | None, list[Diagnostic]]:
-    text, diags = read_text(path, rel)
-    if text is None:
+    tree, diags = parse_python(path, rel, code="workflow")
+    if tree is None:
         return None, diags
-    try:
-        tree = ast.parse(text, filename=rel)
-    except SyntaxError as exc:
-        return None, [
-            Diagnostic(code="workflow.syntax", file=rel, line=exc.lineno, message=f"Python syntax error: {exc.msg}")
-        ]
     run_node: ast.AST | None = None
     http: Any = None
     for node in tree.body:
