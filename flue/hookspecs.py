@@ -154,7 +154,10 @@ class FlueSpec:
         Called once while the application is assembled, before Flue's own
         routes are added; ``app.middlewares.append(...)`` and
         ``app.router.add_get(...)`` are both fine. ``runtime`` gives access to
-        the project, ``dispatch`` and the stores.
+        the project, ``dispatch`` and the stores. A middleware may call
+        ``flue.configure_provider(...)`` for the request it handles (a
+        tenant's gateway key: see ``flue.models.overrides``); a route may call
+        ``flue.delete_session(...)`` (see ``flue.runtime.deletion``).
         """
 
     @hookspec

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from typing import Any, Literal
 import pluggy
 from pydantic import BaseModel
 
+from flue.authoring.source import import_file
 from flue.diagnostics import Diagnostic
 from flue.hookspecs import plugin_manager
 
@@ -115,20 +115,6 @@ def load_plugins(
     for name, obj in extra or []:
         register(obj, name, "project", "<code>")
     return pm, infos, diags
-
-
-def import_file(module_name: str, path: Path) -> Any:
-    """Import a project file as ``module_name`` (registered in ``sys.modules`` unless it fails)."""
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module
 
 
 def traceback_line(exc: BaseException, path: Path) -> int | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pluggy
 
-from flue.authoring.agents import AgentDefinition, parse_agent_file
+from flue.authoring.agents import AgentDefinition, parse_agent_file, parse_python_agent
 from flue.authoring.channels import ChannelDefinition, parse_channel_file
 from flue.authoring.skills import SkillDefinition, parse_skill_dir
 from flue.authoring.templates import check_template, template_strings
@@ -22,7 +22,7 @@ from flue.config import FlueConfig, load_config
 from flue.diagnostics import Diagnostic, ProjectError
 from flue.plugins import PluginInfo, collect_named, load_plugins
 
-AGENT_SUFFIXES = (".md", ".yaml", ".yml")
+AGENT_SUFFIXES = (".md", ".yaml", ".yml", ".py")
 WORKFLOW_SUFFIXES = (".py", ".yaml", ".yml")
 CHANNEL_SUFFIXES = (".yaml", ".yml", ".py")
 
@@ -116,7 +116,7 @@ def load_project(root: str | Path = ".", *, extra_plugins: list[tuple[str, Any]]
         project.diagnostics.append(Diagnostic(code="project.missing-root", message=f"project root {root} is not a directory"))
         return project
 
-    _discover(project, "agents", AGENT_SUFFIXES, lambda p, rel: parse_agent_file(p, rel=rel), project.agents)
+    _discover(project, "agents", AGENT_SUFFIXES, _parse_agent, project.agents)
     _discover(project, "workflows", WORKFLOW_SUFFIXES, _parse_workflow, project.workflows)
     _discover(project, "channels", CHANNEL_SUFFIXES, lambda p, rel: parse_channel_file(p, rel=rel), project.channels)
     _discover_skills(project)
@@ -162,6 +162,10 @@ def _check_source_root(project: Project) -> None:
             hint=f"Flue reads {chosen}/ when it exists: move your files into it, or remove {chosen}/ "
                  "(a database or other state kept there creates it)",
         ))
+
+
+def _parse_agent(path: Path, rel: str):
+    return parse_python_agent(path, rel=rel) if path.suffix == ".py" else parse_agent_file(path, rel=rel)
 
 
 def _parse_workflow(path: Path, rel: str):
@@ -274,6 +278,23 @@ def _check_references(project: Project) -> None:
     tool_names = _known_tool_names(project)
     sandbox_kinds = _known_sandbox_kinds(project)
     for agent in agents.values():
+        _check_roles(project, agent)
+        for field_name, ref in [("profile", agent.profile), *(("subagents", sub) for sub in agent.subagents)]:
+            if ref in agents and agents[ref].module is not None:
+                project.diagnostics.append(Diagnostic(
+                    code="agent.module-not-profile", file=agent.file,
+                    message=f"{field_name} names '{ref}', a Python agent module ({agents[ref].file}), which is built by "
+                            "its initializer and cannot be a profile or subagent",
+                    hint="use an agent file (agents/<name>.md) for profiles and subagents",
+                ))
+        for sub in agent.subagents:
+            if sub in agents and agents[sub].durability is not None:
+                project.diagnostics.append(Diagnostic(
+                    severity="warning", code="agent.subagent-durability", file=agents[sub].file,
+                    message=f"'{sub}' declares durability but is a subagent of '{agent.name}': as a subagent it runs "
+                            "inside the calling operation, so its durability does not apply there",
+                    hint=f"configure durability on '{agent.name}' (the agent that is prompted)",
+                ))
         if agent.profile is not None:
             if agent.profile not in agents:
                 _missing(project, "profile", agent.profile, agent.file, "profile", list(agents))
@@ -297,6 +318,42 @@ def _check_references(project: Project) -> None:
     for wf in project.workflows.values():
         if wf.kind == "yaml":
             _check_yaml_workflow(project, wf)
+
+
+def _check_roles(project: Project, agent: AgentDefinition) -> None:
+    """A role's profile must be an agent file; the default ``role:`` must be declared
+    (here or along the profile chain)."""
+    agents = project.agents
+    for name, role in agent.roles.items():
+        if role.profile is not None and role.profile not in agents:
+            _missing(project, "profile", role.profile, agent.file, f"role '{name}' profile", list(agents))
+        elif role.profile is not None and agents[role.profile].module is not None:
+            project.diagnostics.append(Diagnostic(
+                code="agent.module-not-profile", file=agent.file,
+                message=f"role '{name}' names '{role.profile}', a Python agent module, as its profile",
+                hint="use an agent file (agents/<name>.md) as a role's profile",
+            ))
+    if agent.role is None:
+        return
+    declared = declared_roles(agents, agent.name)
+    if agent.role not in declared:
+        project.diagnostics.append(Diagnostic(
+            code="agent.unknown-role", file=agent.file,
+            message=f"role '{agent.role}' is not declared under 'roles:'",
+            hint=f"declared roles: {', '.join(sorted(declared)) or 'none'}",
+        ))
+
+
+def declared_roles(agents: dict[str, AgentDefinition], name: str) -> set[str]:
+    """The roles an agent file declares, with those of its profile chain."""
+    declared: set[str] = set()
+    seen: set[str] = set()
+    cur: str | None = name
+    while cur in agents and cur not in seen:
+        seen.add(cur)
+        declared |= set(agents[cur].roles)
+        cur = agents[cur].profile
+    return declared
 
 
 def _profile_cycle(agents: dict[str, AgentDefinition], start: str) -> bool:
@@ -369,10 +426,17 @@ def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
             _missing(project, "skill", step.skill, wf.file, f"{where} skill", list(project.skills))
         if step.subagent is not None and step.subagent not in project.agents:
             _missing(project, "subagent", step.subagent, wf.file, f"{where} subagent", list(project.agents))
-        if agent in project.agents:
+        if agent in project.agents and project.agents[agent].module is None:  # a module's lists are code
             _check_step_lists(project, wf, where, step, agent)
+            if step.role is not None and step.role not in declared_roles(project.agents, agent):
+                project.diagnostics.append(Diagnostic(
+                    code="workflow.unknown-role", file=wf.file,
+                    message=f"{where} uses role '{step.role}', which agent '{agent}' does not declare",
+                    hint=f"declared roles: {', '.join(sorted(declared_roles(project.agents, agent))) or 'none'}",
+                ))
         earlier = set(seen_ids[:-1] if step.id else seen_ids)
-        for text in template_strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill"})):
+        for text in template_strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill",
+                                                             "role"})):
             _check_step_template(project, wf, where, text, earlier)
     for text in template_strings(wf.return_):
         _check_step_template(project, wf, "return", text, set(seen_ids))

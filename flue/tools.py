@@ -14,7 +14,16 @@ type hints through pydantic::
         ...
 
 Plugins register tools by name through the ``flue_tools`` hook; agent files
-list them under ``tools:``. Names must not collide with built-in tool names.
+list them under ``tools:``. Names must not collide with built-in tool names
+(:data:`BUILTIN_TOOL_NAMES`). :func:`create_tools` turns a list of functions,
+Flue-style ``{name, description, parameters, execute}`` mappings and tools
+into checked :class:`Tool` objects.
+
+A running tool gets a :class:`ToolContext`; ``ctx.signal`` fires when its
+operation is aborted (``handle.abort()`` or the call's ``signal=``). The
+harness also cancels the tool's task then, so most tools need nothing; a tool
+that hands work to a thread, a subprocess or a remote job checks
+``ctx.signal.aborted`` or awaits ``ctx.signal.wait()`` to stop it.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flue.harness.abort import AbortSignal
     from flue.instance import InstanceInfo
     from flue.sandbox.base import SandboxEnv
 
@@ -47,6 +57,7 @@ class ToolContext:
     tool_call_id: str = ""
     session: Any = None  # the calling Session (for task delegation)
     state: dict[str, Any] = field(default_factory=dict)  # per-session tool state (e.g. files read)
+    signal: AbortSignal | None = None  # fires when the operation is aborted
 
     @property
     def instance(self) -> InstanceInfo | None:
@@ -157,3 +168,50 @@ def _hints(f: Callable[..., Any]) -> dict[str, Any]:
         return typing.get_type_hints(f)
     except Exception:
         return {}
+
+
+def create_tools(defs: list[Any]) -> list[Tool]:
+    """Checked tools from :class:`Tool` objects, plain functions (as :func:`tool` makes them)
+    and mappings ``{name, description, parameters, execute}`` (``execute(args)`` or
+    ``execute(args, ctx)``, sync or async, returning a string or JSON-able value).
+
+    Raises ``ValueError`` on a name that is a built-in tool's or used twice."""
+    out: list[Tool] = []
+    seen: set[str] = set()
+    for index, item in enumerate(defs):
+        if isinstance(item, Tool):
+            made = item
+        elif isinstance(item, dict):
+            made = _from_mapping(item, index)
+        elif callable(item):
+            made = tool(item)
+        else:
+            raise TypeError(f"create_tools(): item {index} is a {type(item).__name__}, not a tool, function or mapping")
+        if made.name in BUILTIN_TOOL_NAMES:
+            raise ValueError(f"tool name '{made.name}' is a built-in tool's ({', '.join(BUILTIN_TOOL_NAMES)}): rename it")
+        if made.name in seen:
+            raise ValueError(f"tool name '{made.name}' is used twice")
+        seen.add(made.name)
+        out.append(made)
+    return out
+
+
+def _from_mapping(item: dict[str, Any], index: int) -> Tool:
+    missing = [k for k in ("name", "description", "parameters", "execute") if not item.get(k)]
+    if missing:
+        raise ValueError(f"create_tools(): item {index} needs a non-empty {', '.join(missing)}")
+    unknown = set(item) - {"name", "description", "parameters", "execute"}
+    if unknown:
+        raise ValueError(f"create_tools(): item {index} has unknown keys {', '.join(sorted(unknown))}")
+    fn = item["execute"]
+    if not callable(fn):
+        raise TypeError(f"create_tools(): the execute of '{item['name']}' must be a function")
+    takes_ctx = len(inspect.signature(fn).parameters) >= 2
+
+    async def execute(args: dict[str, Any], ctx: ToolContext) -> str:
+        out = fn(args, ctx) if takes_ctx else fn(args)
+        if inspect.isawaitable(out):
+            out = await out
+        return out if isinstance(out, str) else json.dumps(out, default=str)
+
+    return Tool(name=item["name"], description=item["description"], parameters=dict(item["parameters"]), execute=execute)

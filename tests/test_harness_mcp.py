@@ -89,3 +89,38 @@ async def test_an_unreachable_mcp_server_fails_init_with_a_typed_error(tmp_path)
     })
     with pytest.raises(McpConnectionError, match="MCP server 'gone'"):
         await flue.init("lost", project=project, model=ScriptedModel([]))
+
+
+async def test_connect_mcp_server_from_code_gives_tools_for_init_and_closes():
+    proc, port = await start_server("streamable-http")
+    try:
+        model = ScriptedModel([
+            calls(tool_call("mcp__demo__add", {"a": 20, "b": 22}, id="a"), tool_call("mcp__demo__whoami", {}, id="w")),
+            reply("42"),
+        ])
+        demo = await flue.connect_mcp_server("demo", url=f"http://127.0.0.1:{port}/mcp", headers={"X-Team": "runtime"})
+        try:
+            assert {"mcp__demo__add", "mcp__demo__whoami", "mcp__demo__explode"} <= {t.name for t in demo.tools}
+            harness = await flue.init(flue.create_agent(name="coder", model=model, tools=[]), tools=demo.tools)
+            assert (await (await harness.session()).prompt("add")).text == "42"
+        finally:
+            await demo.close()
+        outputs = {m["tool_call_id"]: m["content"] for m in model.requests[1].messages if m["role"] == "tool"}
+        assert outputs == {"a": "42", "w": "runtime"}  # headers as given (no ${NAME} filling from code)
+
+        # a closed connection's tools fail cleanly; the async-with form closes on exit
+        add = next(t for t in demo.tools if t.name == "mcp__demo__add")
+        with pytest.raises(flue.ToolError, match="no longer connected"):
+            await add.execute({"a": 1, "b": 2}, flue.ToolContext())
+        async with flue.connect_mcp_server("demo", url=f"http://127.0.0.1:{port}/mcp", transport="http") as again:
+            add = next(t for t in again.tools if t.name == "mcp__demo__add")
+            assert await add.execute({"a": 1, "b": 2}, flue.ToolContext()) == "3"
+        with pytest.raises(flue.ToolError):
+            await add.execute({"a": 1, "b": 2}, flue.ToolContext())
+    finally:
+        proc.terminate()
+        await proc.wait()
+    with pytest.raises(ValueError, match="transport"):
+        flue.connect_mcp_server("x", url="http://127.0.0.1:1/mcp", transport="stdio")
+    with pytest.raises(McpConnectionError, match="MCP server 'gone'"):
+        await flue.connect_mcp_server("gone", url=f"http://127.0.0.1:{free_port()}/mcp")

@@ -167,7 +167,8 @@ async def test_flue_connect_carries_history_across_lines(tmp_path, scripted_mode
     code, out, err = await flue_cli("connect", "assistant", "local", cwd=root, stdin="hi\nwhat did I say?\n")
 
     assert code == 0, err
-    assert out.splitlines() == ["Hi there.", "You said hi."]
+    assert json_objects(out) == [{"text": "Hi there."}, {"text": "You said hi."}]  # stdout is a pipe: JSON
+    assert out.startswith('{\n  "text": "Hi there."\n}\n')  # indented, as Flue prints it
     first, second = server.requests
     assert first["messages"][1:] == [{"role": "user", "content": "hi"}]
     assert second["messages"][1:] == [
@@ -175,6 +176,59 @@ async def test_flue_connect_carries_history_across_lines(tmp_path, scripted_mode
         {"role": "assistant", "content": "Hi there."},
         {"role": "user", "content": "what did I say?"},
     ]
+
+
+def json_objects(text: str) -> list[object]:
+    """The JSON values printed one after another in ``text``."""
+    decoder, out, at, text = json.JSONDecoder(), [], 0, text.strip()
+    while at < len(text):
+        value, at = decoder.raw_decode(text, at)
+        out.append(value)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return out
+
+
+def test_flue_connect_prints_plain_text_in_a_terminal(tmp_path):
+    import os
+    import pty
+    import subprocess
+
+    from flue.testing.model_server import ScriptedModelServer
+
+    async def serve_and_connect() -> tuple[int, str]:
+        async with ScriptedModelServer([reply("Hello, terminal.")]) as server:
+            root = scratch_project(tmp_path, server.url, {})
+            main, child = pty.openpty()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "flue", "connect", "assistant", "tty", cwd=root,
+                stdin=subprocess.PIPE, stdout=child, stderr=subprocess.DEVNULL,
+            )
+            os.close(child)
+            await asyncio.wait_for(proc.communicate(b"hello\n"), 60)
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:  # the terminal closed with the process
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            os.close(main)
+            return proc.returncode or 0, b"".join(chunks).decode()
+
+    code, out = asyncio.run(serve_and_connect())
+    assert code == 0
+    assert out.replace("\r\n", "\n") == "Hello, terminal.\n"
+
+
+async def test_flue_connect_json_flag(tmp_path, scripted_model_server):
+    scripted_model_server.add(reply('Say "hi".'))
+    root = scratch_project(tmp_path, scripted_model_server.url, {})
+    code, out, err = await flue_cli("connect", "assistant", "j", "--json", cwd=root, stdin="go\n")
+    assert code == 0, err
+    assert json_objects(out) == [{"text": 'Say "hi".'}]
 
 
 async def test_example_project_workflows_run_offline():

@@ -377,3 +377,21 @@ async def test_templates_read_keys_before_attributes_and_a_template_error_fails_
     assert "{{ steps.shopping.items }}" in message and "data['items']" in message
     assert stored.error["type"] == "workflow_template_error" and stored.error["name"] == "TemplateStepError"
     assert events[-1]["type"] == "run_end" and events[-1]["error"] == stored.error
+
+
+async def test_yaml_steps_take_a_role_and_an_undeclared_one_is_a_diagnostic(tmp_path: Path) -> None:
+    files = {
+        "agents/assistant.md": "---\ndescription: x\ntools: []\nroles:\n  pirate: Talk like a pirate.\n---\nYou are terse.\n",
+        "workflows/ahoy.yaml": "agent: assistant\nsteps:\n  - id: hi\n    prompt: Say hello\n    role: pirate\nreturn: \"{{ steps.hi.text }}\"\n",
+    }
+    runtime, model = await open_runtime(write_project(tmp_path, files))
+    model.add(reply("Ahoy!"))
+    try:
+        record = await asyncio.wait_for((await start_run(runtime, "ahoy")).wait(), 30)
+    finally:
+        await runtime.close()
+    assert record.status == "completed" and record.result == "Ahoy!"
+    assert model.requests[0].messages[0]["content"].startswith("Talk like a pirate.\n\nYou are terse.")
+
+    (tmp_path / "workflows/ahoy.yaml").write_text(files["workflows/ahoy.yaml"].replace("pirate", "poet"))
+    assert [d.code for d in load_project(tmp_path).errors] == ["workflow.unknown-role"]

@@ -18,8 +18,19 @@ Frontmatter keys (all optional)::
     durability: {max_attempts: 10, timeout: 3600}
     max_turns: 50
     http: true | {auth: {bearer_env: MY_TOKEN}}
+    roles:                         # named instruction preambles for calls (see flue.agent)
+      reviewer: You review strictly and briefly.
+      planner: {instructions: Plan before acting., model: provider/model, thinking: high}
+      researcher: {profile: researcher}   # another agent file's instructions, model, thinking
+    role: reviewer                 # the default role of every session
 
 Every agent file can be used as a profile or a subagent by its name.
+
+``agents/<name>.py`` is an agent built in Python by an initializer
+(``def init_agent(ctx)`` or ``agent = flue.create_agent(fn)``, see
+``flue.agent``). It is read without being imported: its docstring or
+``description = "..."``, ``http = ...`` and ``durability = {...}`` must be
+literals at module level.
 """
 
 from __future__ import annotations
@@ -69,6 +80,26 @@ class McpServerSpec(Strict):
     transport: Literal["http", "sse"] = "http"
 
 
+class RoleSpec(Strict):
+    """A role: ``instructions`` (a Jinja2 template like an agent's), or ``profile`` (an agent
+    file whose instructions, model and thinking it takes; ``instructions`` then follow the
+    profile's), with optional ``model`` and ``thinking`` of its own."""
+
+    description: str | None = None
+    instructions: str = ""
+    profile: str | None = None
+    model: str | None = None
+    thinking: ThinkingLevel | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> RoleSpec:
+        if not self.instructions.strip() and self.profile is None:
+            raise ValueError("a role needs 'instructions' or a 'profile'")
+        if self.model is not None and "/" not in self.model:
+            raise ValueError(f"model '{self.model}' must look like 'provider/model'")
+        return self
+
+
 class CompactionSpec(Strict):
     threshold: float = Field(0.8, gt=0, le=1)
     keep_recent_tokens: int = Field(20_000, ge=0)
@@ -99,6 +130,16 @@ class AgentDefinition(Strict):
     durability: DurabilitySpec | None = None
     max_turns: int | None = Field(None, ge=1)
     http: HttpSpec | None = None
+    roles: dict[str, RoleSpec] = Field(default_factory=dict)
+    role: str | None = None
+    module: str | None = None  # agents/<name>.py: the module that builds it (not a frontmatter key)
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _role_shorthand(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: {"instructions": r} if isinstance(r, str) else r for k, r in v.items()}
+        return v
 
     @field_validator("sandbox", mode="before")
     @classmethod
@@ -139,7 +180,7 @@ class AgentDefinition(Strict):
         return self.http is not None and self.http.enabled
 
 
-AGENT_KEYS = set(AgentDefinition.model_fields) - {"name", "file"}
+AGENT_KEYS = set(AgentDefinition.model_fields) - {"name", "file", "module"}
 
 
 def parse_agent_file(path: Path, *, rel: str) -> tuple[AgentDefinition | None, list[Diagnostic]]:
@@ -165,8 +206,9 @@ def parse_agent_file(path: Path, *, rel: str) -> tuple[AgentDefinition | None, l
         if data is None:
             return None, diags
         body_line = key_lines.get("instructions", 1)
-    if "name" in data or "file" in data:
-        key = "name" if "name" in data else "file"
+    reserved = [k for k in ("name", "file", "module") if k in data]
+    if reserved:
+        key = reserved[0]
         return None, [
             Diagnostic(
                 code="agent.unknown-key",
@@ -181,8 +223,66 @@ def parse_agent_file(path: Path, *, rel: str) -> tuple[AgentDefinition | None, l
     if isinstance(instructions, str):
         tdiags = check_template(instructions, file=rel, line_offset=body_line, what="instructions")
         tdiags += check_variables(instructions, INSTRUCTION_VARIABLES, file=rel, what="instructions")
+    roles = data.get("roles")
+    for role_name, role in (roles.items() if isinstance(roles, dict) else []):
+        text = role if isinstance(role, str) else role.get("instructions") if isinstance(role, dict) else None
+        if isinstance(text, str):
+            what = f"role '{role_name}' instructions"
+            line = key_lines.get("roles", 1) - 1
+            tdiags += check_template(text, file=rel, line_offset=line, what=what)
+            tdiags += check_variables(text, INSTRUCTION_VARIABLES, file=rel, what=what)
     try:
         agent = AgentDefinition.model_validate({**data, "name": name, "file": rel})
     except Exception as exc:  # pydantic.ValidationError
         return None, pydantic_diagnostics(exc, file=rel, code_prefix="agent", line_of=key_lines) + tdiags
     return agent, tdiags
+
+
+# -- agents/<name>.py ------------------------------------------------------------------------
+
+_MODULE_LITERALS = ("description", "http", "durability")
+
+
+def parse_python_agent(path: Path, *, rel: str) -> tuple[AgentDefinition | None, list[Diagnostic]]:
+    """Read an agent module's syntax tree (never import it): it must define ``init_agent``
+    or assign ``agent``; ``description``/``http``/``durability`` are read as literals."""
+    import ast
+
+    from flue.authoring.source import parse_python
+
+    tree, diags = parse_python(path, rel, code="agent")
+    if tree is None:
+        return None, diags
+    found = False
+    literals: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "init_agent":
+            found = True
+        elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if not isinstance(target, ast.Name):
+                    continue
+                if target.id == "agent":
+                    found = True
+                elif target.id in _MODULE_LITERALS:
+                    try:
+                        literals[target.id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        return None, [Diagnostic(
+                            code="agent.not-literal", file=rel, line=node.lineno,
+                            message=f"'{target.id}' must be a literal (it is read without importing the module)",
+                            hint="write it as a string, True/False or a dict of literals",
+                        )]
+    if not found:
+        return None, [Diagnostic(
+            code="agent.missing-initializer", file=rel,
+            message="agent module defines neither 'def init_agent(ctx)' nor 'agent = flue.create_agent(...)'",
+            hint="add: def init_agent(ctx):\n      return {\"instructions\": \"...\"}",
+        )]
+    data: dict[str, Any] = {"name": path.stem, "file": rel, "module": str(path), **literals}
+    data.setdefault("description", ast.get_docstring(tree))
+    try:
+        return AgentDefinition.model_validate(data), []
+    except Exception as exc:
+        return None, pydantic_diagnostics(exc, file=rel, code_prefix="agent")

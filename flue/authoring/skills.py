@@ -60,6 +60,11 @@ class SkillDefinition(BaseModel):
             raise ValueError(problem)
         return v
 
+    @property
+    def origin(self) -> str:
+        """What identifies this skill once registered on an agent: its folder, else its file."""
+        return self.directory or self.file or f"inline:{self.name}"
+
     def read_files(self) -> dict[str, bytes]:
         """The skill's sibling files by relative path (read on demand)."""
         base = Path(self.directory or ".")
@@ -131,3 +136,37 @@ def parse_skill_dir(folder: Path, *, rel: str) -> tuple[SkillDefinition | None, 
         return None, out
     out += check_template(skill.body, file=rel, line_offset=body_line, what="skill body")
     return skill, out
+
+
+class SkillLoadError(ValueError):
+    """A skill folder that cannot be loaded; ``diagnostics`` says why, with file and hint."""
+
+    def __init__(self, path: Path, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        lines = "\n".join(d.render() for d in diagnostics) or f"{path}: no SKILL.md"
+        super().__init__(f"cannot load the skill at {path}:\n{lines}")
+
+
+def load_skill(path: str | Path) -> SkillDefinition:
+    """A packaged skill as an object (Flue's ``import review from './skills/review/SKILL.md'
+    with { type: 'skill' }``): ``path`` is the skill folder or its ``SKILL.md``; a relative
+    path is resolved against the folder of the module that calls ``load_skill``, as an
+    import would be. Pass the result to ``session.skill(...)``; put it in an agent's
+    ``skills=`` to make its supporting files readable in the sandbox."""
+    import sys
+
+    target = Path(path)
+    if not target.is_absolute():
+        caller = sys._getframe(1).f_globals.get("__file__")
+        target = (Path(caller).resolve().parent if caller else Path.cwd()) / target
+    if target.name == "SKILL.md":
+        target = target.parent
+    if not (target / "SKILL.md").is_file():
+        raise SkillLoadError(target, [Diagnostic(code="skill.missing-file", file=str(target),
+                                                 message="no SKILL.md in this folder",
+                                                 hint="pass the skill's folder or its SKILL.md")])
+    skill, diags = parse_skill_dir(target, rel=str(target / "SKILL.md"))
+    errors = [d for d in diags if d.severity == "error"]
+    if skill is None or errors:
+        raise SkillLoadError(target, errors or diags)
+    return skill

@@ -93,3 +93,35 @@ def load_markdown(path: Path, file: str) -> tuple[dict[str, Any] | None, str, di
         ]
     post = frontmatter.loads(text)
     return dict(post.metadata), post.content, key_lines, body_line, []
+
+
+def import_file(module_name: str, path: Path) -> Any:
+    """Import the Python file at ``path`` as ``module_name`` (registered in ``sys.modules``,
+    which forgets it again when the module raises)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def parse_python(path: Path, rel: str, *, code: str) -> tuple[Any, list[Diagnostic]]:
+    """The syntax tree of a Python file (never imported), or None with a ``<code>.syntax``
+    diagnostic."""
+    import ast
+
+    text, diags = read_text(path, rel)
+    if text is None:
+        return None, diags
+    try:
+        return ast.parse(text, filename=rel), []
+    except SyntaxError as exc:
+        return None, [Diagnostic(code=f"{code}.syntax", file=rel, line=exc.lineno, message=f"Python syntax error: {exc.msg}")]

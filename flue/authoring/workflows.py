@@ -24,7 +24,8 @@ YAML workflow::
 
 A step is exactly one of ``prompt``, ``skill`` (with ``args``), ``task`` (with an
 optional ``subagent``) or ``shell`` (with ``cwd``/``env``). ``agent`` and
-``session`` choose where it runs; a shell step
+``session`` choose where it runs, ``role`` picks one of the agent's roles for a
+prompt, skill or task step; a shell step
 fails the run on a non-zero exit code unless it sets ``check: false``. Every string is a Jinja2 template over
 ``payload``, ``env`` and ``steps.<id>`` (each step's ``text``, ``data``,
 ``stdout``, ``stderr``, ``exit_code``). ``return`` is evaluated last; a string that
@@ -40,7 +41,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flue.authoring.agents import HttpSpec, ThinkingLevel
-from flue.authoring.source import load_yaml_mapping, read_text
+from flue.authoring.source import load_yaml_mapping, parse_python
 from flue.diagnostics import Diagnostic, pydantic_diagnostics
 
 STEP_KINDS = ("prompt", "skill", "task", "shell")
@@ -61,6 +62,7 @@ class Step(BaseModel):
     result: dict[str, Any] | None = None
     model: str | None = None
     thinking: ThinkingLevel | None = None
+    role: str | None = Field(None, description="prompt/skill/task steps: one of the agent's roles")
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float | None = Field(None, gt=0)
@@ -107,15 +109,9 @@ class WorkflowDefinition(BaseModel):
 
 
 def parse_python_workflow(path: Path, *, rel: str) -> tuple[WorkflowDefinition | None, list[Diagnostic]]:
-    text, diags = read_text(path, rel)
-    if text is None:
+    tree, diags = parse_python(path, rel, code="workflow")
+    if tree is None:
         return None, diags
-    try:
-        tree = ast.parse(text, filename=rel)
-    except SyntaxError as exc:
-        return None, [
-            Diagnostic(code="workflow.syntax", file=rel, line=exc.lineno, message=f"Python syntax error: {exc.msg}")
-        ]
     run_node: ast.AST | None = None
     http: Any = None
     for node in tree.body:

@@ -2,14 +2,17 @@
 
 Each stdin line is a prompt, admitted as a durable submission to
 ``agents/<agent>/<instance-id>`` and run in order; events render on stderr,
-each answer is printed on stdout. Ctrl+D (end of input) exits 0; works with
-piped stdin too.
+each answer is printed on stdout: as plain text in a terminal, and as a JSON
+object ``{"text": ...}`` (indented, as Flue prints it) when stdout is not a
+terminal or with ``--json``. Ctrl+D (end of input) exits 0; works with piped
+stdin too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 
@@ -20,6 +23,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("agent", help="agent name (a file in agents/)")
     p.add_argument("instance_id", metavar="instance-id", help="agent instance id, e.g. local or a thread id")
     p.add_argument("--session", default="default", help="session name inside the instance (default: default)")
+    p.add_argument("--json", action="store_true",
+                   help='print each answer as {"text": ...} JSON (the default when stdout is not a terminal)')
     add_project_flags(p)
 
 
@@ -35,10 +40,16 @@ def main(args: argparse.Namespace) -> int:
     if ":" in args.instance_id or "/" in args.instance_id or not args.instance_id:
         print("flue connect: instance-id must be non-empty and contain no ':' or '/'", file=sys.stderr)
         return 1
-    return asyncio.run(_connect(project, args.agent, args.instance_id, args.session))
+    as_json = args.json or not sys.stdout.isatty()
+    return asyncio.run(_connect(project, args.agent, args.instance_id, args.session, as_json=as_json))
 
 
-async def _connect(project, agent: str, instance_id: str, session: str) -> int:
+def print_answer(result: dict | None, *, as_json: bool) -> None:
+    text = (result or {}).get("text", "")
+    print(json.dumps({"text": text}, indent=2, ensure_ascii=False) if as_json else text, flush=True)
+
+
+async def _connect(project, agent: str, instance_id: str, session: str, *, as_json: bool = False) -> int:
     from flue.cli.render import EventPrinter
     from flue.runtime.instances import prompt_input
     from flue.runtime.runtime import Runtime
@@ -78,8 +89,7 @@ async def _connect(project, agent: str, instance_id: str, session: str) -> int:
             sub, _ = await coordinator.admit(agent, instance_id, prompt_input(text, session=session))
             done = await coordinator.wait(sub.submission_id)
             if done.status == "completed":
-                answer = (done.result or {}).get("text", "")
-                print(answer, flush=True)
+                print_answer(done.result, as_json=as_json)
             else:
                 err = done.error or {}
                 print(f"flue connect: prompt failed: {err.get('type') or err.get('name')}: {err.get('message')}",

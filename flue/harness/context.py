@@ -45,6 +45,8 @@ class SkillEntry(BaseModel):
     body: str
     source: Literal["packaged", "workspace"]
     path: str | None = None  # the SKILL.md inside the sandbox, when there is a sandbox
+    files: list[str] = []  # a packaged skill's supporting files, relative to its folder
+    origin: str | None = None  # a packaged skill's folder (what a skill object passed to skill() is matched by)
 
 
 class WorkspaceContext(BaseModel):
@@ -78,7 +80,8 @@ async def install_packaged_skills(
                 await env.write_file(target, content)
             path = posixpath.join(folder, "SKILL.md")
         out[skill.name] = SkillEntry(
-            name=skill.name, description=skill.description, body=skill.body, source="packaged", path=path
+            name=skill.name, description=skill.description, body=skill.body, source="packaged", path=path,
+            files=list(skill.files) if path is not None else [], origin=skill.origin,
         )
     return out
 
@@ -149,21 +152,25 @@ def parse_skill_text(text: str, folder: str, path: str) -> tuple[SkillEntry | No
     return SkillEntry(name=name, description=description.strip(), body=body.strip(), source="workspace", path=path), None
 
 
-def render_instructions(agent: Any, cwd: str, *, instance: Any = None) -> str:
-    """The agent's instructions, rendered with Jinja2 (see ``INSTRUCTION_VARIABLES``)."""
+def instruction_variables(agent: Any, cwd: str, instance: Any = None) -> dict[str, Any]:
+    """What an agent's (and its roles') instructions may use (``INSTRUCTION_VARIABLES``)."""
     from datetime import date
 
-    from flue.authoring.templates import TemplateFailure, render
-    from flue.harness.errors import InstructionsTemplateError
-
-    variables = {
+    return {
         "agent": {"name": agent.name, "description": agent.description or ""},
         "cwd": cwd,
         "date": date.today().isoformat(),
         "instance": instance,  # flue.instance.InstanceInfo: id, agent, conversation
     }
+
+
+def render_instructions(agent: Any, cwd: str, *, instance: Any = None) -> str:
+    """The agent's instructions, rendered with Jinja2 (see ``INSTRUCTION_VARIABLES``)."""
+    from flue.authoring.templates import TemplateFailure, render
+    from flue.harness.errors import InstructionsTemplateError
+
     try:
-        return render(agent.instructions or "", variables)
+        return render(agent.instructions or "", instruction_variables(agent, cwd, instance))
     except TemplateFailure as exc:
         raise InstructionsTemplateError(agent.name, exc.problem) from None
 

@@ -166,29 +166,40 @@ class ResultValidationError(FlueHarnessError):
 
 
 class OperationCancelledError(asyncio.CancelledError):
-    """The operation was cancelled (its asyncio task was cancelled).
+    """The operation was cancelled: aborted (``handle.abort()``, a ``signal=`` that fired)
+    or its asyncio task was cancelled.
 
     The model stream was closed and running tools were cancelled before this
     was raised; the session history is left as it was before the operation.
-    It *is* an ``asyncio.CancelledError``, so ``except asyncio.CancelledError``
-    and ``task.cancelled()`` keep working. (Python 3.11's ``asyncio.timeout()``
+    ``reason`` is what ``abort(reason)`` was given (``None`` for a plain task
+    cancellation). It *is* an ``asyncio.CancelledError``, so ``except
+    asyncio.CancelledError`` and ``task.cancelled()`` keep working; catch it
+    around an operation you abort yourself. (Python 3.11's ``asyncio.timeout()``
     only converts a plain ``CancelledError`` into ``TimeoutError``; use
     ``asyncio.wait_for`` around an operation for a timeout.)
     """
 
-    def __init__(self, operation_id: str, kind: str, session: str):
+    error_type = "operation_cancelled"
+
+    def __init__(self, operation_id: str | None, kind: str, session: str | None, *, reason: Any = None):
         self.operation_id = operation_id
         self.kind = kind
         self.session = session
-        super().__init__(
-            f"{kind} operation {operation_id} in session '{session}' was cancelled: "
-            "the model stream was closed and running tools were stopped"
-        )
-
-    error_type = "operation_cancelled"
+        self.reason = reason
+        what = f"{kind} operation {operation_id}" if operation_id else f"{kind} call"
+        where = f" in session '{session}'" if session else ""
+        why = f" ({_reason_text(reason)})" if reason is not None else ""
+        tail = ": the model stream was closed and running tools were stopped" if kind != "shell" else ""
+        super().__init__(f"{what}{where} was cancelled{why}{tail}")
 
     def to_dict(self) -> dict[str, Any]:
         return serialize_error(self)
+
+
+def _reason_text(reason: Any) -> str:
+    if isinstance(reason, BaseException):
+        return str(reason) or type(reason).__name__
+    return str(reason)
 
 
 # -- tools, skills, subagents -------------------------------------------------------
@@ -236,6 +247,17 @@ class InstructionsTemplateError(FlueHarnessError):
         super().__init__(
             f"agent '{agent}': its instructions could not be rendered ({problem}); they may use "
             "agent.name, agent.description, cwd and date; write literal braces inside {% raw %}...{% endraw %}"
+        )
+
+
+class UnknownRoleError(FlueHarnessError):
+    error_type = "role_not_found"
+
+    def __init__(self, name: str, agent: str, available: list[str]):
+        self.name = name
+        super().__init__(
+            f"agent '{agent}' has no role '{name}': declare it under 'roles:' in the agent file "
+            f"(or roles= in Python) (available: {', '.join(sorted(available)) or 'none'})"
         )
 
 
@@ -287,6 +309,20 @@ class SessionNotFoundError(FlueHarnessError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class SessionDeletedError(FlueHarnessError):
+    """The session was deleted: before this operation, or while it ran (deletion wins:
+    the operation stops and records nothing)."""
+
+    error_type = "session_deleted"
+
+    def __init__(self, name: str, where: str = ""):
+        self.name = name
+        super().__init__(
+            f"session '{name}'{where} was deleted; its history is gone and this operation was not run "
+            f"to completion: open it again with harness.session('{name}') (or send a new prompt) to start afresh"
+        )
 
 
 class SessionExistsError(FlueHarnessError):

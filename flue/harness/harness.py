@@ -17,6 +17,14 @@ and workspace skills are read from its cwd, and tool names are resolved (an
 unknown name fails here, not on the first call). The harness's cwd is the
 env's: the agent's ``cwd``, or the sandbox kind's default when unset.
 
+``init`` also takes a :class:`~flue.agent.CreatedAgent` (``create_agent(fn)``)
+or the name of a Python agent module (``agents/<name>.py``): its initializer
+runs here, every time, with ``ctx.id`` = ``harness.id`` (``id=``, else the
+last part of ``scope``: the instance id of ``agents/<name>/<id>``, the run id
+of ``runs/<runId>``). ``harness.session(name, role=...)`` opens a session
+with a default role; ``harness.shell(...)`` returns a
+:class:`~flue.harness.abort.CallHandle` like the session operations.
+
 ``await harness.close()`` releases what ``init`` acquired (idempotent); a
 harness that is simply dropped leaks nothing but that temporary folder and
 whatever the env itself holds. Models are resolved per call, so a harness of an agent with
@@ -41,31 +49,34 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flue.agent import Agent, resolve_agent
-from flue.authoring.agents import AgentDefinition
+from flue.agent import Agent, AgentContext, Role, initialize_agent, resolve_agent
 from flue.authoring.skills import SkillDefinition
 from flue.events import EventSink, Log
+from flue.harness.abort import AbortSignal, CallHandle
 from flue.harness.context import (
     SkillEntry,
     WorkspaceContext,
     compose_system_prompt,
     discover_workspace,
     install_packaged_skills,
+    instruction_variables,
     render_instructions,
 )
 from flue.harness.errors import (
     InvalidModelError,
     ModelNotConfiguredError,
     SandboxUnavailableError,
+    SessionDeletedError,
     SessionExistsError,
     SessionNotFoundError,
+    UnknownRoleError,
     UnknownSkillError,
     UnknownSubagentError,
 )
 from flue.harness.fs import FlueFs
 from flue.harness.observers import observer_subscriber
 from flue.harness.sandbox import create_env
-from flue.harness.session import Session
+from flue.harness.session import Session, mark_deleted
 from flue.harness.store import MemorySessionStore
 from flue.harness.toolset import add_tools, agent_tools, builtin_tools, plugin_tools
 from flue.instance import InstanceInfo, instance_info
@@ -79,6 +90,17 @@ if TYPE_CHECKING:
     import pluggy
 
     from flue.project import Project
+
+
+class RoleView:
+    """A role resolved for one agent and cwd: its rendered preamble, model and thinking."""
+
+    def __init__(self, name: str, role: Role, preamble: str):
+        self.name = name
+        self.role = role
+        self.preamble = preamble
+        self.model = role.model
+        self.thinking = role.thinking
 
 
 class _AgentSetup:
@@ -98,30 +120,45 @@ class Sessions:
         self._open: dict[str, Session] = {}
         self._lock = asyncio.Lock()
 
-    async def get(self, name: str = "default") -> Session:
+    async def get(self, name: str = "default", *, role: Any = None) -> Session:
         """Load an existing session; raise :class:`SessionNotFoundError` if there is none."""
         async with self._lock:
             session = await self._load(name)
         if session is None:
             raise SessionNotFoundError(name)
-        return session
+        return self._with_role(session, role)
 
-    async def create(self, name: str = "default") -> Session:
+    async def create(self, name: str = "default", *, role: Any = None) -> Session:
         """Create a new session; raise :class:`SessionExistsError` if it exists."""
         async with self._lock:
             if await self._load(name) is not None:
                 raise SessionExistsError(name)
-            return await self._new(name)
+            return self._with_role(await self._new(name), role)
 
     async def delete(self, name: str = "default") -> None:
-        """Delete a session's stored history. No-op when it does not exist."""
+        """Delete a session's stored history. No-op when it does not exist. Deletion wins
+        over work in flight: an operation running on the session stops with
+        :class:`SessionDeletedError` and records nothing (in a durable agent instance the
+        session store records a deletion marker, see ``flue.runtime.deletion``)."""
+        key = self._harness.storage_key(name)
+        error = SessionDeletedError(name)
+        live = await mark_deleted(self._harness.store, key, error)
         async with self._lock:
             self._open.pop(name, None)
-            await self._harness.store.delete(self._harness.storage_key(name))
+            await self._harness.store.delete(key)
+        for session in live:
+            session._abort_all(error)
 
-    async def get_or_create(self, name: str = "default") -> Session:
+    async def get_or_create(self, name: str = "default", *, role: Any = None) -> Session:
         async with self._lock:
-            return await self._load(name) or await self._new(name)
+            session = await self._load(name) or await self._new(name)
+        return self._with_role(session, role)
+
+    def _with_role(self, session: Session, role: Any) -> Session:
+        if role is not None:
+            self._harness.role_for(session.agent, role, session.cwd)  # an unknown role fails here, not later
+            session.role = role
+        return session
 
     async def _load(self, name: str) -> Session | None:
         if name in self._open:
@@ -157,10 +194,12 @@ class Harness:
         extra_tools: list[Tool],
         plugin_tools: dict[str, Tool],
         instance: InstanceInfo | None = None,
+        id: str = "local",
     ):
+        self.id = id  # the agent instance id (the run id in a workflow): what initializers see as ctx.id
         self.name = name
         # the agent instance it runs for (instructions' {{ instance }}, ToolContext.instance)
-        self.instance = instance or InstanceInfo(id=scope.rsplit("/", 1)[-1], agent=agent.name)
+        self.instance = instance or InstanceInfo(id=id, agent=agent.name)
         self.agent = agent
         self.project = project
         self.pm = pm
@@ -173,6 +212,7 @@ class Harness:
         self._extra_tools = extra_tools
         self._plugin_tools = plugin_tools
         self._setups: dict[tuple[str, str], _AgentSetup] = {}
+        self._roles: dict[tuple[str, str, str], RoleView] = {}
         self.cwd = env.cwd if env is not None and getattr(env, "cwd", None) else agent.working_dir
         self.sessions = Sessions(self)
         self.fs = FlueFs(self.require_env, self.cwd)
@@ -185,15 +225,18 @@ class Harness:
 
     # -- public -----------------------------------------------------------------------
 
-    async def session(self, name: str = "default") -> Session:
-        """Get or create a named session."""
-        return await self.sessions.get_or_create(name)
+    async def session(self, name: str = "default", *, role: Any = None) -> Session:
+        """Get or create a named session; ``role`` (a role name of the agent, or a
+        :class:`~flue.agent.Role`) becomes its default role for every call."""
+        return await self.sessions.get_or_create(name, role=role)
 
-    async def shell(
-        self, command: str, *, cwd: str | None = None, env: dict[str, str] | None = None, timeout: float | None = None  # noqa: ASYNC109 - the sandbox's own deadline (exit 124)
-    ) -> ExecResult:
+    def shell(
+        self, command: str, *, cwd: str | None = None, env: dict[str, str] | None = None, timeout: float | None = None,  # noqa: ASYNC109 - the sandbox's own deadline (exit 124)
+        signal: AbortSignal | asyncio.Event | None = None,
+    ) -> CallHandle[ExecResult]:
         """Run a command in the sandbox, outside any transcript."""
-        return await self.exec(command, cwd=cwd or self.cwd, env=env, timeout=timeout)
+        return CallHandle(lambda _control: self.exec(command, cwd=cwd or self.cwd, env=env, timeout=timeout),
+                          kind="shell", signal=signal)
 
     @property
     def system_prompt(self) -> str:
@@ -250,6 +293,49 @@ class Harness:
     def tools_for(self, agent: Agent, call_tools: list[Any] | None) -> dict[str, Tool]:
         base = self._setups_by_agent(agent).tools
         return add_tools(dict(base), call_tools, "tools= of the call") if call_tools else base
+
+    def role_for(self, agent: Agent, role: Any, cwd: str) -> RoleView:
+        """Resolve a role (a name among ``agent.roles``, or a :class:`Role`) for a call."""
+        if isinstance(role, Role):
+            return RoleView("(call)", role, self._render_role(agent, "(call)", role.instructions, cwd))
+        if not isinstance(role, str):
+            raise TypeError(f"role= must be a role name or a flue.Role, not {type(role).__name__}")
+        key = (agent.name, role, cwd)
+        view = self._roles.get(key)
+        if view is None:
+            if role not in agent.roles:
+                raise UnknownRoleError(role, agent.name, list(agent.roles))
+            resolved = self._role_value(agent, role, agent.roles[role])
+            view = RoleView(role, resolved, self._render_role(agent, role, resolved.instructions, cwd))
+            self._roles[key] = view
+        return view
+
+    def _role_value(self, agent: Agent, name: str, spec: Any) -> Role:
+        """A declared role as a :class:`Role`: a string, a Role, a ``RoleSpec`` or a profile."""
+        if isinstance(spec, str):
+            return Role(instructions=spec)
+        if isinstance(spec, Role):
+            return spec
+        if isinstance(spec, Agent):
+            return Role(instructions=spec.instructions, description=spec.description, model=spec.model,
+                        thinking=spec.thinking)
+        own = Role(instructions=spec.instructions, description=spec.description, model=spec.model, thinking=spec.thinking)
+        if spec.profile is None:
+            return own
+        base = resolve_agent(spec.profile, self.project)
+        text = "\n\n".join(p for p in (base.instructions.strip(), own.instructions.strip()) if p)
+        return Role(instructions=text, description=own.description or base.description,
+                    model=own.model if own.model is not None else base.model,
+                    thinking=own.thinking or base.thinking)
+
+    def _render_role(self, agent: Agent, name: str, text: str, cwd: str) -> str:
+        from flue.authoring.templates import TemplateFailure, render
+        from flue.harness.errors import InstructionsTemplateError
+
+        try:
+            return render(text or "", instruction_variables(agent, cwd, self.instance)).strip()
+        except TemplateFailure as exc:
+            raise InstructionsTemplateError(f"{agent.name}' role '{name}", exc.problem) from None
 
     def subagent(self, agent: Agent, name: str | None) -> Agent:
         if name is None:
@@ -364,9 +450,11 @@ class Harness:
 
 
 async def init(
-    agent: str | AgentDefinition | Agent,
+    agent: Any,
     *,
     name: str = "default",
+    id: str | None = None,
+    payload: Any = None,
     project: Project | None = None,
     sink: EventSink | None = None,
     session_store: SessionStore | None = None,
@@ -377,7 +465,6 @@ async def init(
     sandbox: Any = None,
     snapshot: bytes | None = None,
     observe: bool | None = None,
-    instance_id: str | None = None,
 ) -> Harness:
     """Initialize an agent as a harness.
 
@@ -389,19 +476,25 @@ async def init(
     ``agents/<agent>/local``). ``observe`` forwards events to the project's
     ``flue_observe`` plugins; by default only when no ``sink`` is given, since a
     caller passing its sink (the runtime) forwards its whole event tree itself.
-    ``instance_id`` is the agent instance the harness works for (its id and parsed
-    conversation key become ``harness.instance``; default: the scope's last segment).
+    ``id`` is the agent instance the harness works for (the run id in a workflow): what
+    initializers see as ``ctx.id``, and with its parsed conversation key ``harness.instance``
+    (default: from ``scope``, see the module docstring); ``payload`` is what initializers see
+    as ``ctx.payload``.
     """
     if isinstance(agent, str) and project is None:
         from flue.project import load_project
 
         project = await asyncio.to_thread(load_project, Path.cwd())
+    if id is None:
+        id = scope.rstrip("/").rsplit("/", 1)[-1] if scope else "local"
+    agent_name = agent if isinstance(agent, str) else getattr(agent, "name", "agent")
+    agent = await initialize_agent(agent, project, AgentContext(id=id, payload=payload, name=agent_name, harness=name))
     resolved = resolve_agent(agent, project)
     if model is not None or sandbox is not None:
         updates = {k: v for k, v in {"model": model, "sandbox": sandbox}.items() if v is not None}
         resolved = resolved.model_copy(update=updates)
     pm = project.pm if project is not None else _builtin_plugins()
-    scope = scope or f"agents/{resolved.name}/local"
+    scope = scope or f"agents/{resolved.name}/{id}"
     hsink = (sink or EventSink()).child(harness=name, agent_name=resolved.name)
     if observe is None:
         observe = sink is None
@@ -424,7 +517,8 @@ async def init(
         registry=ModelRegistry.for_project(project, providers),
         extra_tools=list(tools or []),
         plugin_tools=plugin_tools(pm),
-        instance=instance_info(resolved.name, instance_id or scope.rsplit("/", 1)[-1], project),
+        instance=instance_info(resolved.name, id, project),
+        id=id,
     )
     try:
         await harness.prepare(resolved, harness.cwd)

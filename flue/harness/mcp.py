@@ -15,6 +15,26 @@ Arguments are validated against the tool's input schema before the call; a
 result with ``isError`` comes back to the model as an error result.
 ``harness.close()`` closes the connections.
 
+From code, for servers chosen at run time (Flue's ``connectMcpServer``)::
+
+    github = await flue.connect_mcp_server(
+        "github", url="https://mcp.example.com/mcp", headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        harness = await flue.init(agent, tools=github.tools)
+        ...
+    finally:
+        await github.close()
+
+    async with flue.connect_mcp_server("github", url=...) as github:   # the same, closed on exit
+        ...
+
+``transport`` is ``"http"`` (streamable HTTP, the default; ``"streamable-http"``
+is accepted too) or ``"sse"`` for legacy servers. Flue neither spawns stdio
+servers nor handles OAuth. Tool names are ``mcp__<server>__<tool>`` with
+every character outside ``[A-Za-z0-9_-]`` replaced by ``_`` (two tools that
+end up with one name fail the connection).
+
 Each connection lives in a task of its own: the SDK's transports are anyio
 task groups, which must be entered and left by the same task, while a
 harness may be created and closed by different ones.
@@ -25,6 +45,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+from collections.abc import Generator
 from typing import Any
 
 from flue.harness.errors import FlueHarnessError
@@ -107,7 +129,12 @@ class McpConnection:
 
     async def tools(self) -> list[Tool]:
         listed = await self.client.list_tools()
-        return [self._adapt(t) for t in listed.tools]
+        tools = [self._adapt(t) for t in listed.tools]
+        names = [t.name for t in tools]
+        for name in names:
+            if names.count(name) > 1:
+                raise McpConnectionError(self.name, self.url, f"two of its tools are both named '{name}' once adapted")
+        return tools
 
     def _adapt(self, spec: Any) -> Tool:
         remote = spec.name
@@ -128,8 +155,13 @@ class McpConnection:
                 raise ToolError(text or f"{remote} failed")
             return text
 
-        return Tool(name=f"{PREFIX}{self.name}__{remote}", description=spec.description or remote,
+        return Tool(name=f"{PREFIX}{_safe(self.name)}__{_safe(remote)}", description=spec.description or remote,
                     parameters=schema, execute=execute)
+
+
+def _safe(part: str) -> str:
+    """A name part as tool names allow it (Flue's sanitization)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", part).strip("_") or "unnamed"
 
 
 def _describe(exc: BaseException) -> str:
@@ -148,8 +180,11 @@ def _result_text(result: Any) -> str:
     return json.dumps(structured, ensure_ascii=False, default=str) if structured is not None else ""
 
 
-async def connect_servers(servers: dict[str, Any]) -> tuple[list[McpConnection], list[Tool]]:
-    """Open every declared server; on any failure close what was opened and raise."""
+async def connect_servers(
+    servers: dict[str, Any], *, interpolate: bool = True
+) -> tuple[list[McpConnection], list[Tool]]:
+    """Open every declared server; on any failure close what was opened and raise.
+    ``interpolate``: fill ``${NAME}`` in headers from the environment (agent files)."""
     from flue.config import MissingEnvVar, interpolate_env
 
     opened: list[McpConnection] = []
@@ -157,8 +192,10 @@ async def connect_servers(servers: dict[str, Any]) -> tuple[list[McpConnection],
     try:
         for name, raw in servers.items():
             spec = raw.model_dump() if hasattr(raw, "model_dump") else dict(raw)
+            headers = dict(spec.get("headers") or {})
             try:
-                headers = interpolate_env(dict(spec.get("headers") or {}), path=f"mcp.{name}.headers")
+                if interpolate:
+                    headers = interpolate_env(headers, path=f"mcp.{name}.headers")
             except MissingEnvVar as exc:
                 raise McpConnectionError(name, spec["url"], str(exc)) from None
             conn = McpConnection(name, spec["url"], spec.get("transport") or "http", headers)
@@ -173,3 +210,63 @@ async def connect_servers(servers: dict[str, Any]) -> tuple[list[McpConnection],
             await conn.close()
         raise
     return opened, tools
+
+
+class McpServerConnection:
+    """An open MCP server: ``tools`` to pass to ``init(tools=...)`` or a call's ``tools=``;
+    ``close()`` (or leave its ``async with``) when done."""
+
+    def __init__(self, connection: McpConnection, tools: list[Tool]):
+        self._connection = connection
+        self.name = connection.name
+        self.url = connection.url
+        self.tools = tools
+
+    def __repr__(self) -> str:
+        return f"<McpServerConnection {self.name!r} {self.url} tools={[t.name for t in self.tools]}>"
+
+    async def close(self) -> None:
+        """Close the connection (idempotent); its tools fail with an error result afterwards."""
+        await self._connection.close()
+
+    async def __aenter__(self) -> McpServerConnection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class _Connecting:
+    """``await connect_mcp_server(...)`` or ``async with connect_mcp_server(...) as server``."""
+
+    def __init__(self, name: str, spec: dict[str, Any]):
+        self._name, self._spec = name, spec
+        self._connection: McpServerConnection | None = None
+
+    async def _open(self) -> McpServerConnection:
+        (conn,), tools = await connect_servers({self._name: self._spec}, interpolate=False)
+        return McpServerConnection(conn, tools)
+
+    def __await__(self) -> Generator[Any, None, McpServerConnection]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> McpServerConnection:
+        self._connection = await self._open()
+        return self._connection
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+
+def connect_mcp_server(
+    name: str, *, url: str, headers: dict[str, str] | None = None, transport: str = "http",
+) -> _Connecting:
+    """Connect to a remote MCP server and adapt its tools (see the module docstring)."""
+    if transport == "streamable-http":
+        transport = "http"
+    if transport not in ("http", "sse"):
+        raise ValueError(f"transport must be 'http' (streamable HTTP) or 'sse', not {transport!r}")
+    if not name or not isinstance(url, str) or not url:
+        raise ValueError("connect_mcp_server() needs a name and url=")
+    return _Connecting(name, {"url": url, "headers": dict(headers or {}), "transport": transport})

@@ -134,6 +134,10 @@ class ModelRegistry:
     def resolve(self, spec: str) -> ResolvedModel:
         provider_id, model = split_model(spec)
         registration = self._registrations.get(provider_id)
+        from flue.models.overrides import override_registration  # configure_provider() of this request
+
+        if (scoped := override_registration(provider_id, registration)) is not None:
+            return ResolvedModel(provider_id, model, ModelRegistry({provider_id: scoped}).provider(provider_id), scoped)
         config = registration if isinstance(registration, ProviderConfig) else None
         return ResolvedModel(provider_id, model, self.provider(provider_id), config)
 

@@ -79,6 +79,7 @@ class FlueContext:
             raise HarnessAlreadyInitialized(
                 f"a harness named '{name}' was already initialized in this run; pass name='...' for another one"
             )
+        options.setdefault("payload", self.payload)  # an agent initializer's ctx.payload
         harness = await harness_init(
             agent,
             name=name,

@@ -40,6 +40,7 @@ from typing import Any
 from flue.errors import FlueError
 from flue.events import FlueEvent, SubmissionAdmitted, SubmissionSettled, redact_images
 from flue.ids import new_id
+from flue.models.overrides import remember_for, use_admitted
 from flue.persistence.submissions import ERROR_DEADLINE_EXCEEDED, LEASE_S, Submission
 from flue.runtime.runtime import Runtime, error_info
 from flue.runtime.stream_writer import StreamWriter
@@ -196,6 +197,7 @@ class Coordinator:
         # the store appends submission_admitted to the instance's stream in the admission's transaction
         sub, created = await self.store.admit(path, input, kind=kind, dispatch_id=dispatch_id, **options)
         if created:
+            remember_for(sub.submission_id, sub.seconds_left())  # configure_provider() of this request (issue 16)
             await self._observe(sub, SubmissionAdmitted(input=redact_images(input), event_index=0))
         self._wake.set()
         return sub, created
@@ -302,8 +304,10 @@ class Coordinator:
 
     async def _run(self, sub: Submission) -> None:
         from flue.harness import init
+        from flue.runtime.deletion import guard_sessions
 
         runtime = self.runtime
+        use_admitted(sub.submission_id)  # this task's context: the admitting request's provider settings
         agent, instance_id = split_instance(sub.instance)
         # The attempt's context: its events are numbered from 1 (submission_admitted is 0).
         sink = runtime.sink.child(
@@ -320,11 +324,11 @@ class Coordinator:
                 agent,
                 project=runtime.project,
                 sink=sink,
-                session_store=runtime.stores.sessions,
+                session_store=guard_sessions(runtime, sub),  # respects session deletion markers (issue 16)
                 scope=sub.instance,
                 observe=False,
                 snapshot=snapshot,
-                instance_id=instance_id,
+                id=instance_id,
             )
             text, images, session_name = input_to_prompt(sub)
             session = await harness.session(session_name)

@@ -97,6 +97,8 @@ async def _run_step(
         options["model"] = step.model
     if step.thinking is not None:
         options["thinking"] = step.thinking
+    if step.role is not None:
+        options["role"] = step.role
     if step.kind == "prompt":
         res = await session.prompt(render(step.prompt or "", variables), **options)
     elif step.kind == "skill":
