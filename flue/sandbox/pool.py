@@ -10,16 +10,16 @@ timeout plus a grace period is stopped by killing its worker.
 - **Shared, few, on demand.** One process-wide pool of at most
   :data:`MAX_WORKERS` workers (``FLUE_SANDBOX_WORKERS`` overrides it), started
   by the first command and stopped after :data:`IDLE_S` seconds without work.
-  An env is given to the least busy worker; a new worker starts only when
-  every running one is busy. No process exists per sandbox, and none while
+  Envs are spread over the workers (the least busy one, or a new one while
+  fewer than the maximum run). No process exists per sandbox, and none while
   no command has run recently.
 - **The env stays the authority.** A worker holds a *replica* of an env's
   filesystem (opened from a snapshot at the env's first command) and reports
   every change back with the command's result. Killing a worker loses only
   what its commands changed since they started.
 - **Blast radius.** Commands of other envs on a killed worker end too (exit
-  code 137, with a stderr line saying why); with several workers that takes
-  more than :data:`MAX_WORKERS` envs running commands at the same moment.
+  code 137, with a stderr line saying why): about one in :data:`MAX_WORKERS`
+  of the envs running a command at that moment.
 - **Lifetimes.** Workers get an empty environment and die with the server
   (``PR_SET_PDEATHSIG`` on Linux); a replica is dropped when its env is
   garbage collected or after :data:`REPLICA_IDLE_S` seconds unused.
@@ -312,7 +312,8 @@ class WorkerPool:
             self._drop_released()
             live = [w for w in self.workers if w.alive]
             best = min(live, key=lambda w: (w.busy, w.links), default=None)
-            if best is None or (best.busy and len(live) < self.max_workers):
+            # spread replicas over up to max_workers processes: a kill then hits fewer envs
+            if best is None or ((best.busy or best.links) and len(live) < self.max_workers):
                 best = WorkerProcess(self)
                 self.workers.append(best)
                 self._start_reaper()

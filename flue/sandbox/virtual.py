@@ -267,6 +267,8 @@ class VirtualSandboxEnv:
         raise RuntimeError("virtual sandbox: no worker could run the command")
 
     async def _await_command(self, link: Link, xid: int, reply: asyncio.Future[Reply], seconds: float) -> ExecResult:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             header, blobs = await asyncio.wait_for(asyncio.shield(reply), seconds + kill_grace(seconds))
         except TimeoutError:
@@ -277,6 +279,8 @@ class VirtualSandboxEnv:
             return ExecResult("", timeout_message(seconds) + WEDGED_MESSAGE, TIMEOUT_EXIT_CODE)
         except WorkerLost:
             self._lose(link)
+            if loop.time() - started >= seconds:  # past its own limit anyway (another wedged command's kill)
+                return ExecResult("", timeout_message(seconds) + WEDGED_MESSAGE, TIMEOUT_EXIT_CODE)
             return ExecResult("", LOST_MESSAGE, LOST_EXIT_CODE)
         except asyncio.CancelledError:
             # Cancelling the wait does not stop the command: ask the worker to stop it (at the

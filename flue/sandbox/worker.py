@@ -221,7 +221,7 @@ class Worker:
             return
         self.reply(
             {"id": rid, "ok": True, "exit_code": code, "timed_out": "execution timeout" in error,
-             "message": message, "changes": changes},
+             "message": message, "changes": changes, "files_at": 2},
             [out.text().encode(), err.text().encode(), *files],
         )
 
