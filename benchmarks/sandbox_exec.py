@@ -16,7 +16,10 @@ both columns come from the same bashkit version on the same machine.
 
 Scenarios: ``echo`` (nothing changes), ``write`` (one file changes),
 ``big-fs`` (reading one file of a 1 MB, 200-file workspace), ``first`` (the
-first command of a fresh env: its replica is opened from a snapshot).
+first command of a fresh env: its replica is opened from a snapshot), and
+``local`` (``echo hi`` in the local sandbox: ``inproc`` is the old direct
+``asyncio.create_subprocess_exec`` of bash, ``worker`` the launcher process
+that now starts every local command).
 
     .venv/bin/python benchmarks/sandbox_exec.py [--quick] [-n 300] [--json FILE] [--markdown]
 """
@@ -49,14 +52,24 @@ SCENARIOS = {
 }
 
 
+def helper_pids() -> list[int]:
+    from flue.sandbox import local
+
+    pids = [w.pid for w in list(pool().workers)]
+    if local._launcher is not None:
+        pids.append(local._launcher.pid)
+    return pids
+
+
 def worker_cpu_s() -> float:
+    """CPU of the helpers (workers, the local launcher) and their finished children."""
     total = 0
-    for w in list(pool().workers):
+    for pid in helper_pids():
         try:
-            fields = Path(f"/proc/{w.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
     return total / CLK_TCK
 
 
@@ -78,10 +91,23 @@ async def inproc_exec(env: VirtualSandboxEnv, command: str) -> None:
     out.text(), err.text()
 
 
+async def direct_local_exec(cwd: str, command: str) -> None:
+    """The pre-launcher local exec: bash straight from this process."""
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", command, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    await proc.communicate()
+
+
 async def measure(mode: str, scenario: str, n: int) -> dict[str, Any]:
+    if scenario == "local":
+        from flue.sandbox.local import make_local_factory
+
+        local_env = await make_local_factory({}).create_session_env(SandboxRequest(id="bench", cwd="/tmp"))
+        run = (lambda i: local_env.exec("echo hi")) if mode == "worker" else (lambda i: direct_local_exec("/tmp", "echo hi"))
+        return await timed(mode, scenario, n, run, children=True)
     files = {f"notes/n{i}.txt": ("x" * 79 + "\n") * 64 for i in range(200)} if scenario == "big-fs" else None
-    walls: list[float] = []
-    cpu_here = cpu_worker = 0.0
     if scenario == "first":
         envs = [await new_env() for _ in range(n)]
         await (await new_env()).exec("true")  # a worker is running: measure the replica, not the spawn
@@ -92,12 +118,26 @@ async def measure(mode: str, scenario: str, n: int) -> dict[str, Any]:
         run = (lambda i: env.exec(command)) if mode == "worker" else (lambda i: inproc_exec(env, command))
         for i in range(min(20, n)):
             await run(i)  # warm-up: the worker, the replica, bashkit's runtime
-    c0, w0 = time.process_time(), worker_cpu_s()
+    return await timed(mode, scenario, n, run)
+
+
+async def timed(mode: str, scenario: str, n: int, run: Any, *, children: bool = False) -> dict[str, Any]:
+    """``children``: this process's own CPU includes its finished children (the old local exec)."""
+    walls: list[float] = []
+    if children:
+        for i in range(min(20, n)):
+            await run(i)
+
+    def here() -> float:
+        t = os.times()
+        return t.user + t.system + (t.children_user + t.children_system if children else 0.0)
+
+    c0, w0 = here(), worker_cpu_s()
     for i in range(n):
         t = time.perf_counter()
         await run(i)
         walls.append(time.perf_counter() - t)
-    cpu_here = time.process_time() - c0
+    cpu_here = here() - c0
     cpu_worker = worker_cpu_s() - w0
     walls.sort()
     return {
@@ -135,7 +175,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=300, help="commands per measurement")
-    ap.add_argument("--scenarios", nargs="+", default=[*SCENARIOS, "first"])
+    ap.add_argument("--scenarios", nargs="+", default=[*SCENARIOS, "first", "local"])
     ap.add_argument("--quick", action="store_true", help="20 commands each")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", action="store_true")

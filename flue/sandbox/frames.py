@@ -1,21 +1,24 @@
-"""The frames the virtual sandbox and its worker processes exchange over a pipe.
+"""The frames the sandboxes exchange with their helper processes (:mod:`flue.sandbox.channel`).
 
 A frame is a JSON header plus binary blobs (file contents, command output,
 snapshots), so bytes never pass through JSON and nothing is unpickled: a
-worker runs untrusted shell code, and what it sends back is only ever data::
+helper runs untrusted shell code, and what it sends back is only ever data::
 
     <u32 header length> <header: UTF-8 JSON, with "_b": [blob lengths]> <blob bytes ...>
 
-Writers block (each end reads all the time, so a write always drains);
-readers feed whatever bytes arrived to a :class:`FrameParser`. Only the
-standard library here: the worker imports this module at startup.
+Frames travel over a Unix socket pair. Senders block (each end reads all the
+time, so a send always drains); file descriptors can ride along
+(SCM_RIGHTS). Readers feed whatever bytes arrived to a :class:`FrameParser`.
+Only the standard library here: helpers import this module at startup.
 """
 
 from __future__ import annotations
 
+import array
 import json
-import os
+import socket
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 _LEN = struct.Struct("<I")
@@ -33,11 +36,14 @@ def encode(header: dict[str, Any], blobs: list[bytes] | None = None) -> list[byt
     return [_LEN.pack(len(head)), head, *blobs]
 
 
-def write_frame(fd: int, header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
-    """Write a whole frame to a blocking fd (callers serialize writes per fd)."""
+def send_frame(sock: socket.socket, header: dict[str, Any], blobs: list[bytes] | None = None, fds: Sequence[int] = ()) -> None:
+    """Send a whole frame on a blocking socket (callers serialize sends per socket); ``fds``
+    travel with its first bytes (SCM_RIGHTS), in order, for the receiver's :func:`recv_fds`."""
     parts = [memoryview(p) for p in encode(header, blobs) if p]
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
     while parts:
-        n = os.writev(fd, parts[:1024])
+        n = sock.sendmsg(parts[:512], ancillary)
+        ancillary = []
         while n:
             if n >= len(parts[0]):
                 n -= len(parts[0])
@@ -45,6 +51,18 @@ def write_frame(fd: int, header: dict[str, Any], blobs: list[bytes] | None = Non
             else:
                 parts[0] = parts[0][n:]
                 n = 0
+
+
+def recv_fds(sock: socket.socket, size: int = 1 << 20, max_fds: int = 16) -> tuple[bytes, list[int]]:
+    """Bytes (empty at end of stream) and any file descriptors that came with them."""
+    data, ancillary, _flags, _addr = sock.recvmsg(size, socket.CMSG_SPACE(max_fds * 4))
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            arr = array.array("i")
+            arr.frombytes(payload[: len(payload) - len(payload) % arr.itemsize])
+            fds.extend(arr)
+    return data, fds
 
 
 class FrameParser:

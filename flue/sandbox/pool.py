@@ -24,210 +24,53 @@ timeout plus a grace period is stopped by killing its worker.
   (``PR_SET_PDEATHSIG`` on Linux); a replica is dropped when its env is
   garbage collected or after :data:`REPLICA_IDLE_S` seconds unused.
 
-Frames are written from the caller's thread (the event loop) and read by one
-thread per worker, which hands each reply to the loop that asked (so the pool
-serves any number of event loops, one after another, as tests do).
+The channel to a worker is :class:`flue.sandbox.channel.Helper`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import itertools
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from flue.sandbox.frames import FrameParser, write_frame
+from flue.sandbox.channel import Helper
+from flue.sandbox.frames import send_frame
 
 MAX_WORKERS = 4
 IDLE_S = 30.0  # a worker with nothing to do is stopped after this long
 REPLICA_IDLE_S = 120.0  # a replica not used this long is dropped (reopened on the next command)
 _REAP_EVERY = 5.0
 
-# The worker imports only bashkit, the frame codec and the output buffer: run the
-# module from this checkout whatever the server's sys.path looked like.
-_BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from flue.sandbox.worker import main; main()"
-_ROOT = str(Path(__file__).resolve().parents[2])
 
-Reply = tuple[dict[str, Any], list[bytes]]
+class WorkerProcess(Helper):
+    name = "sandbox worker"
 
-
-class WorkerLost(Exception):
-    """The worker died (killed, crashed) before it answered."""
-
-
-class ReplyError(Exception):
-    """The worker answered with an error."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class _Pending:
-    __slots__ = ("loop", "future", "on_reply")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Reply], on_reply: Any) -> None:
-        self.loop, self.future, self.on_reply = loop, future, on_reply
-
-
-def _deliver(p: _Pending, header: dict[str, Any], blobs: list[bytes]) -> None:
-    """On the asking loop, in arrival order: apply the reply's changes even when nobody
-    waits for it any more (a cancelled or timed-out caller), then resolve the future."""
-    error: BaseException | None = None
-    if not header.get("ok"):
-        error = ReplyError(str(header.get("kind")), str(header.get("message")))
-    elif p.on_reply is not None:
-        try:
-            p.on_reply(header, blobs)
-        except Exception as exc:
-            error = exc
-    if p.future.done():
-        return
-    if error is not None:
-        p.future.set_exception(error)
-    else:
-        p.future.set_result((header, blobs))
-
-
-def _retrieve(future: asyncio.Future[Reply]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-def _fail(p: _Pending, exc: BaseException) -> None:
-    if not p.future.done():
-        p.future.set_exception(exc)
-
-
-class WorkerProcess:
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _BOOT, _ROOT, str(req_r), str(rep_w), str(os.getpid())],
-                pass_fds=(req_r, rep_w),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                env={},  # nothing of the server's environment, secrets included
-            )
-        except BaseException:
-            for fd in (req_r, req_w, rep_r, rep_w):
-                os.close(fd)
-            raise
-        finally:
-            with contextlib.suppress(OSError):
-                os.close(req_r)
-                os.close(rep_w)
-        self.pid = self.proc.pid
-        self._wfd = req_w
-        self._rfd = rep_r
-        self._lock = threading.RLock()
-        self._pending: dict[int, _Pending] = {}
-        self._ids = itertools.count(1)
-        self.alive = True
         self.busy = 0  # commands running
         self.links = 0  # replicas held
         self.idle_since = time.monotonic()
         self._drops: list[str] = []
-        threading.Thread(target=self._read, name=f"flue-sandbox-worker-{self.pid}", daemon=True).start()
+        super().__init__("flue.sandbox.worker", env={})  # nothing of the server's environment
 
-    # -- requests ------------------------------------------------------------------
-
-    def request(
-        self, header: dict[str, Any], blobs: list[bytes] | None = None, *, on_reply: Callable[..., None] | None = None
-    ) -> tuple[int, asyncio.Future[Reply]]:
-        """Send a request; its reply resolves the future (``on_reply`` runs first, on this loop)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Reply] = loop.create_future()
-        future.add_done_callback(_retrieve)  # a caller that stopped waiting (timeout, cancel) leaves it
-        with self._lock:
-            if not self.alive:
-                raise WorkerLost("the sandbox worker is gone")
-            rid = next(self._ids)
-            self._pending[rid] = _Pending(loop, future, on_reply)
-            self._send({**header, "id": rid}, blobs)
-        return rid, future
-
-    def notify(self, header: dict[str, Any]) -> None:
-        """Send a request that gets no reply (cancel, drop); a dead worker ignores it."""
-        with self._lock:
-            if self.alive:
-                self._send({**header, "id": 0}, None)
-
-    def _send(self, header: dict[str, Any], blobs: list[bytes] | None) -> None:
-        # under self._lock
+    def _send(self, header: dict[str, Any], blobs: list[bytes] | None, fds: Sequence[int]) -> None:
+        # under self._lock: replicas to forget go first
         if self._drops:
             drops, self._drops = self._drops, []
-            self._write({"op": "drop", "id": 0, "rids": drops}, None)
-        self._write(header, blobs)
-
-    def _write(self, header: dict[str, Any], blobs: list[bytes] | None) -> None:
-        try:
-            write_frame(self._wfd, header, blobs)
-        except OSError:
-            self._pending.pop(header.get("id"), None)  # type: ignore[arg-type]
-            raise WorkerLost("the sandbox worker is gone") from None
+            send_frame(self._sock, {"op": "drop", "id": 0, "rids": drops})
+        send_frame(self._sock, header, blobs, fds)
 
     def drop_later(self, rid: str) -> None:
         """Forget a replica with the next request."""
         with self._lock:
             self._drops.append(rid)
 
-    # -- ending --------------------------------------------------------------------
-
-    def kill(self) -> None:
-        """Stop it for real (a command that ignores its deadline); pending requests fail."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-
-    def close(self) -> None:
-        """Let it exit: it reads end-of-file and stops."""
-        with self._lock:
-            self.alive = False
-            with contextlib.suppress(OSError):
-                os.close(self._wfd)
-
-    def _read(self) -> None:
-        reason = "the sandbox worker exited"
-        parser = FrameParser()
-        try:
-            while data := os.read(self._rfd, 1 << 20):
-                for header, blobs in parser.feed(data):
-                    with self._lock:
-                        p = self._pending.pop(header.get("id"), None)  # type: ignore[arg-type]
-                    if p is not None:
-                        _call(p.loop, _deliver, p, header, blobs)
-        except Exception as exc:
-            reason = f"the sandbox worker sent a bad reply ({exc})"
-            self.kill()
-        finally:
-            with self._lock:
-                was_alive, self.alive = self.alive, False
-                pending, self._pending = self._pending, {}
-                if was_alive:
-                    with contextlib.suppress(OSError):
-                        os.close(self._wfd)
-            for p in pending.values():
-                _call(p.loop, _fail, p, WorkerLost(reason))
-            os.close(self._rfd)
-            self.proc.wait()
-            self.pool.forget(self)
-
-
-def _call(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
-    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting
-        loop.call_soon_threadsafe(fn, *args)
+    def gone(self) -> None:
+        self.pool.forget(self)
 
 
 class Link:

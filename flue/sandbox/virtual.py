@@ -92,10 +92,11 @@ import bashkit
 from pydantic import BaseModel, ConfigDict, Field
 
 from flue.sandbox.base import TIMEOUT_EXIT_CODE, ExecResult, FileStat, SandboxRequest
+from flue.sandbox.channel import HelperLost, Reply, ReplyError
 from flue.sandbox.options import parse_options
 from flue.sandbox.output import join_stderr, timeout_message
 from flue.sandbox.paths import resolve
-from flue.sandbox.pool import Link, LinkBox, Reply, ReplyError, WorkerLost, pool
+from flue.sandbox.pool import Link, LinkBox, pool
 from flue.sandbox.seeding import apply_seeds, read_folder
 
 DEFAULT_CWD = "/workspace"
@@ -252,7 +253,7 @@ class VirtualSandboxEnv:
             try:
                 try:
                     xid, reply = link.worker.request({**request, "rid": link.rid, "ops": ops}, blobs, on_reply=self._on_changes)
-                except WorkerLost:
+                except HelperLost:
                     self._lose(link)
                     continue  # it never reached the worker: run it on another one
                 return await self._await_command(link, xid, reply, seconds)
@@ -277,7 +278,7 @@ class VirtualSandboxEnv:
             link.worker.kill()
             self._lose(link)
             return ExecResult("", timeout_message(seconds) + WEDGED_MESSAGE, TIMEOUT_EXIT_CODE)
-        except WorkerLost:
+        except HelperLost:
             self._lose(link)
             if loop.time() - started >= seconds:  # past its own limit anyway (another wedged command's kill)
                 return ExecResult("", timeout_message(seconds) + WEDGED_MESSAGE, TIMEOUT_EXIT_CODE)
@@ -321,7 +322,7 @@ class VirtualSandboxEnv:
                 try:
                     _, opened = link.worker.request({"op": "open", "rid": link.rid}, [data])
                     await opened
-                except (WorkerLost, ReplyError):
+                except (HelperLost, ReplyError):
                     link.drop()
                     continue
                 if gen != self._gen:  # changed while the snapshot travelled: it is stale
@@ -367,7 +368,7 @@ class VirtualSandboxEnv:
             _, reply = link.worker.request({"op": "apply", "rid": link.rid, "ops": ops}, blobs, on_reply=self._on_changes)
             await reply
             return True
-        except WorkerLost:
+        except HelperLost:
             self._lose(link)
             return False
         except ReplyError as exc:
@@ -388,7 +389,7 @@ class VirtualSandboxEnv:
         try:
             _, reply = link.worker.request({"op": "sync", "rid": link.rid}, on_reply=self._on_changes)
             await reply
-        except (WorkerLost, ReplyError):
+        except (HelperLost, ReplyError):
             pass
         finally:
             link.release()

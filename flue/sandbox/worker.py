@@ -12,24 +12,23 @@ the one way to stop a bashkit builtin that never reaches a cancellation point
 (``awk 'BEGIN{while(1){}}'``). Nothing here needs to survive that: the owner
 still has every change reported so far.
 
-Run as ``python -I -c '...main()' <request fd> <reply fd> <parent pid>`` by the
-pool, with an empty environment. It imports nothing from Flue but the frame
-codec and the output buffer (no plugins, no server code).
+Started by the pool as a :class:`flue.sandbox.channel.Helper`, with an empty
+environment. It imports nothing from Flue but the channel helpers and the
+output buffer (no plugins, no server code).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
-import signal
-import sys
+import socket
 from collections import OrderedDict
 from typing import Any
 
 import bashkit
 
-from flue.sandbox.frames import FrameError, FrameParser, write_frame
+from flue.sandbox.channel import die_with_parent, helper_args
+from flue.sandbox.frames import FrameError, FrameParser, send_frame
 from flue.sandbox.output import TailBuffer
 
 MAX_REPLICAS = 256  # least recently used ones (with no command running) are dropped beyond this
@@ -130,13 +129,13 @@ def _is_link(fs: Any, path: str) -> bool:
 
 
 class Worker:
-    def __init__(self, reply_fd: int) -> None:
-        self.reply_fd = reply_fd
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
         self.replicas: OrderedDict[str, Replica] = OrderedDict()
         self.tasks: set[asyncio.Task[None]] = set()
 
     def reply(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
-        write_frame(self.reply_fd, header, blobs)
+        send_frame(self.sock, header, blobs)
 
     def replica(self, rid: str) -> Replica:
         rep = self.replicas.get(rid)
@@ -235,32 +234,18 @@ class Worker:
                 return
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: the kernel kills this worker when the server dies, even mid-command."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-    if os.getppid() != parent:
-        os._exit(0)
-
-
 def main() -> None:
-    request_fd, reply_fd, parent = (int(a) for a in sys.argv[1:4])
-    _die_with_parent(parent)
-    # stdout is not the channel: keep stray prints off the reply pipe anyway
+    sock, parent = helper_args()
+    die_with_parent(parent)
+    # stdout is not the channel: keep stray prints away from it anyway
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    worker = Worker(reply_fd)
+    worker = Worker(sock)
     parser = FrameParser()
-    os.set_blocking(request_fd, False)
 
     def readable() -> None:
-        try:
-            data = os.read(request_fd, 1 << 20)
-        except BlockingIOError:
-            return
+        data = sock.recv(1 << 20)  # readable: this does not block
         if not data:  # the server closed its end (or died): stop
             loop.stop()
             return
@@ -272,7 +257,7 @@ def main() -> None:
         for header, blobs in frames:
             worker.dispatch(header, blobs)
 
-    loop.add_reader(request_fd, readable)
+    loop.add_reader(sock.fileno(), readable)
     try:
         loop.run_forever()
     finally:
