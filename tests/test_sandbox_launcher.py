@@ -8,7 +8,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+
+from fixtures.processes import alive
 
 from flue.sandbox import local
 from flue.sandbox.base import SandboxRequest
@@ -62,19 +65,10 @@ def test_commands_die_with_the_server(tmp_path: Path) -> None:
     """.replace('"cmd.pid"', repr(str(tmp_path / "cmd.pid"))))
     assert done.returncode == 0, done.stderr
     pid = int((tmp_path / "cmd.pid").read_text())
-    for _ in range(150):
-        if not _alive(pid):
-            break
-        subprocess.run(["sleep", "0.02"])
-    assert not _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
+    deadline = time.monotonic() + 3
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not alive(pid)
 
 
 async def test_a_dead_launcher_is_started_again(tmp_path: Path) -> None:

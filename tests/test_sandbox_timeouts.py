@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from fixtures.durability import scripted_project
+from fixtures.processes import alive, busy_over, children
 
 from flue.sandbox.base import TIMEOUT_EXIT_CODE, SandboxRequest
 from flue.sandbox.virtual import VirtualSandboxEnv, make_virtual_factory
@@ -30,33 +31,10 @@ AWK_LOOPS = [
     "awk 'BEGIN{do{}while(1)}'",
     "seq 3 | awk '{while(1){}}'",
 ]
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 async def new_env(**options) -> VirtualSandboxEnv:
     return await make_virtual_factory(options).create_session_env(SandboxRequest(id="t"))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and its live children (a server and its sandbox workers)."""
-    total = cpu_seconds(pid)
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        try:
-            total += cpu_seconds(int(child))
-        except OSError:
-            pass  # exited meanwhile
-    return total
-
-
-async def busy_over(pid: int, seconds: float = 1.0) -> float:
-    before = tree_cpu(pid)
-    await asyncio.sleep(seconds)
-    return tree_cpu(pid) - before
 
 
 async def test_every_awk_loop_ends_with_124_and_the_cpu_goes_idle() -> None:
@@ -140,14 +118,15 @@ Run what you are asked to.
 """
 
 
+def awk_call(timeout: float, id: str):
+    return calls(tool_call("bash", {"command": "awk 'BEGIN{while(1){}}'", "timeout": timeout}, id=id))
+
+
 @pytest.mark.slow
-async def test_over_http_the_prompt_after_a_wedging_command_is_answered(tmp_path: Path) -> None:
+async def test_over_http_a_wedging_command_neither_blocks_the_instance_nor_outlives_a_crash(tmp_path: Path) -> None:
     async with ScriptedModelServer() as model:
-        model.add(
-            calls(tool_call("bash", {"command": "awk 'BEGIN{while(1){}}'", "timeout": 2}, id="b1")),
-            reply("It was stopped."),
-            reply("Second prompt answered."),
-        )
+        model.add(awk_call(2, "b1"), reply("It was stopped."), awk_call(3, "b2"), reply("Stopped again."),
+                  reply("Third prompt answered."))
         project = scripted_project(
             tmp_path / "proj", model.url, persistence="{kind: sqlite, path: state.db}", files={"agents/shell.md": AGENT}
         )
@@ -160,8 +139,28 @@ async def test_over_http_the_prompt_after_a_wedging_command_is_answered(tmp_path
             assert time.monotonic() - started < 15
             assert server.pid is not None
             assert await busy_over(server.pid) < 0.3, server.output()  # no core pinned after it
-            async with http.post(url, params={"wait": "result"}, json={"message": "again"}) as resp:
+
+            # again, and the server dies while the loop spins in its worker
+            async with http.post(url, json={"message": "spin again"}) as resp:
+                assert resp.status == 202, await resp.text()
+            workers: list[int] = []
+            for _ in range(200):
+                workers = children(server.pid)
+                if workers and await busy_over(workers[0], 0.2) > 0.1:
+                    break
+                await asyncio.sleep(0.05)
+            assert workers, server.output()
+            server.kill()
+            await server.wait()
+            for _ in range(100):
+                if not any(alive(w) for w in workers):
+                    break
+                await asyncio.sleep(0.05)
+            assert not any(alive(w) for w in workers)  # the kernel killed its workers with it
+            await server.start()  # the submission is taken up again; its command runs again, and stops
+            async with http.post(url, params={"wait": "result"}, json={"message": "and again"}) as resp:
                 assert resp.status == 200, await resp.text()
-                assert (await resp.json())["result"]["text"] == "Second prompt answered."
-    tool_result = next(m for m in model.requests[1]["messages"] if m["role"] == "tool")
-    assert "[exit code: 124]" in tool_result["content"] and "timed out after 2s" in tool_result["content"]
+                assert (await resp.json())["result"]["text"] == "Third prompt answered."
+    tool_results = [m for r in model.requests for m in r["messages"] if m["role"] == "tool"]
+    assert {m["tool_call_id"] for m in tool_results} == {"b1", "b2"}
+    assert all("[exit code: 124]" in m["content"] for m in tool_results)

@@ -8,7 +8,8 @@ a thread cannot be killed. So commands run in worker processes
 timeout plus a grace period is stopped by killing its worker.
 
 - **Shared, few, on demand.** One process-wide pool of at most
-  :data:`MAX_WORKERS` workers (``FLUE_SANDBOX_WORKERS`` overrides it), started
+  :data:`MAX_WORKERS` workers (one per CPU, 2 to 4; ``FLUE_SANDBOX_WORKERS``
+  overrides it; each ~40 MB of RSS while it runs), started
   by the first command and stopped after :data:`IDLE_S` seconds without work.
   Envs are spread over the workers (the least busy one, or a new one while
   fewer than the maximum run). No process exists per sandbox, and none while
@@ -40,7 +41,7 @@ from typing import Any
 from flue.sandbox.channel import Helper
 from flue.sandbox.frames import send_frame
 
-MAX_WORKERS = 4
+MAX_WORKERS = max(2, min(4, os.cpu_count() or 2))  # busy workers are CPU-bound: about one per core
 IDLE_S = 30.0  # a worker with nothing to do is stopped after this long
 REPLICA_IDLE_S = 120.0  # a replica not used this long is dropped (reopened on the next command)
 _REAP_EVERY = 5.0

@@ -98,6 +98,7 @@ from flue.sandbox.output import join_stderr, timeout_message
 from flue.sandbox.paths import resolve
 from flue.sandbox.pool import Link, LinkBox, pool
 from flue.sandbox.seeding import apply_seeds, read_folder
+from flue.sandbox.worker import is_link
 
 DEFAULT_CWD = "/workspace"
 DEFAULT_TIMEOUT = 120.0
@@ -519,7 +520,7 @@ class VirtualSandboxEnv:
         return resolve(self.cwd, path)
 
     def _is_link(self, path: str) -> bool:
-        return _is_link(self._fs, path)
+        return is_link(self._fs, path)
 
     @staticmethod
     def _call(path: str, fn: Callable[[], T]) -> T:
@@ -540,14 +541,14 @@ def apply_changes(fs: Any, changes: dict[str, Any], blobs: list[bytes]) -> bool:
     could not be written (the caller then stops trusting the replica)."""
     ok = True
     for path in sorted(changes.get("rm") or [], key=len):  # parents first: children go with them
-        if fs.exists(path) or _is_link(fs, path):
+        if fs.exists(path) or is_link(fs, path):
             try:
                 fs.remove(path, recursive=True)
             except Exception:
                 ok = False
     for path, kind, mode, x in sorted(changes.get("put") or [], key=lambda e: (e[0].count("/"), e[0])):
         try:
-            link = _is_link(fs, path)
+            link = is_link(fs, path)
             if link or fs.exists(path):
                 is_dir = not link and fs.stat(path).get("file_type") == "directory"
                 if link or kind != "d" or not is_dir:
@@ -567,14 +568,6 @@ def apply_changes(fs: Any, changes: dict[str, Any], blobs: list[bytes]) -> bool:
         except Exception:
             ok = False
     return ok
-
-
-def _is_link(fs: Any, path: str) -> bool:
-    try:
-        fs.read_link(path)
-        return True
-    except Exception:
-        return False
 
 
 def _line(text: str | None) -> str:

@@ -116,11 +116,12 @@ class Replica:
                 if not (op[2] and self.fs.exists(path)):
                     self.fs.mkdir(path, recursive=bool(op[2]))
             elif kind == "r":
-                if self.fs.exists(path) or _is_link(self.fs, path):
+                if self.fs.exists(path) or is_link(self.fs, path):
                     self.fs.remove(path, recursive=bool(op[2]))
 
 
-def _is_link(fs: Any, path: str) -> bool:
+def is_link(fs: Any, path: str) -> bool:
+    """Whether ``path`` is a symlink on a bashkit filesystem (``stat`` follows links)."""
     try:
         fs.read_link(path)
         return True
