@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import posixpath
 import weakref
 from collections.abc import Callable
@@ -99,6 +100,8 @@ from flue.sandbox.paths import resolve
 from flue.sandbox.pool import Link, LinkBox, pool
 from flue.sandbox.seeding import apply_seeds, read_folder
 from flue.sandbox.worker import is_link
+
+log = logging.getLogger("flue.sandbox")
 
 DEFAULT_CWD = "/workspace"
 DEFAULT_TIMEOUT = 120.0
@@ -397,12 +400,19 @@ class VirtualSandboxEnv:
 
     def _on_changes(self, header: dict[str, Any], blobs: list[bytes]) -> None:
         """Apply what the replica reports changed (on the loop, in the order it was sent)."""
+        if header.get("snapshot") is not None:  # it could not say what changed: take all of it
+            self._holder = _restore(blobs[int(header["snapshot"])])
+            self._fs = self._holder.fs()
+            self._gen += 1
+            self._lose(self._box.link)  # the worker dropped it
+            return
         changes = header.get("changes")
         if not changes:
             return
         self._gen += 1
         if not apply_changes(self._fs, changes, blobs[int(header.get("files_at") or 0):]):
-            self._lose(self._box.link)  # we could not follow: start over from our own state
+            log.warning("virtual sandbox: could not apply a command's file changes; continuing from this copy")
+            self._lose(self._box.link)  # start over from our own state
 
     # -- files ---------------------------------------------------------------
 

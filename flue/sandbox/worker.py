@@ -187,8 +187,13 @@ class Worker:
         try:
             rep = self.replica(header["rid"])
             if header.get("ops"):
-                rep.apply(header["ops"], blobs)
-                rep.rebase()
+                try:
+                    rep.apply(header["ops"], blobs)
+                    rep.rebase()
+                except Exception:
+                    # it no longer matches the owner's files: forget it, the owner opens it again
+                    self.replicas.pop(header["rid"], None)
+                    raise UnknownReplica(header["rid"]) from None
             kwargs: dict[str, Any] = {
                 "cwd": header["cwd"],
                 "env": header["env"],
@@ -214,16 +219,17 @@ class Worker:
             code, error, message = 1, "", f"{type(exc).__name__}: {exc}"
         finally:
             rep.running.pop(rid, None)
+        result_header = {"id": rid, "ok": True, "exit_code": code, "timed_out": "execution timeout" in error,
+                         "message": message, "files_at": 2}
+        output = [out.text().encode(), err.text().encode()]
         try:
             changes, files = rep.changes()
-        except Exception as exc:
-            self.fail(rid, exc)
+        except Exception:
+            # no report of the changes: send the whole filesystem instead (the owner adopts it)
+            self.replicas.pop(header["rid"], None)
+            self.reply({**result_header, "snapshot": 2}, [*output, bytes(rep.holder.snapshot())])
             return
-        self.reply(
-            {"id": rid, "ok": True, "exit_code": code, "timed_out": "execution timeout" in error,
-             "message": message, "changes": changes, "files_at": 2},
-            [out.text().encode(), err.text().encode(), *files],
-        )
+        self.reply({**result_header, "changes": changes}, [*output, *files])
 
     def _evict(self) -> None:
         while len(self.replicas) > MAX_REPLICAS:
