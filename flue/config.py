@@ -26,6 +26,12 @@
       lease: 30                    # seconds a claim lasts without renewal (crash takeover time)
       concurrency: 64              # submissions run at once by this process
       poll: 0.5                    # seconds between claims when idle (other replicas' admissions)
+    server:                        # connections of flue dev / flue start (nginx-like defaults)
+      header_timeout: 60           # a request line and its headers must arrive within this (else 408)
+      body_timeout: 60             # a body gets this many seconds, plus one per body_min_rate bytes (else 408)
+      body_min_rate: 65536         # so a body sent at 1 byte/s is cut off, a 64 KiB/s upload never
+      keepalive_timeout: 75        # an idle kept-alive connection is closed after this
+      max_connections: null        # beyond this, new connections get a 503; null: 80% of the fd limit, at most 10000
 
 String values may reference environment variables: ``${NAME}`` (an error
 when unset) or ``${NAME:-default}``. ``.env`` in the project root is loaded by
@@ -136,6 +142,15 @@ class AdminConfig(BaseModel):
         if not v.bearer_env:
             raise ValueError("admin auth needs 'bearer_env': the environment variable holding the token")
         return v
+class ServerConfig(BaseModel):
+    """How ``flue dev`` / ``flue start`` treat connections (defaults as a reverse proxy's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    header_timeout: float = Field(60.0, gt=0, le=3600, description="seconds to receive a request line and headers")
+    body_timeout: float = Field(60.0, gt=0, le=3600, description="seconds a request body gets, plus its bytes / body_min_rate")
+    body_min_rate: int = Field(65_536, ge=1, description="bytes per second a long body must keep up on average")
+    keepalive_timeout: float = Field(75.0, ge=0, le=3600, description="seconds an idle kept-alive connection stays open")
+    max_connections: int | None = Field(None, ge=1, description="open connections at once; null: from the fd limit")
 
 
 class FlueConfig(BaseModel):
@@ -147,6 +162,7 @@ class FlueConfig(BaseModel):
     plugins: dict[str, dict[str, Any] | bool | None] = Field(default_factory=dict)
     coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
     admin: AdminConfig | None = None
+    server: ServerConfig = Field(default_factory=ServerConfig)
 
     @field_validator("persistence", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from fixtures.processes import wait_dead
 
 from flue.sandbox.base import SandboxRequest
 from flue.sandbox.local import LocalOptions, LocalSandboxEnv, build_env, make_local_factory
@@ -15,23 +16,6 @@ from flue.sandbox.options import SandboxOptionsError
 
 async def new_env(tmp_path: Path, options: dict | None = None) -> LocalSandboxEnv:
     return await make_local_factory(options or {}).create_session_env(SandboxRequest(id="t", cwd=str(tmp_path)))
-
-
-def alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie (PID 1 in a container may never reap it)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
-
-
-async def wait_dead(pid: int, within: float = 3.0) -> bool:
-    for _ in range(int(within / 0.05)):
-        if not alive(pid):
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def test_runs_a_real_subprocess_on_the_host(tmp_path: Path) -> None:

@@ -18,6 +18,22 @@ host variables matching ``inherit_env``, then ``env``, then the ``env=`` of the
 ``exec`` call. A secret in the server's environment stays out of the agent's
 shell unless it is named.
 
+**The launcher.** A command can read its parent's environment
+(``tr '\\0' '\\n' < /proc/$PPID/environ``). So commands are not started by
+the server but by a launcher process (:mod:`flue.sandbox.launcher`, one per
+server process, started at the first command) that itself holds only the
+allow-listed variables: the parent a command sees has no secrets. The
+launcher exits with the server and then kills the commands still running.
+
+**What this sandbox does not isolate.** It is the host, run as the server's
+user: a command can read and write every file that user can (the project,
+``.env``, other users' world-readable files), reach the network without
+restriction, see every process of that user, and read their environments too
+(``/proc/<pid>/environ`` of the server itself, found by walking up from
+``$PPID`` or by scanning ``/proc``). Keep secrets out of the server's
+environment and files, or use the virtual sandbox (or a container, a VM, a
+separate user) when the agent must not have them.
+
 **Commands** run as ``<shell> -c <command>`` in a new session (their own
 process group), stdin closed. On timeout the whole group gets SIGTERM, then
 SIGKILL after :data:`KILL_GRACE` seconds, and ``exec`` returns exit code 124
@@ -37,11 +53,13 @@ are not supported (the host filesystem is already durable).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fnmatch
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +68,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from flue.sandbox.base import TIMEOUT_EXIT_CODE, ExecResult, FileStat, SandboxRequest
+from flue.sandbox.channel import Helper, HelperLost, ReplyError
 from flue.sandbox.options import parse_options
 from flue.sandbox.output import TailBuffer, join_stderr, timeout_message
 from flue.sandbox.paths import resolve
@@ -62,6 +81,7 @@ ENV_ALLOWLIST: tuple[str, ...] = (
 DEFAULT_TIMEOUT = 120.0
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a timed-out process group
 DRAIN_GRACE = 0.5  # seconds to finish reading output after the command exited
+LOST_MESSAGE = "flue: the local sandbox's launcher process ended while this command ran; it was stopped\n"
 
 
 class LocalOptions(BaseModel):
@@ -127,41 +147,37 @@ class LocalSandboxEnv:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                self._shell, "-c", command,
-                cwd=run_cwd,
-                env={**self._base_env, **(env or {})},
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                start_new_session=True,  # its own process group, so a timeout can kill all of it
+            command_pid, exited = await _spawn(
+                [self._shell, "-c", command], run_cwd, {**self._base_env, **(env or {})}, (out_w, err_w)
             )
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)
             raise
         finally:
-            # The child holds its own copies; ours must close or EOF never comes.
+            # The launcher got its own copies; ours must close or EOF never comes.
             os.close(out_w)
             os.close(err_w)
         readers = [await _PipeReader.open(out_r, out), await _PipeReader.open(err_r, err)]
-        timed_out = False
+        timed_out, code = False, 1
         try:
             try:
-                await asyncio.wait_for(proc.wait(), seconds)
+                code = await asyncio.wait_for(asyncio.shield(exited), seconds)
             except TimeoutError:
                 timed_out = True
-                await _kill_group(proc)
+                await _kill_group(command_pid, exited)
+            except HelperLost:  # the launcher died under it: nobody can say how it ended
+                await _kill_group(command_pid, exited)
+                return ExecResult(out.text(), join_stderr(err.text(), LOST_MESSAGE), 137)
             await asyncio.wait([r.done for r in readers], timeout=DRAIN_GRACE)
         except asyncio.CancelledError:
-            await _kill_group(proc)
+            await _kill_group(command_pid, exited)
             raise
         finally:
             for r in readers:
                 r.close()
         if timed_out:
             return ExecResult(out.text(), join_stderr(err.text(), timeout_message(seconds)), TIMEOUT_EXIT_CODE)
-        code = proc.returncode if proc.returncode is not None else 1
         if code < 0:  # killed by a signal: report it the way a shell does
             code = 128 - code
         return ExecResult(out.text(), err.text(), code)
@@ -282,20 +298,82 @@ class _PipeReader(asyncio.Protocol):
             self.transport.close()
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the command's process group, then SIGKILL whatever is left."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, KILL_GRACE)):
+class _Launcher(Helper):
+    name = "local sandbox launcher"
+
+    def gone(self) -> None:
+        global _launcher
+        with _launcher_lock:
+            if _launcher is self:
+                _launcher = None
+
+
+_launcher: _Launcher | None = None
+_launcher_lock = threading.Lock()
+
+
+def launcher() -> _Launcher:
+    """The process-wide launcher, started on first use with only the allow-listed variables."""
+    global _launcher
+    with _launcher_lock:
+        if _launcher is None or not _launcher.alive:
+            _launcher = _Launcher("flue.sandbox.launcher", env=build_env(LocalOptions()))
+        return _launcher
+
+
+async def _spawn(
+    argv: list[str], cwd: str, env: dict[str, str], fds: tuple[int, int]
+) -> tuple[int, asyncio.Future[int]]:
+    """Start a command from the launcher: its pid (= process group) and a future of its exit code."""
+    loop = asyncio.get_running_loop()
+    started: asyncio.Future[int] = loop.create_future()
+    exited: asyncio.Future[int] = loop.create_future()
+
+    def on_reply(header: dict[str, Any], _blobs: list[bytes]) -> None:
+        if "pid" in header and not started.done():
+            started.set_result(int(header["pid"]))
+
+    def on_done(reply: asyncio.Future[Any]) -> None:
+        error = None if reply.cancelled() else reply.exception()
+        if error is None and not reply.cancelled():
+            exited.set_result(int(reply.result()[0]["exit"]))
+        elif error is not None:
+            exited.set_exception(error)
+        if not started.done():
+            started.set_exception(error or HelperLost("the local sandbox launcher is gone"))
+
+    exited.add_done_callback(lambda f: f.cancelled() or f.exception())
+    request = {"op": "spawn", "argv": argv, "cwd": cwd, "env": env}
+    for attempt in (1, 2):
         try:
-            os.killpg(proc.pid, sig)
+            _, reply = launcher().request(request, fds=fds, on_reply=on_reply)
+            break
+        except HelperLost:
+            if attempt == 2:
+                raise
+    reply.add_done_callback(on_done)
+    try:
+        return await started, exited
+    except ReplyError as exc:
+        if exc.errno:
+            raise OSError(exc.errno, exc.args[0], cwd if exc.errno in (errno.ENOENT, errno.ENOTDIR) else argv[0]) from None
+        raise RuntimeError(f"local sandbox: {exc}") from None
+
+
+async def _kill_group(pid: int, exited: asyncio.Future[int]) -> None:
+    """SIGTERM the command's process group, then SIGKILL whatever is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
         except ProcessLookupError:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), wait)
-            # The leader is gone; the rest of the group may not be. One more SIGKILL for them.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            return
+            await asyncio.wait_for(asyncio.shield(exited), KILL_GRACE)
         except TimeoutError:
             continue
+        except Exception:
+            pass  # the launcher is gone; the group may not be
+        # The leader is gone; the rest of the group may not be. One more SIGKILL for them.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        return

@@ -12,8 +12,9 @@ structured data on the rare errors that need it.
 
 Handlers raise :class:`HttpError` (or use the helpers below: ``invalid_request``,
 ``agent_not_found``...). :func:`error_middleware` renders it, turns aiohttp's own
-404/405 into ``route_not_found``/``method_not_allowed`` (with ``Allow``), and
-turns anything else into a 500 ``internal_error`` that says nothing about the
+404/405 into ``route_not_found``/``method_not_allowed`` (with ``Allow``), a body
+aiohttp could not decode (bad gzip) into a 400 ``invalid_request``, and
+anything else into a 500 ``internal_error`` that says nothing about the
 server's internals (the exception is logged; its text goes to ``dev`` in dev
 mode only). An exception that is not an :class:`HttpError` but has a string
 ``error_type`` attribute (:class:`flue.errors.FlueError`: session, model and
@@ -33,6 +34,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel
 
 log = logging.getLogger("flue.server")
@@ -268,6 +270,10 @@ def render_exception(request: web.Request, exc: BaseException) -> web.Response:
         return exc.response(dev_mode=dev_mode)
     if isinstance(exc, web.HTTPException):
         return from_http_exception(request, exc).response(dev_mode=dev_mode)
+    if isinstance(exc, RequestPayloadError):
+        # the body's framing or encoding was broken (bad chunk, bad gzip): the caller's request
+        reason = str(exc).replace("400, message:", "").strip().splitlines()[0] if str(exc) else ""
+        return invalid_request("The request body could not be read.", reason[:300]).response(dev_mode=dev_mode)
     error_type = getattr(exc, "error_type", None)
     if isinstance(error_type, str) and error_type:
         # a typed Flue error from below the HTTP layer: its message is caller-safe by contract

@@ -1,5 +1,9 @@
 """Serving Flue applications: one listening socket, swappable applications, graceful shutdown.
 
+Connections are read with the limits of ``flue.yaml``'s ``server:`` section
+(header and body read timeouts, keep-alive, a connection cap; JSON errors
+even for requests aiohttp's parser rejects): see :mod:`flue.server.transport`.
+
 :class:`Listener` owns the listening socket and one aiohttp server on it, and
 serves one application at a time. :meth:`Listener.swap` (``flue dev``
 reloads) makes every request from then on go to the new application, on new
@@ -30,7 +34,9 @@ from aiohttp import web
 from aiohttp.web_log import AccessLogger
 from aiohttp.web_server import Server
 
-from flue.server.state import ServerState
+from flue.config import ServerConfig
+from flue.server.state import STATE, ServerState
+from flue.server.transport import FlueServer, Limits
 
 log = logging.getLogger("flue.server")
 
@@ -49,6 +55,7 @@ class _SwappableRunner(web.BaseRunner):
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._app = app
+        self.limits = Limits(server_config(app))
         self._inflight: dict[web.Application, int] = {}
         self._idle: dict[web.Application, asyncio.Event] = {}
 
@@ -66,7 +73,9 @@ class _SwappableRunner(web.BaseRunner):
     async def _make_server(self) -> Server:
         await self._start_app(self._app)
         kwargs = {"access_log_class": AccessLogger, **self._kwargs}
-        return Server(self._handle, request_factory=self._make_request, loop=asyncio.get_running_loop(), **kwargs)
+        return FlueServer(
+            self._handle, request_factory=self._make_request, loop=asyncio.get_running_loop(), limits=self.limits, **kwargs
+        )
 
     def _make_request(self, *args: Any) -> web.BaseRequest:
         return self._app._make_request(*args)
@@ -89,6 +98,7 @@ class _SwappableRunner(web.BaseRunner):
         """Start ``app`` and route every later request to it; return the previous app."""
         await self._start_app(app)
         old, self._app = self._app, app
+        self.limits.update(server_config(app))  # new connections follow a changed server: section
         return old
 
     async def retire(self, app: web.Application, timeout: float) -> None:
@@ -121,6 +131,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def server_config(app: web.Application) -> ServerConfig:
+    """The ``server:`` settings of the project an app serves (defaults for a bare app)."""
+    state = app.get(STATE)
+    return state.project.config.server if state is not None else ServerConfig()
 
 
 class Listener:
