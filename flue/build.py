@@ -13,7 +13,8 @@ What goes in (``<output>``, default ``<root>/dist``):
   dependencies' closure;
 - ``wheels/``: wheels of the distributions no index has (installed from a
   local folder or file: Flue itself in a checkout, local plugin packages),
-  referenced from ``requirements.txt`` as ``./wheels/<file>.whl``;
+  referenced from ``requirements.txt`` as ``./wheels/<file>.whl`` (built with
+  the build backend installed here, without the index; see :func:`build_wheel`);
 - ``flue-build.json`` (the manifest), ``Dockerfile`` and ``.dockerignore``.
 
 Never copied: ``.env`` and every file whose name the skill secret rules
@@ -221,6 +222,30 @@ def _direct_url(dist: metadata.Distribution) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
+def build_wheel(name: str, source: Path, wheels: Path) -> str:
+    """Build a wheel of the local source folder of ``name`` into ``wheels``; return its file name.
+
+    Offline first: with the build backend installed here (``--no-build-isolation``, pip
+    checking it satisfies the folder's ``[build-system] requires``) and ``--no-index``, so a
+    checkout of Flue or a local plugin builds with no package index. Only when this
+    environment lacks that backend does pip build in an isolated environment, which
+    installs the backend from the index.
+    """
+    base = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
+            "--wheel-dir", str(wheels), str(source)]
+    errors: list[str] = []
+    for command in ([*base, "--no-index", "--no-build-isolation", "--check-build-dependencies"], base):
+        before = set(wheels.glob("*.whl"))
+        proc = subprocess.run(command, capture_output=True, text=True)
+        made = sorted(set(wheels.glob("*.whl")) - before)
+        if proc.returncode == 0 and made:
+            return made[-1].name
+        errors.append("\n".join(proc.stderr.strip().splitlines()[-12:]))
+    raise BuildError(f"could not build a wheel of {name} from {source}. With this environment's build backend "
+                     f"(install what its pyproject.toml [build-system] requires here to build without an index):\n"
+                     f"{errors[0]}\nIn an isolated build environment, from the package index:\n{errors[1]}")
+
+
 def pin(dist: metadata.Distribution, wheels: Path) -> tuple[str, str | None]:
     """(requirements line, bundled wheel file or None) for one distribution."""
     name, version = dist.metadata["Name"], dist.version
@@ -233,15 +258,8 @@ def pin(dist: metadata.Distribution, wheels: Path) -> tuple[str, str | None]:
         return f"{name} @ {url}", None  # a VCS or remote URL: installable as it was
     source = Path(unquote(parsed.path))
     if "dir_info" in direct:
-        before = set(wheels.glob("*.whl"))
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), str(source)]
-        proc = subprocess.run(command, capture_output=True, text=True)
-        if proc.returncode != 0:  # offline? build with what this environment has (setuptools, wheel)
-            proc = subprocess.run([*command, "--no-build-isolation"], capture_output=True, text=True)
-        made = sorted(set(wheels.glob("*.whl")) - before)
-        if proc.returncode != 0 or not made:
-            raise BuildError(f"could not build a wheel of {name} from {source}:\n{proc.stderr.strip()}")
-        return f"./wheels/{made[-1].name}", made[-1].name
+        made = build_wheel(name, source, wheels)
+        return f"./wheels/{made}", made
     if source.suffix == ".whl" and source.is_file():
         shutil.copy2(source, wheels / source.name)
         return f"./wheels/{source.name}", source.name

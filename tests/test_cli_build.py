@@ -1,5 +1,10 @@
 """`flue build` as a user runs it: diagnostics first, then an artifact that installs in a
-fresh virtualenv from its pinned requirements and serves a prompt with `flue start`."""
+fresh virtualenv from its pinned requirements and serves a prompt with `flue start`.
+
+No network: the build, the install and the server run with the package index and every
+HTTP proxy on a loopback port that counts and drops connections (:class:`offline_pip.Tripwire`),
+and the install reads only a wheelhouse re-packed from this environment
+(:func:`offline_pip.wheelhouse`)."""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_flue
+from offline_pip import Tripwire, wheelhouse
+from packaging.utils import canonicalize_name
 
 from flue.testing.server_process import free_port
 
@@ -51,8 +58,15 @@ def test_build_runs_the_diagnostics_and_refuses_broken_or_empty_projects(write_t
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
 
 
+@pytest.fixture
+def tripwire():
+    wire = Tripwire()
+    yield wire
+    wire.close()
+
+
 @pytest.mark.slow
-def test_the_example_project_builds_installs_in_a_fresh_venv_and_serves(tmp_path: Path) -> None:
+def test_the_example_project_builds_installs_in_a_fresh_venv_and_serves(tmp_path: Path, tripwire: Tripwire) -> None:
     root = example_project(tmp_path / "project")
     (root / ".env").write_text("FLUE_BUILD_TEST_SECRET=do-not-ship\n")
     (root / "skills" / "greet" / "credentials.json").write_text('{"token": "do-not-ship"}')
@@ -60,9 +74,12 @@ def test_the_example_project_builds_installs_in_a_fresh_venv_and_serves(tmp_path
     (root / "notes").mkdir()
     (root / "notes" / "todo.txt").write_text("not part of the project")
     dist = tmp_path / "dist"
-    res = run_flue("build", "--root", str(root), "--output", str(dist), timeout=300)
+    offline = tripwire.env()  # flue build's own wheel builds (Flue, the local plugins) must not need the index
+    res = subprocess.run([sys.executable, "-m", "flue", "build", "--root", str(root), "--output", str(dist)],
+                         cwd=REPO, env=offline, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert f"done built {dist}" in res.stderr
+    assert tripwire.hits == 0, "flue build tried the package index"
 
     shipped = {p.relative_to(dist).as_posix() for p in dist.rglob("*") if p.is_file()}
     assert {"flue.yaml", "agents/assistant.md", "workflows/hello.py", "workflows/triage.yaml",
@@ -85,16 +102,25 @@ def test_the_example_project_builds_installs_in_a_fresh_venv_and_serves(tmp_path
     assert f"FROM python:{sys.version_info.major}.{sys.version_info.minor}-slim" in dockerfile
     assert 'CMD ["flue", "start", "--root", "/app"]' in dockerfile and "COPY wheels/ ./wheels/" in dockerfile
 
-    # a fresh virtualenv, only the artifact's pinned requirements (pip's cache keeps a second run fast)
+    # a fresh virtualenv gets the artifact's requirements and nothing else: the wheelhouse holds exactly
+    # the pinned versions (each checked against what is installed here), pip may not use an index
+    pinned = wheelhouse(dist / "requirements.txt", tmp_path / "wheelhouse")
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
+    venv.create(env_dir, with_pip=False)  # this pip installs into it (--python): no ensurepip to wait for
     python = env_dir / "bin" / "python"
-    pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-compile", "-r", "requirements.txt"], cwd=dist,
-                         capture_output=True, text=True, timeout=600)
+    pip = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-compile",
+                          "--find-links", str(tmp_path / "wheelhouse"), "-r", "requirements.txt"],
+                         cwd=dist, env=tripwire.env(PIP_NO_INDEX="1"), capture_output=True, text=True, timeout=300)
     assert pip.returncode == 0, pip.stderr[-3000:]
+    listed = subprocess.run([str(python), "-c", "import importlib.metadata as m, json; "
+                             "print(json.dumps([[d.metadata['Name'], d.version] for d in m.distributions()]))"],
+                            capture_output=True, text=True, check=True)
+    bundled = {canonicalize_name(w.split("-")[0]): w.split("-")[1] for w in manifest["wheels"]}
+    assert "flue" in bundled  # and every local plugin package installed here
+    assert {canonicalize_name(n): v for n, v in json.loads(listed.stdout)} == {**pinned, **bundled}
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "FLUE_MODEL"}
+    env = {k: v for k, v in offline.items() if k != "FLUE_MODEL"}
     server = subprocess.Popen([str(python), "-m", "flue", "start", "--host", "127.0.0.1", "--port", str(port)],
                               cwd=dist, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -117,8 +143,10 @@ def test_the_example_project_builds_installs_in_a_fresh_venv_and_serves(tmp_path
     finally:
         server.terminate()
         server.wait(timeout=30)
-    docs = subprocess.run([str(env_dir / "bin" / "flue"), "docs", "search", "lease"], capture_output=True, text=True)
+    docs = subprocess.run([str(env_dir / "bin" / "flue"), "docs", "search", "lease"], env=offline,
+                          capture_output=True, text=True, timeout=60)
     assert docs.stdout.startswith("persistence ")  # the docs ship inside the installed wheel
+    assert tripwire.hits == 0, "something tried the package index or a proxy"
 
 
 def test_build_of_a_dot_flue_source_root_copies_it_whole_but_not_its_state(write_tree, tmp_path) -> None:
@@ -140,3 +168,29 @@ def test_build_of_a_dot_flue_source_root_copies_it_whole_but_not_its_state(write
     assert shipped == {"flue.yaml", ".flue/agents/a.md", ".flue/data/prices.csv"}
     assert {s["path"] for s in manifest["skipped"]} == {".flue/state.db", ".flue/state.db-wal", ".flue/.env"}
     assert (tmp_path / "out" / ".flue" / "data" / "prices.csv").read_text() == "a,1\n"
+
+
+def test_a_local_package_builds_offline_and_one_whose_backend_is_missing_says_what_to_install(
+        write_tree, tmp_path, tripwire, monkeypatch) -> None:
+    from flue.build import BuildError, build_wheel
+
+    offline = tripwire.env()
+    for key in os.environ.keys() - offline.keys():
+        monkeypatch.delenv(key)
+    for key, value in offline.items():
+        monkeypatch.setenv(key, value)
+    setuptools_pkg = "[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n" \
+                     "[project]\nname = \"acme-tools\"\nversion = \"1.2.0\"\n"
+    ok = write_tree({"pyproject.toml": setuptools_pkg, "acme_tools/__init__.py": "X = 1\n"}, tmp_path / "ok")
+    (tmp_path / "wheels").mkdir()
+    assert build_wheel("acme-tools", ok, tmp_path / "wheels") == "acme_tools-1.2.0-py3-none-any.whl"
+    assert tripwire.hits == 0  # built with the setuptools installed here
+
+    missing = write_tree({"pyproject.toml": "[build-system]\nrequires = [\"acme-no-such-backend>=1\"]\n"
+                          "build-backend = \"acme_backend\"\n[project]\nname = \"acme-x\"\nversion = \"1\"\n"},
+                         tmp_path / "missing")
+    with pytest.raises(BuildError) as err:
+        build_wheel("acme-x", missing, tmp_path / "wheels")
+    assert "could not build a wheel of acme-x" in str(err.value) and "[build-system] requires" in str(err.value)
+    assert "acme-no-such-backend" in str(err.value)
+    assert tripwire.hits > 0  # only then did it ask the index (here: the tripwire) for the backend
