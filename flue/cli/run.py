@@ -47,9 +47,11 @@ def load_cli_project(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
+    from flue import strict_json
+
     try:
-        payload = json.loads(args.payload)
-    except json.JSONDecodeError as exc:
+        payload = strict_json.loads(args.payload)
+    except strict_json.JsonRuleError as exc:
         print(f"flue run: --payload is not valid JSON: {exc}", file=sys.stderr)
         return 1
     project = load_cli_project(args)

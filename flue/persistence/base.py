@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from flue.strict_json import query_int
+
 if TYPE_CHECKING:
     from flue.persistence.submissions import SubmissionStore
 
@@ -54,9 +56,11 @@ def parse_offset(offset: str) -> int:
     if offset == OFFSET_BEFORE_START:
         return 0
     read_seq, sep, seq = offset.partition("_")
-    if not sep or not read_seq.isdigit() or not seq.isdigit() or len(read_seq) > _PAD + 4 or len(seq) > _PAD + 4:
-        raise ValueError(f"invalid offset {offset!r}")
-    return int(seq)
+    # ASCII digits within 64 bits (str.isdigit would take "²" and other scripts' digits)
+    position = query_int(seq) if sep else None
+    if position is None or query_int(read_seq) is None:
+        raise ValueError(f"invalid offset {offset[:60]!r}")
+    return position
 
 
 class Camel(BaseModel):

@@ -37,6 +37,7 @@ import contextlib
 import json
 from typing import Any
 
+from flue import strict_json
 from flue.errors import FlueError
 from flue.events import FlueEvent, SubmissionAdmitted, SubmissionSettled, redact_images
 from flue.ids import new_id
@@ -192,6 +193,7 @@ class Coordinator:
         options: dict[str, Any] = {}
         if durability is not None:
             options = {"max_attempts": durability.max_attempts, "timeout_s": durability.timeout}
+        strict_json.check(input, what="the input")  # the boundary rules, for dispatch() from code too
         path = instance_path(agent, instance_id)
         # the store appends submission_admitted to the instance's stream in the admission's transaction
         sub, created = await self.store.admit(path, input, kind=kind, dispatch_id=dispatch_id, **options)

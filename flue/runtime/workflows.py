@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flue import strict_json
 from flue.authoring.workflows import WorkflowDefinition
 from flue.events import RunEnd, RunStart
 from flue.ids import run_id as new_run_id
@@ -81,6 +82,10 @@ async def start_run(runtime: Runtime, name: str, payload: Any = None, *, req: An
             f"unknown workflow '{name}' (available: {', '.join(sorted(runtime.project.workflows)) or 'none'})"
         )
     payload = {} if payload is None else payload
+    try:  # the boundary rules, whoever starts the run (HTTP, a socket, code, the CLI)
+        strict_json.check(payload, what="the payload")
+    except strict_json.JsonRuleError as exc:
+        raise InvalidPayload(str(exc)) from None
     validate_payload(wf, payload)
     run_id = new_run_id()
     record = RunRecord(run_id=run_id, workflow_name=name, payload=payload, started_at=now_iso())
@@ -133,10 +138,12 @@ async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, 
 
 
 def _json_result(value: Any) -> Any:
+    """The result as plain JSON, within the depth every stream and record can hold."""
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
     try:
-        return json.loads(json.dumps(value))
+        strict_json.check(value, max_depth=strict_json.MAX_STORED_DEPTH, what="the result")
+        return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise WorkflowResultError(f"the workflow returned a value that is not JSON-serializable: {exc}") from None
 

@@ -1,13 +1,18 @@
-"""Request parsing shared by the invocation routes: ``?wait``, JSON bodies, validation errors."""
+"""Request parsing shared by the invocation routes: ``?wait``, JSON bodies, validation errors.
+
+:func:`parse_json` is the one JSON reader of every HTTP boundary (request bodies here,
+channel webhooks in plugins): the rules of :mod:`flue.strict_json`, failures as the
+400 ``invalid_json`` envelope.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from flue import strict_json
 from flue.server.errors import invalid_json, invalid_request, unsupported_media_type
 
 
@@ -46,12 +51,26 @@ async def read_json_body(request: web.Request, *, required: bool) -> Any | None:
         raise invalid_request("The request body is required.", "Send a JSON object.")
     if not declared_json:
         raise unsupported_media_type(request.headers.get("Content-Type"))
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes | str, *, max_depth: int = strict_json.MAX_DEPTH) -> Any:
+    """Parse a request body (or any text from a caller) under Flue's boundary rules.
+
+    Strict JSON (no ``NaN``/``Infinity``), at most ``max_depth`` levels of nesting,
+    number literals of at most 100 characters, UTF-8 without lone surrogates
+    (:mod:`flue.strict_json`). Anything else raises the 400 ``invalid_json``
+    :class:`~flue.server.errors.HttpError`, which the error middleware renders as
+    the envelope: channel handlers can let it propagate."""
     try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise invalid_json("The body is not UTF-8.") from None
-    except json.JSONDecodeError as exc:
-        raise invalid_json(f"{exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+        return strict_json.loads(raw, max_depth=max_depth)
+    except strict_json.JsonRuleError as exc:
+        raise invalid_json(_sentence(str(exc))) from None
+
+
+def _sentence(text: str) -> str:
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
 
 
 def validation_details(exc: ValidationError) -> str:

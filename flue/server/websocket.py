@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -57,6 +56,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
+from flue import strict_json
 from flue.runtime.instances import AgentNotFound, instance_path
 from flue.server.bodies import validation_details
 from flue.server.errors import failure
@@ -141,11 +141,13 @@ async def _messages(ws: web.WebSocketResponse) -> AsyncIterator[dict[str, Any]]:
 
 
 def _parse(msg: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(message, None) or (None, error) for one received text frame."""
+    """(message, None) or (None, error) for one received text frame. The boundary rules of
+    :mod:`flue.strict_json` apply; the message object itself is one level, so a payload in
+    it may nest as deep as an HTTP body."""
     try:
-        data = json.loads(msg.data)
-    except json.JSONDecodeError:
-        data = None
+        data = strict_json.loads(msg.data, max_depth=strict_json.MAX_DEPTH + 1)
+    except strict_json.JsonRuleError as exc:
+        return None, _error("invalid_request", "WebSocket messages must be valid JSON objects.", str(exc))
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         return None, _error("invalid_request", "WebSocket messages must be valid JSON objects.",
                             'Each message is a JSON object with a "type" (and "version": 1).')
