@@ -8,12 +8,12 @@ Three ways to get one:
 - :func:`build_flue_app`, the equivalent of Flue's ``flue()`` sub-app, to mount
   in your own application next to your routes::
 
-      outer = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+      outer = web.Application(middlewares=[error_middleware], client_max_size=body_limit(runtime))
       outer.add_subapp("/api", build_flue_app(runtime))
 
   (admission ``streamUrl`` values then carry the ``/api`` prefix; set
   ``client_max_size`` on the outer app: aiohttp reads bodies with the limit of
-  the app that accepted the connection);
+  the app that accepted the connection; :func:`body_limit` is ``limits.body``);
 - :func:`create_app`, a factory for external runners::
 
       FLUE_ROOT=/srv/project python -m aiohttp.web -H 127.0.0.1 -P 8080 flue.server.app:create_app
@@ -56,8 +56,9 @@ from flue.server.state import STATE, ServerState
 if TYPE_CHECKING:
     from flue.runtime.runtime import Runtime
 
-#: Largest request body: a prompt may carry several images of up to 14 MiB each.
-MAX_BODY_BYTES = 64 * 1024 * 1024
+def body_limit(runtime: Runtime) -> int:
+    """The largest request body, ``limits.body`` in flue.yaml (default 64 MiB)."""
+    return int(runtime.project.config.limits.body)
 
 
 async def _start_coordinator(app: web.Application) -> None:
@@ -71,14 +72,14 @@ async def _cut_readers(app: web.Application) -> None:
 
 
 def build_flue_app(
-    runtime: Runtime, *, dev: bool = False, state: ServerState | None = None, client_max_size: int = MAX_BODY_BYTES,
+    runtime: Runtime, *, dev: bool = False, state: ServerState | None = None, client_max_size: int | None = None,
     open_admin: bool = False,
 ) -> web.Application:
     """Flue's routes as one application (mount it with ``add_subapp`` or serve it as is).
 
     The admin mount (:mod:`flue.server.admin`) is added when ``flue.yaml`` configures it,
     or without a token when ``open_admin`` (``flue dev`` on a loopback address)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=client_max_size)
+    app = web.Application(middlewares=[error_middleware], client_max_size=client_max_size or body_limit(runtime))
     app.on_response_prepare.append(mark_prepared)
     app[STATE] = state or ServerState(runtime, dev=dev)
     app[DEV_MODE] = dev
@@ -118,7 +119,7 @@ def make_app(
     flue = build_flue_app(runtime, dev=dev, state=state, open_admin=open_admin)
     if not prefix:
         return flue
-    outer = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    outer = web.Application(middlewares=[error_middleware], client_max_size=body_limit(runtime))
     outer.on_response_prepare.append(mark_prepared)
     outer[DEV_MODE] = dev
     outer[STATE] = state  # the same object: lets the server reach it (flue_state)

@@ -41,7 +41,11 @@ async def read_json_body(request: web.Request, *, required: bool) -> Any | None:
     A body (or a required one) that is not declared JSON is a 415; malformed JSON is
     ``invalid_json``; a required body that is empty is ``invalid_request``.
     """
-    raw = await request.read()
+    return json_body(request, await request.read(), required=required)
+
+
+def json_body(request: web.Request, raw: bytes, *, required: bool) -> Any | None:
+    """:func:`read_json_body` for a body already read (to check its size first)."""
     declared_json = is_json_type(request.content_type)
     if not raw.strip():
         if not required:

@@ -52,9 +52,12 @@ ERROR_STATUS: dict[str, int] = {
     "run_not_found": 404,
     "stream_not_found": 404,
     "method_not_allowed": 405,
+    "payload_too_large": 413,
     "unsupported_media_type": 415,
+    "queue_full": 429,
     "internal_error": 500,
     "run_store_unavailable": 501,
+    "overloaded": 503,
 }
 
 
@@ -185,6 +188,11 @@ def method_not_allowed(method: str, allowed: Iterable[str]) -> HttpError:
     )
 
 
+def payload_too_large(details: str = "") -> HttpError:
+    # a fixed type: HTTPStatus(413).phrase differs across Python versions ("Content Too Large" in 3.13)
+    return error("payload_too_large", "The request body is too large.", details)
+
+
 def unsupported_media_type(content_type: str | None) -> HttpError:
     return error(
         "unsupported_media_type",
@@ -243,8 +251,7 @@ def from_http_exception(request: web.Request, exc: web.HTTPException) -> HttpErr
     if exc.status == 400:
         return invalid_request(exc.reason or "Bad request.")
     if exc.status == 413:
-        # a fixed type: HTTPStatus(413).phrase differs across Python versions ("Content Too Large" in 3.13)
-        return HttpError(413, "payload_too_large", "The request body is too large.", exc.text or "")
+        return payload_too_large(exc.text or "")
     try:
         type_ = _snake(HTTPStatus(exc.status).phrase)
     except ValueError:

@@ -30,6 +30,7 @@ from flue.server.errors import (
     method_not_allowed,
     stream_not_found,
 )
+from flue.server.limits import check_prompt
 from flue.server.lookup import agent_stream_url, check_instance_id, exposed_agent
 from flue.server.state import ServerState, state_of
 from flue.server.streams import read_stream
@@ -65,6 +66,7 @@ async def _prompt(request: web.Request, state: ServerState, name: str, instance_
         body = AgentPrompt.model_validate(raw)
     except ValidationError as exc:
         raise invalid_request("The request body is invalid.", validation_details(exc)) from None
+    check_prompt(body, state.project.config.limits)
     runtime = state.runtime
     try:
         sub, offset = await runtime.coordinator.admit_prompt(

@@ -57,17 +57,18 @@ from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
 from flue import strict_json
+from flue.persistence.kit import dumps
 from flue.runtime.instances import AgentNotFound, instance_path
 from flue.server.bodies import validation_details
-from flue.server.errors import failure
+from flue.server.errors import HttpError, failure
 from flue.server.follow import follow_stream
+from flue.server.limits import check_payload_size, check_prompt
 from flue.server.lookup import run_stream_url
 from flue.server.state import ServerState
 from flue.server.wire import AgentPrompt
 
 log = logging.getLogger("flue.server")
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # images are up to 14 MiB each
 HEARTBEAT_S = 30.0
 
 
@@ -108,7 +109,8 @@ def error_frame(error: dict[str, Any], request_id: Any = None, **fields: Any) ->
 
 
 async def _open(request: web.Request, state: ServerState, hello: dict[str, Any]) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
+    # one message may be as large as one request body (limits.body)
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=int(state.project.config.limits.body))
     await ws.prepare(request)
     state.track_socket(ws)
     await ws.send_json(hello)
@@ -189,6 +191,11 @@ async def agent_socket(request: web.Request, state: ServerState, agent: str, ins
                     _error("invalid_request", "The prompt is invalid.", 'session must not start with "task:".'),
                     request_id))
                 continue
+            try:
+                check_prompt(body, state.project.config.limits)
+            except HttpError as exc:
+                await ws.send_json(error_frame(_error(exc.type, exc.message, exc.details), request_id))
+                continue
             current = asyncio.create_task(
                 _quietly(_prompt(ws, state, agent, instance_id, body, request_id), ws, request_id)
             )
@@ -254,6 +261,11 @@ async def workflow_socket(request: web.Request, state: ServerState, workflow: st
                 continue
             payload = data.get("payload")
             payload = {} if payload is None else payload
+            try:
+                check_payload_size(len(dumps(payload).encode("utf-8")), state.project.config.limits)
+            except HttpError as exc:
+                await ws.send_json(error_frame(_error(exc.type, exc.message, exc.details), request_id))
+                continue
             try:
                 handle = await start_run(state.runtime, workflow, payload, req=request)
             except InvalidPayload as exc:
