@@ -18,7 +18,9 @@ server's internals (the exception is logged; its text goes to ``dev`` in dev
 mode only). An exception that is not an :class:`HttpError` but has a string
 ``error_type`` attribute (:class:`flue.errors.FlueError`: session, model and
 submission errors) renders as a 500 with that type and its message, as the
-TypeScript Flue does.
+TypeScript Flue does, or with its ``http_status`` and ``http_headers`` when it
+has them (backpressure: ``queue_full`` 429, ``overloaded`` 503, with
+``Retry-After``).
 
 Every error response carries ``X-Content-Type-Options: nosniff``.
 """
@@ -274,10 +276,14 @@ def render_exception(request: web.Request, exc: BaseException) -> web.Response:
         return from_http_exception(request, exc).response(dev_mode=dev_mode)
     error_type = getattr(exc, "error_type", None)
     if isinstance(error_type, str) and error_type:
-        # a typed Flue error from below the HTTP layer: its message is caller-safe by contract
-        return HttpError(500, error_type, str(exc), str(getattr(exc, "details", "") or "")).response(
-            dev_mode=dev_mode
-        )
+        # a typed Flue error from below the HTTP layer: its message is caller-safe by contract; a 500
+        # unless it names its status (backpressure: 429/503 with Retry-After)
+        status = getattr(exc, "http_status", 500)
+        headers = getattr(exc, "http_headers", None)
+        return HttpError(
+            status if isinstance(status, int) and 400 <= status <= 599 else 500, error_type, str(exc),
+            str(getattr(exc, "details", "") or ""), headers=headers if isinstance(headers, Mapping) else None,
+        ).response(dev_mode=dev_mode)
     log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
     return internal_error(dev=f"{type(exc).__name__}: {exc}").response(dev_mode=dev_mode)
 

@@ -58,7 +58,7 @@ from pydantic import ValidationError
 
 from flue import strict_json
 from flue.persistence.kit import dumps
-from flue.runtime.instances import AgentNotFound, instance_path
+from flue.runtime.instances import AgentNotFound, Backpressure, instance_path
 from flue.server.bodies import validation_details
 from flue.server.errors import HttpError, failure
 from flue.server.follow import follow_stream
@@ -219,6 +219,10 @@ async def _prompt(
         )
     except AgentNotFound:
         await ws.send_json(error_frame(_error("agent_not_found", f'Agent "{agent}" is not registered.'), request_id))
+        return
+    except Backpressure as exc:  # nothing was admitted; the client may send the prompt again later
+        await ws.send_json(error_frame(_error(exc.error_type, str(exc), exc.details), request_id,
+                                       retryAfter=exc.retry_after))
         return
     sid = sub.submission_id
     await ws.send_json(frame("started", request_id, submissionId=sid, offset=offset))
