@@ -166,6 +166,34 @@ class PersistenceContract:
         await stores.runs.end_run("run_nope", status="errored", error={"message": "x"}, ended_at="x", duration_ms=1)
         assert await stores.runs.get_run("run_nope") is None
 
+    async def test_run_leases_hand_an_interrupted_run_to_one_new_owner(self, stores: Any) -> None:
+        runs = stores.runs
+        await runs.create_run(_run("run_1", "hello", 0), owner="p1", lease_s=30, now=at(0))
+        await runs.create_run(_run("run_free", "hello", 0))  # no owner: no lease, never claimed
+        assert await runs.claim_interrupted_run("p2", now=at(29)) is None  # the lease is live
+        assert await runs.renew_run("run_1", "p1", lease_s=30, now=at(20))  # now until 50
+        assert not await runs.renew_run("run_1", "p2", now=at(20))  # only its owner renews it
+        assert await runs.claim_interrupted_run("p2", now=at(45)) is None
+        taken = await runs.claim_interrupted_run("p2", lease_s=30, now=at(51))
+        assert taken is not None and taken.run_id == "run_1" and taken.status == "active"
+        assert taken.workflow_name == "hello"
+        assert await runs.claim_interrupted_run("p3", now=at(52)) is None  # p2 holds it now
+        assert not await runs.renew_run("run_1", "p1", now=at(52))  # the old owner lost it
+        assert await runs.renew_run("run_1", "p2", now=at(52))
+        await runs.end_run("run_1", status="errored", error={"name": "RunInterrupted", "message": "m"},
+                           ended_at="2030-01-01T12:01:00.000Z", duration_ms=60000.0)
+        assert not await runs.renew_run("run_1", "p2", now=at(53))  # ending a run ends its lease
+        assert await runs.claim_interrupted_run("p3", now=at(500)) is None
+        assert (await runs.get_run("run_1")).status == "errored"
+
+    async def test_concurrent_run_claims_never_share_a_run(self, stores: Any) -> None:
+        runs = stores.runs
+        for i in range(3):
+            await runs.create_run(_run(f"run_{i}", "hello", i), owner="dead", lease_s=1, now=at(0))
+        claims = await asyncio.gather(*(runs.claim_interrupted_run(f"p{k}", now=at(10)) for k in range(12)))
+        won = [c.run_id for c in claims if c is not None]
+        assert sorted(won) == ["run_0", "run_1", "run_2"]
+
     async def test_list_runs_newest_first_with_cursor_and_filters(self, stores: Any) -> None:
         for i in range(7):
             await stores.runs.create_run(_run(f"run_{i:02d}", "even" if i % 2 == 0 else "odd", i))
