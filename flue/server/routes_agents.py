@@ -48,11 +48,12 @@ async def agent_route(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     name, instance_id = request.match_info["name"], request.match_info["id"]
     definition = exposed_agent(state, name)
-    require(request, auth_of(definition.http))
+    websocket = is_websocket(request)
+    require(request, auth_of(definition.http), upgrade=websocket)  # ?token= only for an upgrade made below
     check_instance_id(instance_id)
     if request.method == "POST":
         return await _prompt(request, state, name, instance_id)
-    if is_websocket(request):
+    if websocket:
         return await agent_socket(request, state, name, instance_id)
     path = instance_path(name, instance_id)
     with state.reading():

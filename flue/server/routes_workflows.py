@@ -46,7 +46,7 @@ async def workflow_route(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     name = request.match_info["name"]
     definition = exposed_workflow(state, name)
-    require(request, auth_of(definition.http))
+    require(request, auth_of(definition.http), upgrade=websocket)  # ?token= only for the upgrade below
     if websocket:
         # refuse in the handshake: once upgraded, only socket messages can carry an error
         if getattr(state.runtime.stores, "runs", None) is None:

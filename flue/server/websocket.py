@@ -59,6 +59,7 @@ from pydantic import ValidationError
 from flue import strict_json
 from flue.persistence.kit import dumps
 from flue.runtime.instances import AgentNotFound, Backpressure, instance_path
+from flue.server.auth import is_websocket_handshake
 from flue.server.bodies import validation_details
 from flue.server.errors import HttpError, failure
 from flue.server.follow import follow_stream
@@ -73,11 +74,8 @@ HEARTBEAT_S = 30.0
 
 
 def is_websocket(request: web.Request) -> bool:
-    return (
-        request.method == "GET"
-        and request.headers.get("Upgrade", "").lower() == "websocket"
-        and "upgrade" in request.headers.get("Connection", "").lower()
-    )
+    """A request to upgrade: a complete handshake (the same test auth uses for ``?token=``)."""
+    return is_websocket_handshake(request)
 
 
 PROTOCOL_VERSION = 1
