@@ -21,8 +21,9 @@ def register(p: argparse.ArgumentParser) -> None:
     add_project_flags(p)
 
 
-def load_cli_project(args: argparse.Namespace):
-    """Load .env and the project; print diagnostics and return None on errors."""
+def load_cli_project(args: argparse.Namespace, *, serve: bool = False):
+    """Load .env and the project; print diagnostics and return None on errors (``serve``: also
+    when there is nothing to serve)."""
     from pathlib import Path
 
     from flue.config import load_env_file
@@ -38,9 +39,10 @@ def load_cli_project(args: argparse.Namespace):
     for d in project.diagnostics:
         if d.severity == "warning":
             print(d.render(), file=sys.stderr)
-    if project.errors:
+    errors = project.serving_errors if serve else project.errors
+    if errors:
         print("flue: the project has errors:", file=sys.stderr)
-        for d in project.errors:
+        for d in errors:
             print("  " + d.render().replace("\n", "\n  "), file=sys.stderr)
         return None
     return project

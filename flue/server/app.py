@@ -153,9 +153,9 @@ async def create_app(argv: list[str] | None = None) -> web.Application:
     args = parser.parse_args(argv or [])
     load_env_file(Path(args.root), args.env_file)
     project = load_project(args.root)
-    if project.errors:
+    if project.serving_errors:
         print("flue: the project has errors; refusing to serve it:", file=sys.stderr)
-        for d in project.errors:
+        for d in project.serving_errors:
             print("  " + d.render().replace("\n", "\n  "), file=sys.stderr)
         raise SystemExit(1)
     runtime = await Runtime.open(project)
