@@ -243,8 +243,6 @@ class Coordinator:
                 f"the server already holds {bounds.max_queued} unsettled submissions (coordinator.max_queued); "
                 "retry later"
             )
-        self._backlog += 1  # reserved now, so concurrent admissions here cannot overshoot together
-        created = False
         # the store appends submission_admitted to the instance's stream in the admission's transaction
         try:
             sub, created = await self.store.admit(
@@ -255,18 +253,18 @@ class Coordinator:
                 f"agent instance {agent}/{instance_id} already holds {bounds.max_queued_per_instance} unsettled "
                 "submissions (coordinator.max_queued_per_instance); retry once some have settled"
             ) from None
-        finally:
-            if not created:
-                self._backlog -= 1
         if created:
+            self._backlog += 1
             await self._observe(sub, SubmissionAdmitted(input=redact_images(input), event_index=0))
         self._wake.set()
         return sub, created
 
     async def _over_backlog(self, limit: int, dispatch_id: str | None) -> bool:
         """Whether the store's backlog is at ``limit``. The count is read at most every BACKLOG_TTL_S
-        and counted up by this process's admissions in between, so only other replicas' admissions
-        of the last half second (and this one's in flight at a re-read) can overshoot it."""
+        and counted up by this process's admissions in between: it can be overshot only by the
+        admissions in flight at once here and those of other replicas within the last half second
+        (never reserving a place for an admission that may still be refused for its instance keeps
+        a burst at one instance a 429, not a 503)."""
         loop = asyncio.get_running_loop()
         if loop.time() - self._backlog_read_at >= BACKLOG_TTL_S:
             async with self._backlog_lock:
