@@ -52,7 +52,7 @@ class BenchModelServer(ScriptedModelServer):
         self._requested_port = port
 
     async def start(self) -> BenchModelServer:
-        app = web.Application()
+        app = web.Application(client_max_size=256 * 1024 * 1024)  # prompts may carry large images
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)

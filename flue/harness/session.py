@@ -25,6 +25,7 @@ import contextlib
 import contextvars
 import json
 import posixpath
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -58,7 +59,12 @@ if TYPE_CHECKING:
 
 # (session, operation id) of the operation whose code is running, so a nested
 # operation on the same session (the task tool) does not wait for its own caller.
-_CURRENT: contextvars.ContextVar[tuple[Session, str] | None] = contextvars.ContextVar("flue_operation", default=None)
+# The session is held weakly: every timer scheduled during the operation (HTTP
+# timeouts...) copies this context, and a cancelled timer keeps it until its due
+# time, which would pin the session and its whole history (images too) in memory.
+_CURRENT: contextvars.ContextVar[tuple[weakref.ref[Session], str] | None] = contextvars.ContextVar(
+    "flue_operation", default=None
+)
 
 
 class OperationResult(BaseModel):
@@ -375,13 +381,13 @@ class Session:
 
     async def _run_op(self, kind: str, body: Callable[[str, EventSink], Awaitable[_Output]]) -> Any:
         current = _CURRENT.get()
-        nested = current is not None and current[0] is self
+        nested = current is not None and current[0]() is self
         async with contextlib.nullcontext() if nested else self._lock:
             op_id = new_id("op")
             sink = self._sink.child(operation_id=op_id)
             started = monotonic_ms()
             await sink.emit(OperationStart(operation_kind=kind))  # type: ignore[arg-type]
-            token = _CURRENT.set((self, op_id))
+            token = _CURRENT.set((weakref.ref(self), op_id))
             try:
                 out = await body(op_id, sink)
             except asyncio.CancelledError as exc:

@@ -47,6 +47,7 @@ from aiohttp import web
 from flue.server.channels import channel_root, channel_route
 from flue.server.errors import DEV_MODE, error_middleware, mark_prepared
 from flue.server.lookup import AGENT_ROUTE, OPENAPI_ROUTE, RUN_ROUTE, WORKFLOW_ROUTE
+from flue.server.memory import MemoryTrimmer, trim_middleware
 from flue.server.openapi import openapi_route
 from flue.server.routes_agents import agent_route
 from flue.server.routes_runs import run_route
@@ -79,7 +80,11 @@ def build_flue_app(
 
     The admin mount (:mod:`flue.server.admin`) is added when ``flue.yaml`` configures it,
     or without a token when ``open_admin`` (``flue dev`` on a loopback address)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=client_max_size or body_limit(runtime))
+    trimmer = MemoryTrimmer()  # large bodies: give the C heap back afterwards (flue.server.memory)
+    app = web.Application(
+        middlewares=[error_middleware, trim_middleware(trimmer)], client_max_size=client_max_size or body_limit(runtime)
+    )
+    app.on_cleanup.append(trimmer.close)
     app.on_response_prepare.append(mark_prepared)
     app[STATE] = state or ServerState(runtime, dev=dev)
     app[DEV_MODE] = dev

@@ -61,7 +61,7 @@ class ScriptedModelServer:
     async def start(self) -> ScriptedModelServer:
         from aiohttp import web
 
-        app = web.Application()
+        app = web.Application(client_max_size=256 * 1024 * 1024)  # prompts may carry large images
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
