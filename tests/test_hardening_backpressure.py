@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fixtures.durability import scripted_project
+from fixtures.durability import scripted_project, started
 
 from flue.testing import reply
 from flue.testing.model_server import ScriptedModelServer
@@ -52,42 +52,35 @@ async def test_past_the_bounds_admission_is_refused_and_admitted_work_settles_on
             files={"agents/echo.md": "---\ndescription: echoes\nhttp: true\ntools: []\n---\nEcho.\n"},
         )
         server = FlueServerProcess(project)
-        try:
-            await server.start()
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-                # one instance, 12 at once: 3 admitted, the rest 429 with Retry-After
-                burst = await asyncio.gather(*(post(http, f"{server.url}/agents/echo/a", f"a{n}") for n in range(12)))
-                statuses = Counter(status for status, _, _ in burst)
-                assert statuses == {202: 3, 429: 9}, statuses
-                for status, body, headers in burst:
-                    if status == 429:
-                        assert body["error"]["type"] == "queue_full" and headers["Retry-After"] == "1"
-                        assert "max_queued_per_instance" in body["error"]["message"]
-                admitted = {"a": [body["submissionId"] for status, body, _ in burst if status == 202]}
+        async with started(server), aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            # one instance, 12 at once: 3 admitted, the rest 429 with Retry-After
+            burst = await asyncio.gather(*(post(http, f"{server.url}/agents/echo/a", f"a{n}") for n in range(12)))
+            statuses = Counter(status for status, _, _ in burst)
+            assert statuses == {202: 3, 429: 9}, statuses
+            for status, body, headers in burst:
+                if status == 429:
+                    assert body["error"]["type"] == "queue_full" and headers["Retry-After"] == "1"
+                    assert "max_queued_per_instance" in body["error"]["message"]
+            admitted = {"a": [body["submissionId"] for status, body, _ in burst if status == 202]}
 
-                # other instances, one by one: 3 more fit in the server's backlog of 6, then 503
-                answers = []
-                for n in range(6):
-                    answers.append(await post(http, f"{server.url}/agents/echo/b{n}", f"b{n}"))
-                assert [status for status, _, _ in answers] == [202, 202, 202, 503, 503, 503]
-                for _status, body, headers in answers[3:]:
-                    assert body["error"]["type"] == "overloaded" and headers["Retry-After"] == "2"
-                for n, (_status, body, _) in enumerate(answers[:3]):
-                    admitted[f"b{n}"] = [body["submissionId"]]
+            # other instances, one by one: 3 more fit in the server's backlog of 6, then 503
+            answers = []
+            for n in range(6):
+                answers.append(await post(http, f"{server.url}/agents/echo/b{n}", f"b{n}"))
+            assert [status for status, _, _ in answers] == [202, 202, 202, 503, 503, 503]
+            for _status, body, headers in answers[3:]:
+                assert body["error"]["type"] == "overloaded" and headers["Retry-After"] == "2"
+            for n, (_status, body, _) in enumerate(answers[:3]):
+                admitted[f"b{n}"] = [body["submissionId"]]
 
-                # every admitted submission settles once, in order; the refused ones left no trace
-                for instance, ids in admitted.items():
-                    assert await settled_ids(http, f"{server.url}/agents/echo/{instance}", len(ids)) == ids
-                for n in range(3, 6):
-                    async with http.get(f"{server.url}/agents/echo/b{n}") as resp:
-                        assert resp.status == 404  # never admitted: no stream
-                # room again once the work is done
-                status, _, _ = await post(http, f"{server.url}/agents/echo/a", "again")
-                assert status == 202
-            assert len(model.requests) >= 6
-            assert "Traceback" not in server.output()
-        except BaseException:
-            print(server.output()[-6000:])
-            raise
-        finally:
-            await server.stop()
+            # every admitted submission settles once, in order; the refused ones left no trace
+            for instance, ids in admitted.items():
+                assert await settled_ids(http, f"{server.url}/agents/echo/{instance}", len(ids)) == ids
+            for n in range(3, 6):
+                async with http.get(f"{server.url}/agents/echo/b{n}") as resp:
+                    assert resp.status == 404  # never admitted: no stream
+            # room again once the work is done
+            status, _, _ = await post(http, f"{server.url}/agents/echo/a", "again")
+            assert status == 202
+        assert len(model.requests) >= 6
+        assert "Traceback" not in server.output()

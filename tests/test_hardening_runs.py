@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fixtures.durability import write_files
+from fixtures.durability import started, write_files
 
 from flue.testing.server_process import FlueServerProcess
 
@@ -105,30 +105,23 @@ async def finish_logs(proc: asyncio.subprocess.Process) -> list[str]:
 async def test_sigkill_mid_run_then_restart_ends_the_run_as_interrupted(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj", "{kind: sqlite, path: data/state.db}")
     server = FlueServerProcess(project)
-    try:
+    async with started(server), aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=40)) as http:
+        run_id = await start_run(http, server.url)
+        server.kill()
+        assert await server.wait() == -signal.SIGKILL
         await server.start()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=40)) as http:
-            run_id = await start_run(http, server.url)
-            server.kill()
-            assert await server.wait() == -signal.SIGKILL
-            await server.start()
-            logs = await follow_logs(server.url, run_id)  # the run is still active here, or just ended
-            lines = await finish_logs(logs)
-            assert '"run_resume"' in lines[-2] and '"RunInterrupted"' in lines[-1]
-            assert_interrupted_once(await events_of(http, server.url, run_id))
-            await check_record(http, server.url, run_id)
-            # a further restart finds nothing left to do
-            assert await server.stop() == 0
-            await server.start()
-            await asyncio.sleep(1.0)
-            assert_interrupted_once(await events_of(http, server.url, run_id))
-        assert "was interrupted by a crash" in server.output()
-        assert "Traceback" not in server.output()
-    except BaseException:
-        print(server.output()[-6000:])
-        raise
-    finally:
-        await server.stop()
+        logs = await follow_logs(server.url, run_id)  # the run is still active here, or just ended
+        lines = await finish_logs(logs)
+        assert '"run_resume"' in lines[-2] and '"RunInterrupted"' in lines[-1]
+        assert_interrupted_once(await events_of(http, server.url, run_id))
+        await check_record(http, server.url, run_id)
+        # a further restart finds nothing left to do
+        assert await server.stop() == 0
+        await server.start()
+        await asyncio.sleep(1.0)
+        assert_interrupted_once(await events_of(http, server.url, run_id))
+    assert "was interrupted by a crash" in server.output()
+    assert "Traceback" not in server.output()
 
 
 @pytest.mark.postgres
@@ -143,9 +136,7 @@ async def test_two_postgres_replicas_the_survivor_ends_the_run_once(tmp_path: Pa
     project = make_project(tmp_path / "proj", f'{{kind: postgres, url: "{url}", schema: {name}}}')
     a, b = FlueServerProcess(project), FlueServerProcess(project)
     try:
-        await a.start()
-        await b.start()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=40)) as http:
+        async with started(a, b), aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=40)) as http:
             run_id = await start_run(http, a.url)
             logs = await follow_logs(b.url, run_id)  # a reader on the other replica, following
             await asyncio.sleep(0.5)
@@ -161,10 +152,5 @@ async def test_two_postgres_replicas_the_survivor_ends_the_run_once(tmp_path: Pa
             assert_interrupted_once(await events_of(http, a.url, run_id))
         assert b.output().count("was interrupted by a crash") == 1
         assert "was interrupted by a crash" not in a.output()
-    except BaseException:
-        print("--- A ---\n" + a.output()[-4000:] + "\n--- B ---\n" + b.output()[-4000:])
-        raise
     finally:
-        await a.stop()
-        await b.stop()
         await admin(url, f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
