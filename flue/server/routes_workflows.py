@@ -19,7 +19,7 @@ from aiohttp import web
 
 from flue.runtime.workflows import InvalidPayload, WorkflowNotFound, start_run
 from flue.server.auth import auth_of, require
-from flue.server.bodies import json_body, wait_for_result
+from flue.server.bodies import json_body, read_body, wait_for_result
 from flue.server.errors import (
     failure,
     invalid_request,
@@ -57,7 +57,7 @@ async def workflow_route(request: web.Request) -> web.StreamResponse:
 
 async def _invoke(request: web.Request, state: ServerState, name: str) -> web.Response:
     wait = wait_for_result(request)
-    raw = await request.read()  # at most limits.body (aiohttp answers 413 past it)
+    raw = await read_body(request)  # at most limits.body (413 past it)
     check_payload_size(len(raw), state.project.config.limits)
     payload = json_body(request, raw, required=False)
     payload = {} if payload is None else payload
