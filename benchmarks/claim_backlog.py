@@ -45,7 +45,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         root = workdir / "project"
         db = root / ".flue" / "state.db" if args.persistence == "file" else None
-        bk.write_project(root, "http://127.0.0.1:9/v1", db_path=db)
+        # the backlog is the subject here: lift the admission bound (coordinator.max_queued)
+        bk.write_project(root, "http://127.0.0.1:9/v1", db_path=db,
+                         coordinator={"max_queued": max(args.backlog) + args.samples + 10})
         runtime = await Runtime.open(load_project(root))
         try:
             coordinator, store = runtime.coordinator, runtime.stores.submissions

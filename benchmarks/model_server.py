@@ -52,7 +52,7 @@ class BenchModelServer(ScriptedModelServer):
         self._requested_port = port
 
     async def start(self) -> BenchModelServer:
-        app = web.Application()
+        app = web.Application(client_max_size=256 * 1024 * 1024)  # prompts may carry large images
         self.routes(app)  # Chat Completions, Responses and Anthropic Messages
         app.router.add_get("/bench/stats", self._stats)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)

@@ -18,7 +18,7 @@ What goes in (``<output>``, default ``<root>/dist``):
 - ``flue-build.json`` (the manifest), ``Dockerfile`` and ``.dockerignore``.
 
 Never copied: ``.env`` and every file whose name the skill secret rules
-reject (:func:`flue.authoring.skills.looks_like_secret`), the configured SQLite
+reject (:func:`flue.authoring.skills.secret_reason`), the configured SQLite
 state database, virtualenvs, VCS folders, caches and the output folder itself. The manifest lists what was
 left out and why.
 """
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from flue.authoring.skills import looks_like_secret
+from flue.authoring.skills import secret_reason
 from flue.project import Project
 from flue.version import __version__
 
@@ -129,8 +129,9 @@ def copy_project(project: Project, artifact: Artifact, includes: list[str]) -> N
             if rel in seen:
                 continue
             seen.add(rel)
-            if looks_like_secret(path.name):
-                artifact.skipped.append({"path": rel, "reason": "looks like a secret (skill secret rules)"})
+            reason = secret_reason(rel)
+            if reason is not None:
+                artifact.skipped.append({"path": rel, "reason": f"never packaged: {reason}"})
                 continue
             if path in state:
                 artifact.skipped.append({"path": rel, "reason": "the project's SQLite state (persistence.path)"})

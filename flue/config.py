@@ -26,12 +26,22 @@
       lease: 30                    # seconds a claim lasts without renewal (crash takeover time)
       concurrency: 64              # submissions run at once by this process
       poll: 0.5                    # seconds between claims when idle (other replicas' admissions)
+      max_queued_per_instance: 100 # unsettled submissions one instance may hold; past it: 429
+      max_queued: 10000            # unsettled submissions in the store; past it: 503
+    limits:                        # sizes of what callers may send (a number, or "14 MiB", "500 kB")
+      body: 64 MiB                 # one HTTP request body or WebSocket message
+      message: 1 MiB               # characters of a prompt's text
+      image: 14 MiB                # characters of one image's base64 data (Flue's limit)
+      images: 16                   # images in one prompt
+      payload: 16 MiB              # bytes of a workflow payload's JSON
     server:                        # connections of flue dev / flue start (nginx-like defaults)
       header_timeout: 60           # a request line and its headers must arrive within this (else 408)
       body_timeout: 60             # a body gets this many seconds, plus one per body_min_rate bytes (else 408)
       body_min_rate: 65536         # so a body sent at 1 byte/s is cut off, a 64 KiB/s upload never
       keepalive_timeout: 75        # an idle kept-alive connection is closed after this
       max_connections: null        # beyond this, new connections get a 503; null: 80% of the fd limit, at most 10000
+      public_url: https://agents.example.com   # base of streamUrl/Location (default: from the request)
+      trust_forwarded: false       # true: take scheme and host from X-Forwarded-Proto/-Host
 
 String values may reference environment variables: ``${NAME}`` (an error
 when unset) or ``${NAME:-default}``. ``.env`` in the project root is loaded by
@@ -46,7 +56,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 
 from flue.authoring.agents import AuthSpec
 from flue.authoring.source import load_yaml_mapping
@@ -125,6 +135,28 @@ class CoordinatorConfig(BaseModel):
     lease: float = Field(30.0, gt=0, le=3600, description="seconds a claim lasts without renewal")
     concurrency: int = Field(64, ge=1, le=10_000)
     poll: float = Field(0.5, gt=0, le=60)
+    max_queued_per_instance: int = Field(
+        100, ge=1, description="unsettled submissions one agent instance may hold; past it admission answers 429"
+    )
+    max_queued: int = Field(
+        10_000, ge=1, description="unsettled submissions in the whole store; past it admission answers 503"
+    )
+
+
+class LimitsConfig(BaseModel):
+    """Sizes of what callers may send (``limits:``), checked before anything is admitted.
+
+    Over ``body`` a request gets 413 ``payload_too_large`` (aiohttp stops reading
+    it); over ``payload`` a workflow invocation gets the same; a prompt whose text,
+    images or image data are over their limits gets 400 ``invalid_request``
+    naming the limit. Sizes are a number or a string such as ``"14 MiB"``."""
+
+    model_config = ConfigDict(extra="forbid")
+    body: ByteSize = Field(ByteSize(64 * 1024 * 1024), gt=0)
+    message: ByteSize = Field(ByteSize(1024 * 1024), gt=0)
+    image: ByteSize = Field(ByteSize(14 * 1024 * 1024), gt=0)
+    images: int = Field(16, ge=0, le=1000)
+    payload: ByteSize = Field(ByteSize(16 * 1024 * 1024), gt=0)
 
 
 class AdminConfig(BaseModel):
@@ -143,9 +175,19 @@ class AdminConfig(BaseModel):
             raise ValueError("admin auth needs 'bearer_env': the environment variable holding the token")
         return v
 class ServerConfig(BaseModel):
-    """How ``flue dev`` / ``flue start`` treat connections (defaults as a reverse proxy's)."""
+    """How ``flue dev`` / ``flue start`` treat connections (defaults as a reverse proxy's),
+    and how the server is reached from outside, for the absolute URLs it answers with
+    (``streamUrl``, ``Location``).
+
+    ``public_url`` (``https://host[:port][/path]``) replaces the request's scheme,
+    host and port, and prefixes its path (for a proxy that mounts Flue under a
+    path it strips). Without it the URLs come from the request: its ``Host``
+    header, and, only when ``trust_forwarded`` is true (behind a proxy that sets
+    them), ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` (first values)."""
 
     model_config = ConfigDict(extra="forbid")
+    public_url: str | None = Field(None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
+    trust_forwarded: bool = False
     header_timeout: float = Field(60.0, gt=0, le=3600, description="seconds to receive a request line and headers")
     body_timeout: float = Field(60.0, gt=0, le=3600, description="seconds a request body gets, plus its bytes / body_min_rate")
     body_min_rate: int = Field(65_536, ge=1, description="bytes per second a long body must keep up on average")
@@ -161,8 +203,9 @@ class FlueConfig(BaseModel):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     plugins: dict[str, dict[str, Any] | bool | None] = Field(default_factory=dict)
     coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
-    admin: AdminConfig | None = None
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    admin: AdminConfig | None = None
 
     @field_validator("persistence", mode="before")
     @classmethod

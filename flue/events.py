@@ -143,7 +143,7 @@ class RunStart(FlueEvent):
 
 
 class RunResume(FlueEvent):
-    """A recovering process continued an interrupted run (see ``flue.runtime.workflows``)."""
+    """Recovery is handling an interrupted run; an errored ``run_end`` follows (``flue.runtime.run_recovery``)."""
 
     type: Literal["run_resume"] = "run_resume"
     workflow_name: str

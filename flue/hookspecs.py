@@ -141,8 +141,10 @@ class FlueSpec:
     def flue_observe(self, event: BaseEvent, context: dict[str, Any]) -> None:
         """Observe every event (workflow runs and agent activity), as it happens.
 
-        ``context`` holds ``project`` (the loaded Project) and the ids of where
-        the event came from. May be sync or async; it must be quick and must not
+        ``context`` holds ``project`` (the loaded Project), ``scope`` (``runs/<runId>``
+        or ``agents/<name>/<id>``) and the ids of where the event came from, the same
+        on a server as in a harness made by ``flue.init()``. Each observer is called
+        on its own: one that raises does not keep the others from the event. May be sync or async; it must be quick and must not
         raise (errors are reported once and ignored). Use it for tracing,
         metrics and logging.
         """

@@ -56,6 +56,23 @@ class Project:
         if self.errors:
             raise ProjectError(self.errors)
 
+    @property
+    def serving_errors(self) -> list[Diagnostic]:
+        """What keeps a server (``flue start``, ``flue dev``) from serving the project: its errors,
+        and having nothing to serve (no agent or workflow; channels and skills alone do nothing,
+        and Flue's build fails the same way)."""
+        if self.agents or self.workflows or self.errors:
+            return self.errors
+        where = self.rel(self.source_root) if self.source_root != self.root else "the project root"
+        return [
+            Diagnostic(
+                code="project.empty",
+                message="no agent or workflow files found",
+                hint=f"add agents/<name>.md or workflows/<name>.py (or .yaml) under {where}; "
+                "`flue init` writes a working example",
+            )
+        ]
+
     def rel(self, path: Path) -> str:
         try:
             return path.relative_to(self.root).as_posix()

@@ -69,7 +69,8 @@ def tripwire():
 def test_the_example_project_builds_installs_in_a_fresh_venv_and_serves(tmp_path: Path, tripwire: Tripwire) -> None:
     root = example_project(tmp_path / "project")
     (root / ".env").write_text("FLUE_BUILD_TEST_SECRET=do-not-ship\n")
-    (root / "skills" / "greet" / "credentials.json").write_text('{"token": "do-not-ship"}')
+    # (a secret inside a skill folder is an error that stops the build: tests/test_hardening_skills.py)
+    (root / "sandbox" / "support" / "credentials.json").write_text('{"token": "do-not-ship"}')
     (root / "sandbox" / "support" / "deploy.pem").write_text("-----BEGIN do-not-ship")
     (root / "notes").mkdir()
     (root / "notes" / "todo.txt").write_text("not part of the project")
@@ -89,7 +90,7 @@ def test_the_example_project_builds_installs_in_a_fresh_venv_and_serves(tmp_path
     assert not any("do-not-ship" in (dist / p).read_text(errors="ignore") for p in shipped if not p.endswith(".whl"))
     assert ".env" not in shipped and "notes/todo.txt" not in shipped
     manifest = json.loads((dist / "flue-build.json").read_text())
-    assert {s["path"] for s in manifest["skipped"]} == {"skills/greet/credentials.json", "sandbox/support/deploy.pem"}
+    assert {s["path"] for s in manifest["skipped"]} == {"sandbox/support/credentials.json", "sandbox/support/deploy.pem"}
     assert {a["name"] for a in manifest["agents"]} == {"assistant", "researcher", "reviewer", "support"}
     assert {w["name"] for w in manifest["workflows"]} == {"hello", "triage"}
     assert next(f for f in manifest["files"] if f["path"] == "agents/assistant.md")["size"] == \

@@ -82,6 +82,35 @@ async def test_newer_file_refuses_to_open_with_clear_message(tmp_path: Path) -> 
     await newer.close()
 
 
+async def test_migrate_adds_the_run_lease_columns_to_an_existing_database(tmp_path: Path) -> None:
+    """A version-1 file written before runs had owners gets the columns; its runs are kept."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE flue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO flue_meta VALUES ('schema_version', '1');"
+        "CREATE TABLE flue_runs (run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL, "
+        "payload TEXT NOT NULL, result TEXT, error TEXT, started_at TEXT NOT NULL, started_ms INTEGER NOT NULL, "
+        "ended_at TEXT, duration_ms REAL);"
+        "INSERT INTO flue_runs VALUES ('run_old', 'hello', 'active', '{}', NULL, NULL, "
+        "'2030-01-01T12:00:00.000Z', 1893499200000, NULL, NULL);"
+    )
+    conn.close()
+    adapter = SQLiteAdapter(path)
+    try:
+        await adapter.migrate()
+        await adapter.migrate()  # idempotent
+        stores = await adapter.connect()
+        assert (await stores.runs.get_run("run_old")).status == "active"
+        assert await stores.runs.claim_interrupted_run("p1", now=at(10**6)) is None  # no owner: no lease
+        old = await stores.runs.get_run("run_old")
+        fresh = old.model_copy(update={"run_id": "run_new"})
+        await stores.runs.create_run(fresh, owner="p0", lease_s=1, now=at(0))
+        assert (await stores.runs.claim_interrupted_run("p1", now=at(5))).run_id == "run_new"
+    finally:
+        await adapter.close()
+
+
 async def test_connect_without_migrate_says_so(tmp_path: Path) -> None:
     adapter = SQLiteAdapter(tmp_path / "empty.db")
     with pytest.raises(SchemaVersionError, match="migrate"):

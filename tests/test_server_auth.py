@@ -78,6 +78,11 @@ async def test_agent_auth_guards_prompts_and_streams(
         ws = await c.ws_connect("/agents/guarded/g1?token=agent-secret")
         assert (await ws.receive_json(timeout=5))["type"] == "ready"
         await ws.close()
+        # ?token= counts only on a completed upgrade: a plain read dressed with Upgrade headers is refused
+        for fake in ({"Upgrade": "websocket"}, {"Upgrade": "websocket", "Connection": "Upgrade"},
+                     {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}):
+            await unauthorized(await c.get("/agents/guarded/g1?offset=-1&token=agent-secret", headers=fake))
+        await unauthorized(await c.get("/agents/guarded/g1?offset=-1&token=agent-secret"))
 
         # the agent's auth does not leak onto other agents, and 404s stay 404s
         resp = await c.post("/agents/missing/g1", json={"message": "hi"})

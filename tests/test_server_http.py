@@ -310,7 +310,7 @@ async def test_openapi_document(tmp_path: Path, scripted_model_server: ScriptedM
     assert agent_op["operationId"] == "invokeAgent" and workflow_op["operationId"] == "invokeWorkflow"
     for op in (agent_op, workflow_op):
         assert op["x-flue-invocation-modes"] == ["accepted", "wait-result"]
-        assert {"200", "202", "400", "404", "405", "415", "500", "501"} <= set(op["responses"])
+        assert {"200", "202", "400", "404", "405", "413", "415", "429", "500", "501", "503"} <= set(op["responses"])
         assert any(p["name"] == "wait" and p["in"] == "query" for p in op["parameters"])
     # only HTTP-exposed names are listed
     names = {p["name"]: p for p in agent_op["parameters"]}

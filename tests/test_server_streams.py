@@ -199,6 +199,8 @@ def test_documented_statuses_and_allow_header() -> None:
         "invalid_request": 400, "invalid_json": 400, "agent_not_found": 404, "workflow_not_found": 404,
         "route_not_found": 404, "run_not_found": 404, "stream_not_found": 404, "method_not_allowed": 405,
         "unsupported_media_type": 415, "internal_error": 500, "run_store_unavailable": 501,
+        # ours: size limits and backpressure (issue 17)
+        "payload_too_large": 413, "queue_full": 429, "overloaded": 503,
     }
     err = method_not_allowed("PUT", ["post", "GET", "HEAD"])
     assert err.status == 405 and err.headers["Allow"] == "GET, HEAD, POST"

@@ -20,13 +20,51 @@ from flue.authoring.templates import check_template
 from flue.diagnostics import Diagnostic, pydantic_diagnostics
 
 SKILL_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-# Files that must never be packaged with a skill (likely secrets).
-SECRET_PATTERNS = (".env", ".dev.vars", "id_rsa", "id_ed25519", ".pem", ".key", "credentials")
+
+# What must never be copied into a sandbox or packaged with a skill: files likely to hold
+# secrets or private keys (the seeds: ".env*, .dev.vars*, credential files, key files, .aws/,
+# .ssh/, and .gnupg/"). Names compare case-insensitively.
+#: Directories whose every file is refused, wherever they sit in the skill folder.
+SECRET_DIRECTORIES = frozenset({".aws", ".gnupg", ".ssh"})
+#: Exact file names: credential files of common tools, and private keys by their usual names.
+SECRET_FILE_NAMES = frozenset({
+    ".env", ".dev.vars", ".netrc", "_netrc", ".npmrc", ".pypirc", ".pgpass", ".git-credentials",
+    "credentials", "credentials.json", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519",
+})
+#: File name prefixes (variants such as ``.env.local``, ``.dev.vars.staging``).
+SECRET_FILE_PREFIXES = (".env.", ".dev.vars.")
+#: File name patterns: key and certificate-bundle files, and files named secret(s).
+SECRET_FILE_PATTERNS = (
+    re.compile(r"\.(?:key|pem|p12|pfx)$", re.IGNORECASE),
+    re.compile(r"^secrets?(?:\.|$)", re.IGNORECASE),
+)
 
 
-def looks_like_secret(filename: str) -> bool:
-    """A file name that likely holds credentials: never packaged (skills, ``flue build``)."""
-    return any(p in filename for p in SECRET_PATTERNS)
+def secret_reason(rel_path: str) -> str | None:
+    """Why a file at ``rel_path`` (relative to a skill folder, ``/``-separated) must not be packaged,
+    or None when it may be. The rule ``flue info``, ``flue start`` and ``flue build`` share."""
+    *dirs, name = rel_path.split("/")
+    for d in dirs:
+        if d.lower() in SECRET_DIRECTORIES:
+            return f"it is inside '{d}/', a directory of credentials and private keys"
+    lower = name.lower()
+    if lower in SECRET_FILE_NAMES or lower.startswith(SECRET_FILE_PREFIXES):
+        return f"'{name}' is the name of a file that holds credentials or private keys"
+    if any(p.search(name) for p in SECRET_FILE_PATTERNS):
+        return f"'{name}' looks like a key, certificate bundle or secrets file"
+    return None
+
+
+def secret_files(folder: Path) -> list[tuple[str, str]]:
+    """Every file under a skill folder that must not be packaged: ``(relative path, reason)``."""
+    out = []
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            rel = f.relative_to(folder).as_posix()
+            reason = secret_reason(rel)
+            if reason is not None:
+                out.append((rel, reason))
+    return out
 
 
 def skill_name_problem(name: str) -> str | None:
@@ -109,19 +147,20 @@ def parse_skill_dir(folder: Path, *, rel: str) -> tuple[SkillDefinition | None, 
                 hint=f"rename the folder or set 'name: {folder.name}'",
             )
         )
-    siblings, secret = [], []
-    for f in sorted(folder.rglob("*")):
-        if f.is_file() and f.name != "SKILL.md":
-            r = f.relative_to(folder).as_posix()
-            (secret if looks_like_secret(f.name) else siblings).append(r)
-    for s in secret:
+    secrets = secret_files(folder)
+    refused = {r for r, _ in secrets}
+    siblings = [
+        f.relative_to(folder).as_posix() for f in sorted(folder.rglob("*"))
+        if f.is_file() and f.name != "SKILL.md" and f.relative_to(folder).as_posix() not in refused
+    ]
+    for path, reason in secrets:
         out.append(
             Diagnostic(
                 code="skill.secret-file",
-                file=f"{rel.rsplit('/', 1)[0]}/{s}",
-                message="a file that looks like a secret sits in a skill folder and will not be packaged",
-                hint="keep credentials outside skill folders",
-                severity="warning",
+                file=f"{rel.rsplit('/', 1)[0]}/{path}",
+                message=f"a skill folder must not hold secrets: {reason}",
+                hint="move credentials and private keys out of the skill folder (into .env at the project "
+                "root, or your secret manager); the project is not served while this file is there",
             )
         )
     try:

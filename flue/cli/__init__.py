@@ -46,10 +46,21 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _Once(argparse.Action):
+    """An option that may be given at most once (a second ``--env`` is an error, not a silent override)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} may be given only once (it names one file to load)")
+        setattr(namespace, self.dest, values)
+
+
 def add_project_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by commands that load a project."""
     p.add_argument("--root", default=".", help="project root (default: current directory)")
-    p.add_argument("--env", dest="env_file", default=None, help="load this .env file instead of <root>/.env")
+    p.add_argument("--env", dest="env_file", default=None, action=_Once,
+                   help="load this .env file instead of <root>/.env (once)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,9 @@ def register(p: argparse.ArgumentParser) -> None:
     add_project_flags(p)
 
 
-def load_cli_project(args: argparse.Namespace):
-    """Load .env and the project; print diagnostics and return None on errors."""
+def load_cli_project(args: argparse.Namespace, *, serve: bool = False):
+    """Load .env and the project; print diagnostics and return None on errors (``serve``: also
+    when there is nothing to serve)."""
     from pathlib import Path
 
     from flue.config import load_env_file
@@ -38,18 +39,21 @@ def load_cli_project(args: argparse.Namespace):
     for d in project.diagnostics:
         if d.severity == "warning":
             print(d.render(), file=sys.stderr)
-    if project.errors:
+    errors = project.serving_errors if serve else project.errors
+    if errors:
         print("flue: the project has errors:", file=sys.stderr)
-        for d in project.errors:
+        for d in errors:
             print("  " + d.render().replace("\n", "\n  "), file=sys.stderr)
         return None
     return project
 
 
 def main(args: argparse.Namespace) -> int:
+    from flue import strict_json
+
     try:
-        payload = json.loads(args.payload)
-    except json.JSONDecodeError as exc:
+        payload = strict_json.loads(args.payload)
+    except strict_json.JsonRuleError as exc:
         print(f"flue run: --payload is not valid JSON: {exc}", file=sys.stderr)
         return 1
     project = load_cli_project(args)

@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     from flue.cli.dev import configure_logging
     from flue.cli.run import load_cli_project
 
-    project = load_cli_project(args)
+    project = load_cli_project(args, serve=True)
     if project is None:
         return 1
     try:

@@ -6,8 +6,9 @@ their root sink. Each observer implementation is called on its own (not
 through one pluggy call) so that a failing observer cannot keep the others
 from seeing the event; a coroutine returned by an ``async def`` observer is
 awaited. Failures are reported once per observer on stderr and otherwise
-ignored, as the hook's contract says. Every observer gets the same context:
-``project``, ``scope`` and the event's correlation ids
+ignored, as the hook's contract says. Every observer gets the same context on
+both paths: ``project``, ``scope`` (the harness's, or on the runtime path the
+event's run or agent instance) and the event's correlation ids
 (:func:`flue.events.event_context`).
 """
 
@@ -20,6 +21,16 @@ from flue.events import FlueEvent, event_context, report_failure
 
 if TYPE_CHECKING:
     from flue.project import Project
+
+
+def scope_of(event: FlueEvent) -> str | None:
+    """The durable scope an event belongs to (``runs/<runId>``, ``agents/<name>/<id>``), as the
+    harness path names it, so both paths hand observers the same context."""
+    if event.run_id:
+        return f"runs/{event.run_id}"
+    if event.agent_name and event.instance_id:
+        return f"agents/{event.agent_name}/{event.instance_id}"
+    return None
 
 
 class _Every:
@@ -57,7 +68,7 @@ class observer_subscriber:  # noqa: N801 - used like a function
         current, impls = self._impls()
         if not impls:
             return
-        context = event_context(event, project=current, scope=self._scope)
+        context = event_context(event, project=current, scope=self._scope or scope_of(event))
         for impl in impls:
             kwargs = {k: v for k, v in {"event": event, "context": context}.items() if k in impl.argnames}
             try:

@@ -79,7 +79,12 @@ if TYPE_CHECKING:
 
 # (session, operation id) of the operation whose code is running, so a nested
 # operation on the same session (the task tool) does not wait for its own caller.
-_CURRENT: contextvars.ContextVar[tuple[Session, str] | None] = contextvars.ContextVar("flue_operation", default=None)
+# The session is held weakly: every timer scheduled during the operation (HTTP
+# timeouts...) copies this context, and a cancelled timer keeps it until its due
+# time, which would pin the session and its whole history (images too) in memory.
+_CURRENT: contextvars.ContextVar[tuple[weakref.ref[Session], str] | None] = contextvars.ContextVar(
+    "flue_operation", default=None
+)
 # Open persistent sessions by (session store, storage key), so a deletion reaches each of them.
 _LIVE: dict[tuple[int, str], weakref.WeakSet[Session]] = {}
 Signal = AbortSignal | asyncio.Event | None
@@ -495,7 +500,7 @@ class Session:
         if control.signal.aborted:  # aborted before it began: nothing to report
             raise OperationCancelledError(None, kind, self.name, reason=control.signal.reason)
         current = _CURRENT.get()
-        nested = current is not None and current[0] is self
+        nested = current is not None and current[0]() is self
         async with contextlib.nullcontext() if nested else self._lock:
             if self._deleted is not None:  # deleted while it waited for the session
                 raise self._deleted
@@ -503,7 +508,7 @@ class Session:
             sink = self._sink.child(operation_id=op_id)
             started = monotonic_ms()
             await sink.emit(OperationStart(operation_kind=kind))  # type: ignore[arg-type]
-            token = _CURRENT.set((self, op_id))
+            token = _CURRENT.set((weakref.ref(self), op_id))
             try:
                 out = await body(op_id, sink, control)
             except asyncio.CancelledError as exc:

@@ -19,10 +19,13 @@ zero-padded numbers; Flue uses readSeq 0) plus the sentinel ``-1`` meaning
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from flue.strict_json import query_int
 
 if TYPE_CHECKING:
     from flue.persistence.submissions import SubmissionStore
@@ -54,9 +57,11 @@ def parse_offset(offset: str) -> int:
     if offset == OFFSET_BEFORE_START:
         return 0
     read_seq, sep, seq = offset.partition("_")
-    if not sep or not read_seq.isdigit() or not seq.isdigit() or len(read_seq) > _PAD + 4 or len(seq) > _PAD + 4:
-        raise ValueError(f"invalid offset {offset!r}")
-    return int(seq)
+    # ASCII digits within 64 bits (str.isdigit would take "²" and other scripts' digits)
+    position = query_int(seq) if sep else None
+    if position is None or query_int(read_seq) is None:
+        raise ValueError(f"invalid offset {offset[:60]!r}")
+    return position
 
 
 class Camel(BaseModel):
@@ -123,8 +128,35 @@ class RunRecord(Camel):
 
 @runtime_checkable
 class RunStore(Protocol):
-    async def create_run(self, record: RunRecord) -> RunRecord:
-        """Persist a new active run; first writer wins on a duplicate run id."""
+    """Run records, and who is running each active run.
+
+    A run created with an ``owner`` holds a lease that the owner renews while the
+    run executes (``renew_run``). When the owner dies the lease runs out, and
+    ``claim_interrupted_run`` hands the run to exactly one caller (atomically,
+    across processes sharing the store), which ends it (``run_resume`` then an
+    errored ``run_end``, :mod:`flue.runtime.run_recovery`). A run created without
+    an owner has no lease and is never claimed. Ending a run ends its lease.
+    Clock-dependent methods take ``now`` so tests can move time by hand.
+    """
+
+    async def create_run(
+        self, record: RunRecord, *, owner: str | None = None, lease_s: float = 30.0, now: datetime | None = None
+    ) -> RunRecord:
+        """Persist a new active run (owned by ``owner`` for ``lease_s`` seconds when given);
+        first writer wins on a duplicate run id."""
+        ...
+
+    async def renew_run(self, run_id: str, owner: str, *, lease_s: float = 30.0, now: datetime | None = None) -> bool:
+        """Extend the lease of an active run ``owner`` holds; False when it no longer holds it
+        (another caller claimed it, or it ended)."""
+        ...
+
+    async def claim_interrupted_run(
+        self, owner: str, *, lease_s: float = 30.0, now: datetime | None = None
+    ) -> RunRecord | None:
+        """Take one active run whose lease has expired (its owner died): ``owner`` holds it for
+        ``lease_s`` seconds from now. None when there is none. Two concurrent callers never get
+        the same run."""
         ...
 
     async def end_run(

@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS flue_runs (
     started_at TEXT NOT NULL,
     started_ms INTEGER NOT NULL,
     ended_at TEXT,
-    duration_ms REAL
+    duration_ms REAL,
+    owner TEXT,               -- who runs it (an active run), NULL once ended or when created without one
+    lease_expires_ms INTEGER  -- the end of the owner's lease: past it the run was interrupted
 );
 CREATE INDEX IF NOT EXISTS flue_runs_newest ON flue_runs (started_ms DESC, run_id DESC);
 CREATE TABLE IF NOT EXISTS flue_streams (
@@ -223,6 +225,7 @@ class SQLiteAdapter:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            _add_missing_columns(conn)
             conn.execute(
                 "INSERT OR IGNORE INTO flue_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -259,6 +262,24 @@ class SQLiteAdapter:
     async def _execute_for_tests(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Raw SQL on the adapter's connection (tests stamp schema versions with it)."""
         return await self._worker.write(lambda conn: conn.execute(sql, params).fetchall())
+
+
+# Columns added to version 1 after it shipped (additive: older Flue ignores them), with the
+# statements that depend on them.
+_ADDED_COLUMNS = (("flue_runs", "owner", "TEXT"), ("flue_runs", "lease_expires_ms", "INTEGER"))
+_AFTER_COLUMNS = (
+    "CREATE INDEX IF NOT EXISTS flue_runs_leased ON flue_runs (lease_expires_ms) "
+    "WHERE status = 'active' AND lease_expires_ms IS NOT NULL",
+)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for statement in _AFTER_COLUMNS:
+        conn.execute(statement)
 
 
 def _stored_version(conn: sqlite3.Connection) -> str | None:

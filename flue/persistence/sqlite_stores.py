@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flue.persistence.base import (
@@ -93,8 +94,11 @@ class SQLiteRunStore:
     def __init__(self, worker: SQLiteWorker) -> None:
         self._db = worker
 
-    async def create_run(self, record: RunRecord) -> RunRecord:
+    async def create_run(
+        self, record: RunRecord, *, owner: str | None = None, lease_s: float = 30.0, now: datetime | None = None
+    ) -> RunRecord:
         """Insert an active run; on a duplicate id the first record wins and is returned."""
+        leased = owner is not None and record.status == "active"
         params = (
             record.run_id,
             record.workflow_name,
@@ -106,12 +110,14 @@ class SQLiteRunStore:
             iso_to_ms(record.started_at),
             record.ended_at,
             record.duration_ms,
+            owner if leased else None,
+            now_ms(now) + int(lease_s * 1000) if leased else None,
         )
 
         def op(conn: sqlite3.Connection) -> tuple[Any, ...]:
             conn.execute(
                 "INSERT INTO flue_runs (run_id, workflow, status, payload, result, error, started_at, "
-                "started_ms, ended_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "started_ms, ended_at, duration_ms, owner, lease_expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (run_id) DO NOTHING",
                 params,
             )
@@ -142,11 +148,45 @@ class SQLiteRunStore:
         )
         await self._db.write(
             lambda conn: conn.execute(
-                "UPDATE flue_runs SET status = ?, result = ?, error = ?, ended_at = ?, duration_ms = ? "
-                "WHERE run_id = ? AND status = 'active'",
+                "UPDATE flue_runs SET status = ?, result = ?, error = ?, ended_at = ?, duration_ms = ?, "
+                "owner = NULL, lease_expires_ms = NULL WHERE run_id = ? AND status = 'active'",
                 params,
             )
         )
+
+    async def renew_run(self, run_id: str, owner: str, *, lease_s: float = 30.0, now: datetime | None = None) -> bool:
+        expires = now_ms(now) + int(lease_s * 1000)
+        rows = await self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE flue_runs SET lease_expires_ms = ? WHERE run_id = ? AND owner = ? AND status = 'active' "
+                "RETURNING run_id",
+                (expires, run_id, owner),
+            ).fetchall()
+        )
+        return bool(rows)
+
+    async def claim_interrupted_run(
+        self, owner: str, *, lease_s: float = 30.0, now: datetime | None = None
+    ) -> RunRecord | None:
+        t = now_ms(now)
+
+        def op(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+            # one write transaction: the select and the update cannot interleave with another claimer
+            row = conn.execute(
+                "SELECT run_id FROM flue_runs WHERE status = 'active' AND lease_expires_ms IS NOT NULL "
+                "AND lease_expires_ms < ? ORDER BY lease_expires_ms LIMIT 1",
+                (t,),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE flue_runs SET owner = ?, lease_expires_ms = ? WHERE run_id = ?",
+                (owner, t + int(lease_s * 1000), row[0]),
+            )
+            return conn.execute(f"SELECT {_RUN_COLUMNS} FROM flue_runs WHERE run_id = ?", (row[0],)).fetchone()
+
+        row = await self._db.write(op)
+        return None if row is None else _run_from_row(row)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = await self._db.run(

@@ -55,6 +55,8 @@ _HEADS = (
     "WHERE i.head_seq IS NOT NULL AND (s.status = 'queued' OR s.lease_expires_ms <= :now)"
 )
 _OLDEST = " ORDER BY i.head_ms, i.instance LIMIT 1"
+# per busy instance, its head and everything admitted after it are unsettled
+_UNSETTLED = "SELECT COALESCE(SUM(next_seq - head_seq + 1), 0) FROM flue_instances WHERE head_seq IS NOT NULL"
 
 
 def _advance_head(conn: sqlite3.Connection, instance: str) -> None:
@@ -132,11 +134,12 @@ class SQLiteSubmissionStore:
         dispatch_id: str | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_queued: int | None = None,
         now: datetime | None = None,
     ) -> tuple[Submission, bool]:
         plan = plan_admission(
             instance, input, kind=kind, dispatch_id=dispatch_id, max_attempts=max_attempts,
-            timeout_s=timeout_s, now=now,
+            timeout_s=timeout_s, now=now, max_queued=max_queued,
         )
         sub, created = await self._db.write(lambda conn: self._admit(conn, plan))
         if created:
@@ -152,13 +155,16 @@ class SQLiteSubmissionStore:
                 return existing, False
         # The per-instance counter row orders admissions; its update is serialized
         # by the write lock, so seq order is commit order.
-        (seq,) = conn.execute(
+        seq, head = conn.execute(
             "INSERT INTO flue_instances (instance, next_seq, head_seq, head_ms) VALUES (?, 1, 1, ?) "
             "ON CONFLICT (instance) DO UPDATE SET next_seq = next_seq + 1, "
             "head_ms = CASE WHEN head_seq IS NULL THEN excluded.head_ms ELSE head_ms END, "
-            "head_seq = COALESCE(head_seq, next_seq + 1) RETURNING next_seq",
+            "head_seq = COALESCE(head_seq, next_seq + 1) RETURNING next_seq, head_seq",
             (plan.instance, plan.accepted_ms),
         ).fetchone()
+        # every seq from the head on is unsettled (only heads settle): the bound is exact;
+        # raising rolls the whole transaction back
+        plan.check_bound(seq - head + 1)
         conn.execute(
             "INSERT INTO flue_submissions (submission_id, instance, seq, kind, dispatch_id, input, input_hash, "
             "status, attempts, max_attempts, accepted_ms, deadline_ms) "
@@ -170,6 +176,10 @@ class SQLiteSubmissionStore:
         assert sub is not None
         _record(conn, sub, [admission_event(sub)])
         return sub, True
+
+    async def count_unsettled(self) -> int:
+        row = await self._db.run(lambda conn: conn.execute(_UNSETTLED).fetchone())
+        return int(row[0])
 
     async def claim_next(
         self, owner: str, *, lease_s: float = LEASE_S, now: datetime | None = None

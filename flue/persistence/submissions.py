@@ -38,6 +38,14 @@ emit the error event and poll again. A ``running`` submission whose lease is
 still live is left alone even past its deadline: its coordinator enforces the
 deadline while it works.
 
+**Bounds.** ``admit(..., max_queued=N)`` refuses a new submission with
+:class:`QueueFull` (nothing is admitted, nothing appended) when the
+instance would then hold more than ``N`` unsettled (queued or running)
+submissions; the check and the admission are one atomic step, so concurrent
+admissions cannot overshoot. A replay of an admitted dispatch id is returned
+as usual, full or not. ``count_unsettled()`` is the number of unsettled
+submissions in the whole store (callers bound a process's backlog with it).
+
 **Leases.** ``renew`` extends the lease of running submissions the caller
 owns and returns the ids it renewed; an id missing from the answer means the
 caller lost the submission (another coordinator took it over, or it was
@@ -144,6 +152,15 @@ class Submission(Camel):
         return DispatchReceipt(dispatch_id=self.dispatch_id, accepted_at=self.accepted_at)
 
 
+class QueueFull(RuntimeError):
+    """Admission refused: the instance already holds ``limit`` unsettled submissions."""
+
+    def __init__(self, instance: str, limit: int) -> None:
+        self.instance = instance
+        self.limit = limit
+        super().__init__(f"{instance} already holds {limit} unsettled submissions; retry once some have settled")
+
+
 class DispatchConflictError(ValueError):
     """A dispatch id was reused for a different instance or input."""
 
@@ -167,14 +184,20 @@ class SubmissionStore(Protocol):
         dispatch_id: str | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_queued: int | None = None,
         now: datetime | None = None,
     ) -> tuple[Submission, bool]:
         """Queue ``input`` for ``instance``; return (submission, created).
 
         ``kind="dispatch"`` without a ``dispatch_id`` gets a generated one.
         Raises DispatchConflictError on a reused dispatch id with other input,
-        ValueError/TypeError on invalid arguments or non-JSON input.
+        QueueFull when ``max_queued`` would be exceeded, ValueError/TypeError on
+        invalid arguments or non-JSON input.
         """
+        ...
+
+    async def count_unsettled(self) -> int:
+        """Queued and running submissions in the whole store (cheap: no backlog scan)."""
         ...
 
     async def claim_next(
@@ -251,6 +274,12 @@ class Admission:
     max_attempts: int
     accepted_ms: int
     deadline_ms: int
+    max_queued: int | None = None
+
+    def check_bound(self, unsettled: int) -> None:
+        """Raise QueueFull when ``unsettled`` (the instance's count with this admission) is over the bound."""
+        if self.max_queued is not None and unsettled > self.max_queued:
+            raise QueueFull(self.instance, self.max_queued)
 
 
 def plan_admission(
@@ -262,6 +291,7 @@ def plan_admission(
     max_attempts: int,
     timeout_s: float,
     now: datetime | None,
+    max_queued: int | None = None,
 ) -> Admission:
     if not isinstance(instance, str) or not instance.strip("/"):
         raise ValueError(f"instance must be a non-empty path such as agents/<name>/<id>, not {instance!r}")
@@ -275,6 +305,8 @@ def plan_admission(
         raise ValueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
+    if max_queued is not None and (isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1):
+        raise ValueError(f"max_queued must be a positive integer or None, not {max_queued!r}")
     text = dumps(input)  # TypeError/ValueError for values JSON cannot hold
     accepted = now_ms(now)
     return Admission(
@@ -288,6 +320,7 @@ def plan_admission(
         max_attempts=max_attempts,
         accepted_ms=accepted,
         deadline_ms=accepted + int(timeout_s * 1000),
+        max_queued=max_queued,
     )
 
 

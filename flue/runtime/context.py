@@ -50,7 +50,11 @@ class Logger:
 def _jsonable(value: Any) -> Any:
     import json
 
-    return json.loads(json.dumps(value, default=str))
+    from flue import strict_json
+
+    plain = json.loads(json.dumps(value, default=str))
+    strict_json.check(plain, max_depth=strict_json.MAX_STORED_DEPTH, what="the log attributes")
+    return plain
 
 
 @dataclass

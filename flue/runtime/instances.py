@@ -35,15 +35,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+import math
+from typing import Any, ClassVar
 
+from flue import strict_json
 from flue.errors import FlueError
 from flue.events import FlueEvent, SubmissionAdmitted, SubmissionSettled, redact_images
 from flue.ids import new_id
 from flue.models.overrides import remember_for, use_admitted
-from flue.persistence.submissions import ERROR_DEADLINE_EXCEEDED, LEASE_S, Submission
+from flue.persistence.submissions import ERROR_DEADLINE_EXCEEDED, LEASE_S, QueueFull, Submission
 from flue.runtime.runtime import Runtime, error_info
 from flue.runtime.stream_writer import StreamWriter
+
+#: Seconds the process-wide backlog count may be reused before the store is asked again.
+BACKLOG_TTL_S = 0.5
 
 
 class AgentNotFound(KeyError):
@@ -57,6 +62,40 @@ class DeadlineExceeded(FlueError):
 
     def __init__(self, deadline_at: str):
         super().__init__(f"submission deadline passed at {deadline_at} before it could finish")
+
+
+class Backpressure(FlueError):
+    """Admission refused because too much work is waiting; nothing was admitted.
+
+    Over HTTP it renders with ``http_status`` and ``Retry-After: retry_after``
+    (:func:`flue.server.errors.render_exception`), whichever route admitted."""
+
+    http_status: ClassVar[int] = 503
+    retry_after: ClassVar[int] = 2
+
+    @property
+    def details(self) -> str:
+        return f"Retry after {self.retry_after} seconds; work already admitted is not affected."
+
+    @property
+    def http_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class InstanceQueueFull(Backpressure):
+    """The agent instance already holds ``coordinator.max_queued_per_instance`` unsettled submissions."""
+
+    error_type = "queue_full"
+    http_status = 429
+    retry_after = 1
+
+
+class Overloaded(Backpressure):
+    """The store already holds ``coordinator.max_queued`` unsettled submissions."""
+
+    error_type = "overloaded"
+    http_status = 503
+    retry_after = 2
 
 
 class LeaseLost(Exception):
@@ -145,6 +184,10 @@ class Coordinator:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._unsubscribe: Any = None
+        # the store's unsettled count, read at most every BACKLOG_TTL_S and counted up locally between
+        self._backlog = 0
+        self._backlog_read_at = -math.inf
+        self._backlog_lock = asyncio.Lock()
 
     @property
     def store(self) -> Any:
@@ -193,14 +236,47 @@ class Coordinator:
         options: dict[str, Any] = {}
         if durability is not None:
             options = {"max_attempts": durability.max_attempts, "timeout_s": durability.timeout}
+        strict_json.check(input, what="the input")  # the boundary rules, for dispatch() from code too
         path = instance_path(agent, instance_id)
+        bounds = self.runtime.project.config.coordinator
+        if await self._over_backlog(bounds.max_queued, dispatch_id):
+            raise Overloaded(
+                f"the server already holds {bounds.max_queued} unsettled submissions (coordinator.max_queued); "
+                "retry later"
+            )
         # the store appends submission_admitted to the instance's stream in the admission's transaction
-        sub, created = await self.store.admit(path, input, kind=kind, dispatch_id=dispatch_id, **options)
+        try:
+            sub, created = await self.store.admit(
+                path, input, kind=kind, dispatch_id=dispatch_id, max_queued=bounds.max_queued_per_instance, **options
+            )
+        except QueueFull:
+            raise InstanceQueueFull(
+                f"agent instance {agent}/{instance_id} already holds {bounds.max_queued_per_instance} unsettled "
+                "submissions (coordinator.max_queued_per_instance); retry once some have settled"
+            ) from None
         if created:
             remember_for(sub.submission_id, sub.seconds_left())  # configure_provider() of this request (issue 16)
+            self._backlog += 1
             await self._observe(sub, SubmissionAdmitted(input=redact_images(input), event_index=0))
         self._wake.set()
         return sub, created
+
+    async def _over_backlog(self, limit: int, dispatch_id: str | None) -> bool:
+        """Whether the store's backlog is at ``limit``. The count is read at most every BACKLOG_TTL_S
+        and counted up by this process's admissions in between: it can be overshot only by the
+        admissions in flight at once here and those of other replicas within the last half second
+        (never reserving a place for an admission that may still be refused for its instance keeps
+        a burst at one instance a 429, not a 503)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._backlog_read_at >= BACKLOG_TTL_S:
+            async with self._backlog_lock:
+                if loop.time() - self._backlog_read_at >= BACKLOG_TTL_S:
+                    self._backlog = await self.store.count_unsettled()
+                    self._backlog_read_at = loop.time()
+        if self._backlog < limit:
+            return False
+        # a replay of an admitted dispatch adds nothing: let it through to get its receipt
+        return dispatch_id is None or await self.store.get_by_dispatch_id(dispatch_id) is None
 
     async def admit_prompt(
         self, agent: str, instance_id: str, message: str, *, images: list[dict[str, Any]] | None = None,

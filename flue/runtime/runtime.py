@@ -10,6 +10,7 @@ from typing import Any
 from flue.errors import serialize_error
 from flue.events import EventSink
 from flue.harness.observers import observer_subscriber
+from flue.ids import new_id
 from flue.project import Project
 
 # The runtime most recently opened in this process (what ``dispatch`` uses by default).
@@ -40,6 +41,9 @@ class Runtime:
         self._workflow_modules: dict[str, tuple[float, Any]] = {}
         self._coordinator: Any = None
         self._warming: asyncio.Task[Any] | None = None
+        #: This process as the owner of the workflow runs it starts (their leases).
+        self.owner = new_id("proc")
+        self._recovery: Any = None
 
     def use_project(self, project: Project) -> None:
         """Swap in a reloaded project (``flue dev``): work started from now on uses it;
@@ -72,9 +76,16 @@ class Runtime:
             self._warming = asyncio.get_running_loop().create_task(load_litellm(), name="flue-warm-litellm")
 
     async def start_coordinator(self) -> Any:
+        """Run durable work in this process (servers do): claim agent submissions, and end
+        workflow runs whose process died (:mod:`flue.runtime.run_recovery`)."""
         coordinator = self.coordinator
         if not coordinator._tasks:
             await coordinator.start()
+        if self._recovery is None:
+            from flue.runtime.run_recovery import RunRecovery
+
+            self._recovery = RunRecovery(self, lease_s=self.project.config.coordinator.lease)
+            self._recovery.start()
         return coordinator
 
     @classmethod
@@ -97,6 +108,8 @@ class Runtime:
     async def close(self) -> None:
         if self._warming is not None and not self._warming.done():
             await asyncio.gather(self._warming, return_exceptions=True)  # a thread cannot be interrupted
+        if self._recovery is not None:
+            await self._recovery.stop()
         if self._coordinator is not None and self._coordinator._tasks:
             await self._coordinator.stop()
         if self in _CURRENT:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flue import strict_json
 from flue.authoring.workflows import WorkflowDefinition
 from flue.events import RunEnd, RunStart
 from flue.ids import run_id as new_run_id
@@ -25,6 +27,8 @@ from flue.persistence.base import RunRecord
 from flue.runtime.context import FlueContext
 from flue.runtime.runtime import Runtime, error_info
 from flue.runtime.stream_writer import StreamWriter
+
+log = logging.getLogger("flue.runtime")
 
 
 class WorkflowNotFound(KeyError):
@@ -81,13 +85,38 @@ async def start_run(runtime: Runtime, name: str, payload: Any = None, *, req: An
             f"unknown workflow '{name}' (available: {', '.join(sorted(runtime.project.workflows)) or 'none'})"
         )
     payload = {} if payload is None else payload
+    try:  # the boundary rules, whoever starts the run (HTTP, a socket, code, the CLI)
+        strict_json.check(payload, what="the payload")
+    except strict_json.JsonRuleError as exc:
+        raise InvalidPayload(str(exc)) from None
     validate_payload(wf, payload)
     run_id = new_run_id()
     record = RunRecord(run_id=run_id, workflow_name=name, payload=payload, started_at=now_iso())
-    await runtime.stores.runs.create_run(record)
+    lease_s = runtime.project.config.coordinator.lease
+    # owned by this process: if it dies, the lapsed lease lets a server end the run (flue.runtime.run_recovery)
+    await runtime.stores.runs.create_run(record, owner=runtime.owner, lease_s=lease_s)
     await runtime.stores.streams.create_stream(run_stream_path(run_id))
-    task = asyncio.get_running_loop().create_task(_execute(runtime, wf, record, req), name=f"flue-run-{run_id}")
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(_execute(runtime, wf, record, req), name=f"flue-run-{run_id}")
+    lease = loop.create_task(_keep_lease(runtime, run_id, lease_s, task), name=f"flue-run-lease-{run_id}")
+    task.add_done_callback(lambda _t: lease.cancel())
     return RunHandle(run_id=run_id, record=record, task=task)
+
+
+async def _keep_lease(runtime: Runtime, run_id: str, lease_s: float, task: asyncio.Task[Any]) -> None:
+    """Renew a running run's lease every third of it; stop the run (``task``) if another process
+    took it over (it judged this one dead and ended the run as interrupted)."""
+    while not task.done():
+        await asyncio.sleep(lease_s / 3)
+        try:
+            held = await runtime.stores.runs.renew_run(run_id, runtime.owner, lease_s=lease_s)
+        except Exception as exc:  # a database hiccup: the lease is long enough to try again
+            log.warning("flue: renewing the lease of run %s failed: %r", run_id, exc)
+            continue
+        if not held and not task.done():
+            log.warning("flue: run %s was taken over by another process; stopping it here", run_id)
+            task.cancel()
+            return
 
 
 async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, req: Any) -> RunRecord:
@@ -133,10 +162,12 @@ async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, 
 
 
 def _json_result(value: Any) -> Any:
+    """The result as plain JSON, within the depth every stream and record can hold."""
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
     try:
-        return json.loads(json.dumps(value))
+        strict_json.check(value, max_depth=strict_json.MAX_STORED_DEPTH, what="the result")
+        return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise WorkflowResultError(f"the workflow returned a value that is not JSON-serializable: {exc}") from None
 

@@ -8,12 +8,12 @@ Three ways to get one:
 - :func:`build_flue_app`, the equivalent of Flue's ``flue()`` sub-app, to mount
   in your own application next to your routes::
 
-      outer = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+      outer = web.Application(middlewares=[error_middleware], client_max_size=body_limit(runtime))
       outer.add_subapp("/api", build_flue_app(runtime))
 
   (admission ``streamUrl`` values then carry the ``/api`` prefix; set
   ``client_max_size`` on the outer app: aiohttp reads bodies with the limit of
-  the app that accepted the connection);
+  the app that accepted the connection; :func:`body_limit` is ``limits.body``);
 - :func:`create_app`, a factory for external runners::
 
       FLUE_ROOT=/srv/project python -m aiohttp.web -H 127.0.0.1 -P 8080 flue.server.app:create_app
@@ -47,6 +47,7 @@ from aiohttp import web
 from flue.server.channels import channel_root, channel_route
 from flue.server.errors import DEV_MODE, error_middleware, mark_prepared
 from flue.server.lookup import AGENT_ROUTE, OPENAPI_ROUTE, RUN_ROUTE, WORKFLOW_ROUTE
+from flue.server.memory import MemoryTrimmer, trim_middleware
 from flue.server.openapi import openapi_route
 from flue.server.routes_agents import agent_route
 from flue.server.routes_runs import run_route
@@ -56,8 +57,9 @@ from flue.server.state import STATE, ServerState
 if TYPE_CHECKING:
     from flue.runtime.runtime import Runtime
 
-#: Largest request body: a prompt may carry several images of up to 14 MiB each.
-MAX_BODY_BYTES = 64 * 1024 * 1024
+def body_limit(runtime: Runtime) -> int:
+    """The largest request body, ``limits.body`` in flue.yaml (default 64 MiB)."""
+    return int(runtime.project.config.limits.body)
 
 
 async def _start_coordinator(app: web.Application) -> None:
@@ -71,14 +73,18 @@ async def _cut_readers(app: web.Application) -> None:
 
 
 def build_flue_app(
-    runtime: Runtime, *, dev: bool = False, state: ServerState | None = None, client_max_size: int = MAX_BODY_BYTES,
+    runtime: Runtime, *, dev: bool = False, state: ServerState | None = None, client_max_size: int | None = None,
     open_admin: bool = False,
 ) -> web.Application:
     """Flue's routes as one application (mount it with ``add_subapp`` or serve it as is).
 
     The admin mount (:mod:`flue.server.admin`) is added when ``flue.yaml`` configures it,
     or without a token when ``open_admin`` (``flue dev`` on a loopback address)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=client_max_size)
+    trimmer = MemoryTrimmer()  # large bodies: give the C heap back afterwards (flue.server.memory)
+    app = web.Application(
+        middlewares=[error_middleware, trim_middleware(trimmer)], client_max_size=client_max_size or body_limit(runtime)
+    )
+    app.on_cleanup.append(trimmer.close)
     app.on_response_prepare.append(mark_prepared)
     app[STATE] = state or ServerState(runtime, dev=dev)
     app[DEV_MODE] = dev
@@ -118,7 +124,7 @@ def make_app(
     flue = build_flue_app(runtime, dev=dev, state=state, open_admin=open_admin)
     if not prefix:
         return flue
-    outer = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    outer = web.Application(middlewares=[error_middleware], client_max_size=body_limit(runtime))
     outer.on_response_prepare.append(mark_prepared)
     outer[DEV_MODE] = dev
     outer[STATE] = state  # the same object: lets the server reach it (flue_state)
@@ -152,9 +158,9 @@ async def create_app(argv: list[str] | None = None) -> web.Application:
     args = parser.parse_args(argv or [])
     load_env_file(Path(args.root), args.env_file)
     project = load_project(args.root)
-    if project.errors:
+    if project.serving_errors:
         print("flue: the project has errors; refusing to serve it:", file=sys.stderr)
-        for d in project.errors:
+        for d in project.serving_errors:
             print("  " + d.render().replace("\n", "\n  "), file=sys.stderr)
         raise SystemExit(1)
     runtime = await Runtime.open(project)

@@ -15,7 +15,11 @@ upgrades, and ``/runs/<runId>`` of its runs) must carry the token:
 - with any other header (``x-api-key``...) the value is the token itself, or
   ``Bearer <token>``;
 - a WebSocket upgrade may instead carry ``?token=<token>``, because browsers
-  cannot set headers on a socket.
+  cannot set headers on a socket. The query token counts only for a complete
+  handshake (``GET``, ``Connection: upgrade``, ``Upgrade: websocket``, a valid
+  ``Sec-WebSocket-Key`` and version) on a route that then upgrades it: a plain
+  read that merely carries an ``Upgrade`` header is not let in by ``?token=``
+  (a token in a URL ends up in logs and proxies' caches).
 
 The token is read from the environment on each request, so ``flue dev``'s
 ``.env`` reloads take effect. It is compared in constant time. When the
@@ -61,7 +65,14 @@ def auth_of(http: HttpSpec | None) -> AuthSpec | None:
     return http.auth
 
 
-def _presented(request: web.Request, spec: AuthSpec) -> str | None:
+def is_websocket_handshake(request: web.Request) -> bool:
+    """A complete WebSocket opening handshake, one aiohttp will upgrade (RFC 6455 4.2.1)."""
+    if request.method != "GET":
+        return False
+    return web.WebSocketResponse().can_prepare(request).ok
+
+
+def _presented(request: web.Request, spec: AuthSpec, *, upgrade: bool) -> str | None:
     header = spec.header.lower()
     value = request.headers.get(header)
     if value is not None:
@@ -71,13 +82,14 @@ def _presented(request: web.Request, spec: AuthSpec) -> str | None:
         if header != "authorization":
             return value.strip()
         return None
-    if request.headers.get("Upgrade", "").lower() == "websocket":
+    if upgrade and is_websocket_handshake(request):
         return request.rel_url.query.get("token")
     return None
 
 
-def accepts(request: web.Request, spec: AuthSpec | None) -> bool:
-    """Whether ``request`` satisfies ``spec`` (no spec: always)."""
+def accepts(request: web.Request, spec: AuthSpec | None, *, upgrade: bool = False) -> bool:
+    """Whether ``request`` satisfies ``spec`` (no spec: always). ``upgrade``: the caller will upgrade
+    this request to a WebSocket when it is a complete handshake, so ``?token=`` may count."""
     if spec is None:
         return True
     assert spec.bearer_env is not None
@@ -91,13 +103,13 @@ def accepts(request: web.Request, spec: AuthSpec | None) -> bool:
                 spec.bearer_env,
             )
         return False
-    presented = _presented(request, spec)
+    presented = _presented(request, spec, upgrade=upgrade)
     if presented is None:
         return False
     return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
 
 
-def require(request: web.Request, spec: AuthSpec | None) -> None:
-    """Raise 401 unless ``request`` satisfies ``spec``."""
-    if not accepts(request, spec):
+def require(request: web.Request, spec: AuthSpec | None, *, upgrade: bool = False) -> None:
+    """Raise 401 unless ``request`` satisfies ``spec`` (``upgrade`` as for :func:`accepts`)."""
+    if not accepts(request, spec, upgrade=upgrade):
         raise unauthorized()

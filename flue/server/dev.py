@@ -58,7 +58,9 @@ def describe(project: Project) -> list[str]:
 
 
 def print_diagnostics(project: Project, out: TextIO) -> None:
-    for d in project.diagnostics:
+    """The project's diagnostics, and "no agent or workflow files found" when there is nothing to serve."""
+    extra = [d for d in project.serving_errors if d not in project.diagnostics]
+    for d in [*project.diagnostics, *extra]:
         print("  " + d.render().replace("\n", "\n  "), file=out)
 
 
@@ -131,7 +133,7 @@ class DevServer:
             self.say(f"flue dev: {exc}")
             return 1
         project = load_project(self.root)
-        if project.errors:
+        if project.serving_errors:
             self.say("flue dev: the project has errors; fix them and run flue dev again:")
             print_diagnostics(project, self.out)
             return 1
@@ -201,7 +203,7 @@ class DevServer:
             self.say(f"flue dev: {exc}; still serving the last good version")
             return False
         project = load_project(self.root)
-        if project.errors:
+        if project.serving_errors:
             self.say("flue dev: the project has errors; still serving the last good version:")
             print_diagnostics(project, self.out)
             return False

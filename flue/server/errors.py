@@ -19,7 +19,9 @@ server's internals (the exception is logged; its text goes to ``dev`` in dev
 mode only). An exception that is not an :class:`HttpError` but has a string
 ``error_type`` attribute (:class:`flue.errors.FlueError`: session, model and
 submission errors) renders as a 500 with that type and its message, as the
-TypeScript Flue does.
+TypeScript Flue does, or with its ``http_status`` and ``http_headers`` when it
+has them (backpressure: ``queue_full`` 429, ``overloaded`` 503, with
+``Retry-After``).
 
 Every error response carries ``X-Content-Type-Options: nosniff``.
 """
@@ -54,9 +56,12 @@ ERROR_STATUS: dict[str, int] = {
     "run_not_found": 404,
     "stream_not_found": 404,
     "method_not_allowed": 405,
+    "payload_too_large": 413,
     "unsupported_media_type": 415,
+    "queue_full": 429,
     "internal_error": 500,
     "run_store_unavailable": 501,
+    "overloaded": 503,
 }
 
 
@@ -187,6 +192,11 @@ def method_not_allowed(method: str, allowed: Iterable[str]) -> HttpError:
     )
 
 
+def payload_too_large(details: str = "") -> HttpError:
+    # a fixed type: HTTPStatus(413).phrase differs across Python versions ("Content Too Large" in 3.13)
+    return error("payload_too_large", "The request body is too large.", details)
+
+
 def unsupported_media_type(content_type: str | None) -> HttpError:
     return error(
         "unsupported_media_type",
@@ -248,8 +258,7 @@ def from_http_exception(request: web.Request, exc: web.HTTPException) -> HttpErr
     if exc.status == 400:
         return invalid_request(exc.reason or "Bad request.")
     if exc.status == 413:
-        # a fixed type: HTTPStatus(413).phrase differs across Python versions ("Content Too Large" in 3.13)
-        return HttpError(413, "payload_too_large", "The request body is too large.", exc.text or "")
+        return payload_too_large(exc.text or "")
     try:
         type_ = _snake(HTTPStatus(exc.status).phrase)
     except ValueError:
@@ -276,10 +285,14 @@ def render_exception(request: web.Request, exc: BaseException) -> web.Response:
         return invalid_request("The request body could not be read.", reason[:300]).response(dev_mode=dev_mode)
     error_type = getattr(exc, "error_type", None)
     if isinstance(error_type, str) and error_type:
-        # a typed Flue error from below the HTTP layer: its message is caller-safe by contract
-        return HttpError(500, error_type, str(exc), str(getattr(exc, "details", "") or "")).response(
-            dev_mode=dev_mode
-        )
+        # a typed Flue error from below the HTTP layer: its message is caller-safe by contract; a 500
+        # unless it names its status (backpressure: 429/503 with Retry-After)
+        status = getattr(exc, "http_status", 500)
+        headers = getattr(exc, "http_headers", None)
+        return HttpError(
+            status if isinstance(status, int) and 400 <= status <= 599 else 500, error_type, str(exc),
+            str(getattr(exc, "details", "") or ""), headers=headers if isinstance(headers, Mapping) else None,
+        ).response(dev_mode=dev_mode)
     log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
     return internal_error(dev=f"{type(exc).__name__}: {exc}").response(dev_mode=dev_mode)
 

@@ -2,10 +2,15 @@
 
 Definitions that do not opt into HTTP get the same 404 as unknown names, so a
 caller cannot tell them apart. In dev mode the 404's ``dev`` hint lists the
-exposed names.
+exposed names. Absolute URLs (``streamUrl``, ``Location``) start with
+``server.public_url`` when flue.yaml sets it (its path is put before the
+request's), else with the request's scheme and ``Host``; forwarded headers
+count only with ``server.trust_forwarded: true``.
 """
 
 from __future__ import annotations
+
+import re
 
 from aiohttp import web
 from yarl import URL
@@ -13,7 +18,7 @@ from yarl import URL
 from flue.authoring.agents import AgentDefinition
 from flue.authoring.workflows import WorkflowDefinition
 from flue.server.errors import agent_not_found, invalid_request, workflow_not_found
-from flue.server.state import ServerState
+from flue.server.state import ServerState, state_of
 
 #: Route names inside the Flue application (``app.router[RUN_ROUTE].url_for(run_id=...)``).
 AGENT_ROUTE = "flue-agent"
@@ -55,13 +60,44 @@ def check_instance_id(instance_id: str) -> None:
         )
 
 
+# a host[:port] as X-Forwarded-Host may carry it: a name or IPv4 address, or a bracketed IPv6 address
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+
+
+def _first(value: str | None) -> str:
+    """The first (client-nearest proxy's) value of a comma-separated forwarded header."""
+    return (value or "").split(",", 1)[0].strip()
+
+
+def _origin(request: web.Request) -> tuple[str, str]:
+    """(``scheme://host[:port]``, path prefix) of the absolute URLs this server answers with.
+
+    ``server.public_url`` in flue.yaml wins; otherwise the request's own scheme and
+    ``Host``, with ``X-Forwarded-Proto``/``X-Forwarded-Host`` taken only when
+    ``server.trust_forwarded`` says a proxy sets them (anyone can send them)."""
+    server = state_of(request).project.config.server
+    if server.public_url:
+        public = URL(server.public_url)
+        return f"{public.scheme}://{public.raw_authority}", public.raw_path.rstrip("/")
+    scheme, host = request.scheme, request.host
+    if server.trust_forwarded:
+        proto = _first(request.headers.get("X-Forwarded-Proto")).lower()
+        if proto in ("http", "https"):
+            scheme = proto
+        forwarded_host = _first(request.headers.get("X-Forwarded-Host"))
+        if _HOST.fullmatch(forwarded_host):
+            host = forwarded_host
+    return f"{scheme}://{host}", ""
+
+
 def absolute(request: web.Request, url: URL) -> str:
     """``url`` (a path under this server, mount prefix included) as an absolute URL."""
-    return str(request.url.join(url))
+    origin, prefix = _origin(request)
+    return origin + prefix + url.raw_path
 
 
 def agent_stream_url(request: web.Request) -> str:
-    return str(request.url.with_query(None).with_fragment(None))
+    return absolute(request, request.rel_url)
 
 
 def run_stream_url(request: web.Request, run_id: str) -> str:

@@ -3,7 +3,7 @@
 Documents ``POST /agents/{name}/{id}`` (``invokeAgent``) and ``POST
 /workflows/{name}`` (``invokeWorkflow``), each with
 ``x-flue-invocation-modes: ["accepted", "wait-result"]``, the 202 admission
-and 200 result bodies, and the error envelope for 400/401/404/405/415/500/501.
+and 200 result bodies, and the error envelope for 400/401/404/405/413/415/429/500/501/503.
 ``name`` enumerates the HTTP-exposed agents and workflows of the current
 project. Stream reads and channel routes are not described, as in Flue.
 ``servers`` carries the mount prefix, so generated clients call the right URLs.
@@ -35,9 +35,12 @@ ERROR_STATUSES = {
     "401": "Missing or invalid bearer token",
     "404": "Unknown or not HTTP-exposed agent or workflow",
     "405": "Method not allowed",
+    "413": "Body or workflow payload over its size limit (limits: in flue.yaml)",
     "415": "Body is not application/json",
+    "429": "The agent instance's queue is full (queue_full); see Retry-After",
     "500": "Internal error, or a typed Flue error during ?wait=result",
     "501": "No run store configured",
+    "503": "The server's backlog is full (overloaded); see Retry-After",
 }
 
 ERROR_ENVELOPE = {

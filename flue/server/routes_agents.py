@@ -30,6 +30,7 @@ from flue.server.errors import (
     method_not_allowed,
     stream_not_found,
 )
+from flue.server.limits import check_prompt
 from flue.server.lookup import agent_stream_url, check_instance_id, exposed_agent
 from flue.server.state import ServerState, state_of
 from flue.server.streams import read_stream
@@ -47,11 +48,12 @@ async def agent_route(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     name, instance_id = request.match_info["name"], request.match_info["id"]
     definition = exposed_agent(state, name)
-    require(request, auth_of(definition.http))
+    websocket = is_websocket(request)
+    require(request, auth_of(definition.http), upgrade=websocket)  # ?token= only for an upgrade made below
     check_instance_id(instance_id)
     if request.method == "POST":
         return await _prompt(request, state, name, instance_id)
-    if is_websocket(request):
+    if websocket:
         return await agent_socket(request, state, name, instance_id)
     path = instance_path(name, instance_id)
     with state.reading():
@@ -65,6 +67,7 @@ async def _prompt(request: web.Request, state: ServerState, name: str, instance_
         body = AgentPrompt.model_validate(raw)
     except ValidationError as exc:
         raise invalid_request("The request body is invalid.", validation_details(exc)) from None
+    check_prompt(body, state.project.config.limits)
     runtime = state.runtime
     try:
         sub, offset = await runtime.coordinator.admit_prompt(

@@ -3,8 +3,8 @@
 
 Checks run in the order method (405, ``Allow: POST``), exposure (404
 ``workflow_not_found`` for unknown and non-HTTP workflows alike), auth (401),
-``wait`` (400), body (415 / ``invalid_json``), run store (501), payload schema
-(400). A socket is refused with 501 in its handshake when there is no run
+``wait`` (400), body (413 past ``limits.body`` or ``limits.payload``, 415 /
+``invalid_json``), run store (501), payload schema (400). A socket is refused with 501 in its handshake when there is no run
 store. The body is optional JSON (empty means ``{}``), any JSON value, as in
 Flue; it becomes ``ctx.payload``. Every answer about a run carries its id in
 ``X-Flue-Run-Id`` too. A run that raises in ``?wait=result`` mode answers
@@ -19,7 +19,7 @@ from aiohttp import web
 
 from flue.runtime.workflows import InvalidPayload, WorkflowNotFound, start_run
 from flue.server.auth import auth_of, require
-from flue.server.bodies import read_json_body, wait_for_result
+from flue.server.bodies import json_body, read_body, wait_for_result
 from flue.server.errors import (
     failure,
     invalid_request,
@@ -27,6 +27,7 @@ from flue.server.errors import (
     run_store_unavailable,
     workflow_not_found,
 )
+from flue.server.limits import check_payload_size
 from flue.server.lookup import exposed_workflow, run_stream_url
 from flue.server.state import ServerState, state_of
 from flue.server.websocket import is_websocket, workflow_socket
@@ -45,7 +46,7 @@ async def workflow_route(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     name = request.match_info["name"]
     definition = exposed_workflow(state, name)
-    require(request, auth_of(definition.http))
+    require(request, auth_of(definition.http), upgrade=websocket)  # ?token= only for the upgrade below
     if websocket:
         # refuse in the handshake: once upgraded, only socket messages can carry an error
         if getattr(state.runtime.stores, "runs", None) is None:
@@ -56,7 +57,9 @@ async def workflow_route(request: web.Request) -> web.StreamResponse:
 
 async def _invoke(request: web.Request, state: ServerState, name: str) -> web.Response:
     wait = wait_for_result(request)
-    payload = await read_json_body(request, required=False)
+    raw = await read_body(request)  # at most limits.body (413 past it)
+    check_payload_size(len(raw), state.project.config.limits)
+    payload = json_body(request, raw, required=False)
     payload = {} if payload is None else payload
     runtime = state.runtime
     if getattr(runtime.stores, "runs", None) is None:

@@ -24,9 +24,9 @@ path and the 404 they want for a stream that does not exist yet. The protocol
   "upToDate": true}`` (no cursor). The server ends a connection after
   ``sse_max_duration`` (60 s, so CDNs can collapse); clients reconnect with the
   last ``streamNextOffset``.
-- ``tail=N`` (N >= 1, with ``offset`` absent or ``-1``): start N events before
+- ``tail=N`` (ASCII digits, 1 <= N < 2**63, with ``offset`` absent or ``-1``): start N events before
   the tail instead of at the beginning; combines with every mode.
-- ``cursor``: echo of ``Stream-Cursor``; live responses carry a cursor that is
+- ``cursor``: echo of ``Stream-Cursor`` (digits; anything else is a 400); live responses carry a cursor that is
   the current 20-second interval since 2024-10-09, or strictly greater than
   the client's when the client is already there (protocol 8.1).
 
@@ -66,6 +66,7 @@ from flue.persistence.base import (
 )
 from flue.server import sse
 from flue.server.errors import HttpError, invalid_request, method_not_allowed
+from flue.strict_json import query_int
 
 LiveMode = Literal["long-poll", "sse"]
 LIVE_MODES: tuple[str, ...] = ("long-poll", "sse")
@@ -141,8 +142,8 @@ def response_cursor(client_cursor: str | None, *, now: float | None = None) -> s
     already echoes that interval (or a later one), its cursor plus random jitter, so
     cursors only ever move forward and cached empty responses cannot loop."""
     current = int(((time.time() if now is None else now) - CURSOR_EPOCH) // CURSOR_INTERVAL_S)
-    if client_cursor and client_cursor.isdigit():
-        client = int(client_cursor)
+    client = query_int(client_cursor)
+    if client is not None:
         if client >= current:
             jitter_s = random.randint(*_JITTER_S)
             return str(client + max(1, math.ceil(jitter_s / CURSOR_INTERVAL_S)))
@@ -176,7 +177,7 @@ def parse_read_query(request: web.Request) -> ReadQuery:
             parse_offset(offset)
         except ValueError:
             raise invalid_request(
-                f"Invalid offset {offset!r}.",
+                f"Invalid offset {_shown(offset)}.",
                 'Use -1, now, or a Stream-Next-Offset value returned by the server.',
             ) from None
     live = single("live")
@@ -187,12 +188,24 @@ def parse_read_query(request: web.Request) -> ReadQuery:
     tail_raw = single("tail")
     tail: int | None = None
     if tail_raw is not None:
-        if not tail_raw.isdigit() or int(tail_raw) < 1:
-            raise invalid_request(f"Invalid tail {tail_raw!r}.", "tail must be an integer of at least 1.")
+        tail = query_int(tail_raw)
+        if tail is None or tail < 1:
+            raise invalid_request(
+                f"Invalid tail {_shown(tail_raw)}.", "tail must be an integer from 1 to 9223372036854775807."
+            )
         if offset not in (None, OFFSET_BEFORE_START):
             raise invalid_request("tail can only be used with offset=-1.")
-        tail = int(tail_raw)
-    return ReadQuery(offset=offset, live=live, tail=tail, cursor=single("cursor"))  # type: ignore[arg-type]
+    cursor = single("cursor")
+    if cursor is not None and query_int(cursor) is None:
+        raise invalid_request(
+            f"Invalid cursor {_shown(cursor)}.", "Echo the Stream-Cursor value the server sent, or omit cursor."
+        )
+    return ReadQuery(offset=offset, live=live, tail=tail, cursor=cursor)  # type: ignore[arg-type]
+
+
+def _shown(value: str) -> str:
+    """A query value quoted for an error message, cut short (it is the caller's own input)."""
+    return repr(value if len(value) <= 40 else value[:40] + "...")
 
 
 # -- waiting for appends ------------------------------------------------------------------

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -57,26 +56,26 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
-from flue.runtime.instances import AgentNotFound, instance_path
+from flue import strict_json
+from flue.persistence.kit import dumps
+from flue.runtime.instances import AgentNotFound, Backpressure, instance_path
+from flue.server.auth import is_websocket_handshake
 from flue.server.bodies import validation_details
-from flue.server.errors import failure
+from flue.server.errors import HttpError, failure
 from flue.server.follow import follow_stream
+from flue.server.limits import check_payload_size, check_prompt
 from flue.server.lookup import run_stream_url
 from flue.server.state import ServerState
 from flue.server.wire import AgentPrompt
 
 log = logging.getLogger("flue.server")
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # images are up to 14 MiB each
 HEARTBEAT_S = 30.0
 
 
 def is_websocket(request: web.Request) -> bool:
-    return (
-        request.method == "GET"
-        and request.headers.get("Upgrade", "").lower() == "websocket"
-        and "upgrade" in request.headers.get("Connection", "").lower()
-    )
+    """A request to upgrade: a complete handshake (the same test auth uses for ``?token=``)."""
+    return is_websocket_handshake(request)
 
 
 PROTOCOL_VERSION = 1
@@ -109,7 +108,8 @@ def error_frame(error: dict[str, Any], request_id: Any = None, **fields: Any) ->
 
 
 async def _open(request: web.Request, state: ServerState, hello: dict[str, Any]) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
+    # one message may be as large as one request body (limits.body)
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=int(state.project.config.limits.body))
     await ws.prepare(request)
     state.track_socket(ws)
     await ws.send_json(hello)
@@ -142,11 +142,13 @@ async def _messages(ws: web.WebSocketResponse) -> AsyncIterator[dict[str, Any]]:
 
 
 def _parse(msg: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(message, None) or (None, error) for one received text frame."""
+    """(message, None) or (None, error) for one received text frame. The boundary rules of
+    :mod:`flue.strict_json` apply; the message object itself is one level, so a payload in
+    it may nest as deep as an HTTP body."""
     try:
-        data = json.loads(msg.data)
-    except json.JSONDecodeError:
-        data = None
+        data = strict_json.loads(msg.data, max_depth=strict_json.MAX_DEPTH + 1)
+    except strict_json.JsonRuleError as exc:
+        return None, _error("invalid_request", "WebSocket messages must be valid JSON objects.", str(exc))
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         return None, _error("invalid_request", "WebSocket messages must be valid JSON objects.",
                             'Each message is a JSON object with a "type" (and "version": 1).')
@@ -188,6 +190,11 @@ async def agent_socket(request: web.Request, state: ServerState, agent: str, ins
                     _error("invalid_request", "The prompt is invalid.", 'session must not start with "task:".'),
                     request_id))
                 continue
+            try:
+                check_prompt(body, state.project.config.limits)
+            except HttpError as exc:
+                await ws.send_json(error_frame(_error(exc.type, exc.message, exc.details), request_id))
+                continue
             current = asyncio.create_task(
                 _quietly(_prompt(ws, state, agent, instance_id, body, request_id), ws, request_id)
             )
@@ -211,6 +218,10 @@ async def _prompt(
         )
     except AgentNotFound:
         await ws.send_json(error_frame(_error("agent_not_found", f'Agent "{agent}" is not registered.'), request_id))
+        return
+    except Backpressure as exc:  # nothing was admitted; the client may send the prompt again later
+        await ws.send_json(error_frame(_error(exc.error_type, str(exc), exc.details), request_id,
+                                       retryAfter=exc.retry_after))
         return
     sid = sub.submission_id
     await ws.send_json(frame("started", request_id, submissionId=sid, offset=offset))
@@ -253,6 +264,11 @@ async def workflow_socket(request: web.Request, state: ServerState, workflow: st
                 continue
             payload = data.get("payload")
             payload = {} if payload is None else payload
+            try:
+                check_payload_size(len(dumps(payload).encode("utf-8")), state.project.config.limits)
+            except HttpError as exc:
+                await ws.send_json(error_frame(_error(exc.type, exc.message, exc.details), request_id))
+                continue
             try:
                 handle = await start_run(state.runtime, workflow, payload, req=request)
             except InvalidPayload as exc:

@@ -14,7 +14,8 @@ from pydantic.alias_generators import to_camel
 
 from flue.usage import Usage
 
-#: Longest accepted base64 ``data`` of one image, in characters (Flue's limit).
+#: Longest accepted base64 ``data`` of one image by default, in characters (Flue's limit);
+#: a server's own is ``limits.image`` in flue.yaml (``flue.server.limits``).
 MAX_IMAGE_DATA_CHARS = 14 * 1024 * 1024
 
 
@@ -33,7 +34,7 @@ class ImageInput(Wire):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
     type: Literal["image"]
-    data: StrictStr = Field(max_length=MAX_IMAGE_DATA_CHARS)
+    data: StrictStr
     mime_type: StrictStr = Field(min_length=1)
 
 

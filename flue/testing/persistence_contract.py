@@ -53,6 +53,7 @@ from flue.persistence.submissions import (
     ERROR_DEADLINE_EXCEEDED,
     DispatchConflictError,
     DispatchReceipt,
+    QueueFull,
     SubmissionStore,
 )
 
@@ -164,6 +165,34 @@ class PersistenceContract:
         assert (await stores.runs.get_run("run_1")).status == "completed"
         await stores.runs.end_run("run_nope", status="errored", error={"message": "x"}, ended_at="x", duration_ms=1)
         assert await stores.runs.get_run("run_nope") is None
+
+    async def test_run_leases_hand_an_interrupted_run_to_one_new_owner(self, stores: Any) -> None:
+        runs = stores.runs
+        await runs.create_run(_run("run_1", "hello", 0), owner="p1", lease_s=30, now=at(0))
+        await runs.create_run(_run("run_free", "hello", 0))  # no owner: no lease, never claimed
+        assert await runs.claim_interrupted_run("p2", now=at(29)) is None  # the lease is live
+        assert await runs.renew_run("run_1", "p1", lease_s=30, now=at(20))  # now until 50
+        assert not await runs.renew_run("run_1", "p2", now=at(20))  # only its owner renews it
+        assert await runs.claim_interrupted_run("p2", now=at(45)) is None
+        taken = await runs.claim_interrupted_run("p2", lease_s=30, now=at(51))
+        assert taken is not None and taken.run_id == "run_1" and taken.status == "active"
+        assert taken.workflow_name == "hello"
+        assert await runs.claim_interrupted_run("p3", now=at(52)) is None  # p2 holds it now
+        assert not await runs.renew_run("run_1", "p1", now=at(52))  # the old owner lost it
+        assert await runs.renew_run("run_1", "p2", now=at(52))
+        await runs.end_run("run_1", status="errored", error={"name": "RunInterrupted", "message": "m"},
+                           ended_at="2030-01-01T12:01:00.000Z", duration_ms=60000.0)
+        assert not await runs.renew_run("run_1", "p2", now=at(53))  # ending a run ends its lease
+        assert await runs.claim_interrupted_run("p3", now=at(500)) is None
+        assert (await runs.get_run("run_1")).status == "errored"
+
+    async def test_concurrent_run_claims_never_share_a_run(self, stores: Any) -> None:
+        runs = stores.runs
+        for i in range(3):
+            await runs.create_run(_run(f"run_{i}", "hello", i), owner="dead", lease_s=1, now=at(0))
+        claims = await asyncio.gather(*(runs.claim_interrupted_run(f"p{k}", now=at(10)) for k in range(12)))
+        won = [c.run_id for c in claims if c is not None]
+        assert sorted(won) == ["run_0", "run_1", "run_2"]
 
     async def test_list_runs_newest_first_with_cursor_and_filters(self, stores: Any) -> None:
         for i in range(7):
@@ -344,6 +373,60 @@ class PersistenceContract:
         assert [s.submission_id for s in listed] == [a1.submission_id, a2.submission_id]
         assert [s.status for s in listed] == ["completed", "running"]
         assert await sub.get("sub_missing") is None
+
+    async def test_admission_bound_per_instance(self, stores: Any) -> None:
+        sub, streams = stores.submissions, stores.streams
+        first = [(await sub.admit("agents/a/1", {"n": n}, max_queued=3, now=at(n)))[0] for n in range(3)]
+        length = (await streams.get_stream_meta("agents/a/1")).length
+        with pytest.raises(QueueFull) as refused:
+            await sub.admit("agents/a/1", {"n": 3}, max_queued=3, now=at(3))
+        assert refused.value.instance == "agents/a/1" and refused.value.limit == 3
+        # nothing of the refused admission is kept: no row, no event, no gap in seq
+        assert len(await sub.list_for_instance("agents/a/1")) == 3
+        assert (await streams.get_stream_meta("agents/a/1")).length == length
+        await sub.admit("agents/b/1", "other instance", max_queued=3, now=at(3))
+        await sub.admit("agents/a/1", "no bound given", now=at(3))  # callers without a bound are not limited
+        with pytest.raises(QueueFull):
+            await sub.admit("agents/a/1", {"n": 4}, max_queued=4, now=at(4))
+        # settling the head makes room; the next admission follows in order
+        await sub.claim_next("c1", now=at(5))
+        assert await sub.settle(first[0].submission_id, "c1", status="completed", now=at(5))
+        nxt, created = await sub.admit("agents/a/1", {"n": 5}, max_queued=4, now=at(6))
+        assert created and nxt.seq == max(s.seq for s in await sub.list_for_instance("agents/a/1"))
+        # a replay of an admitted dispatch is answered even when the instance is full
+        d, _ = await sub.admit("agents/c/1", "d", kind="dispatch", dispatch_id="dsp_full", max_queued=1, now=at(7))
+        again, created = await sub.admit("agents/c/1", "d", kind="dispatch", dispatch_id="dsp_full", max_queued=1,
+                                         now=at(8))
+        assert not created and again.submission_id == d.submission_id
+        with pytest.raises(ValueError):
+            await sub.admit("agents/c/1", "x", max_queued=0)
+
+    async def test_concurrent_admissions_never_overshoot_the_bound(self, stores: Any) -> None:
+        sub = stores.submissions
+
+        async def one(n: int) -> bool:
+            try:
+                await sub.admit("agents/busy/1", {"n": n}, max_queued=5, now=at(0))
+            except QueueFull:
+                return False
+            return True
+
+        results = await asyncio.gather(*(one(n) for n in range(20)))
+        assert sum(results) == 5
+        listed = await sub.list_for_instance("agents/busy/1")
+        assert sorted(s.seq for s in listed) == list(range(listed[0].seq, listed[0].seq + 5))
+
+    async def test_count_unsettled(self, stores: Any) -> None:
+        sub = stores.submissions
+        assert await sub.count_unsettled() == 0
+        a, _ = await sub.admit("agents/a/1", "x", now=at(0))
+        await sub.admit("agents/a/1", "y", now=at(0))
+        await sub.admit("agents/b/1", "z", now=at(0))
+        assert await sub.count_unsettled() == 3
+        await sub.claim(a.submission_id, "c1", now=at(1))
+        assert await sub.count_unsettled() == 3  # running counts too
+        await sub.settle(a.submission_id, "c1", status="completed", now=at(2))
+        assert await sub.count_unsettled() == 2
 
     async def test_claim_specific_submission(self, stores: Any) -> None:
         sub = stores.submissions

@@ -28,6 +28,11 @@ TABLES = (
         duration_ms double precision
     )""",
     "CREATE INDEX IF NOT EXISTS flue_runs_newest ON {s}.flue_runs (started_ms DESC, run_id DESC)",
+    # added to version 1 after it shipped (additive: older Flue ignores them): who runs an active run
+    "ALTER TABLE {s}.flue_runs ADD COLUMN IF NOT EXISTS owner text",
+    "ALTER TABLE {s}.flue_runs ADD COLUMN IF NOT EXISTS lease_expires_ms bigint",
+    """CREATE INDEX IF NOT EXISTS flue_runs_leased ON {s}.flue_runs (lease_expires_ms)
+        WHERE status = 'active' AND lease_expires_ms IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS {s}.flue_streams (
         path text PRIMARY KEY,
         length bigint NOT NULL DEFAULT 0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -27,6 +28,7 @@ from flue.persistence.kit import (
     dumps,
     encode_run_cursor,
     iso_to_ms,
+    now_ms,
     utc_now_iso,
 )
 from flue_postgres.notify import Notifier
@@ -79,19 +81,23 @@ class PgRunStore:
     def __init__(self, pool: ConnectionPool, schema: str) -> None:
         self._pool, self._s = pool, schema
 
-    async def create_run(self, record: RunRecord) -> RunRecord:
+    async def create_run(
+        self, record: RunRecord, *, owner: str | None = None, lease_s: float = 30.0, now: datetime | None = None
+    ) -> RunRecord:
         """Insert an active run; on a duplicate id the first record wins and is returned."""
+        leased = owner is not None and record.status == "active"
         params = (
             record.run_id, record.workflow_name, record.status, as_json(record.payload),
             None if record.result is None else as_json(record.result),
             None if record.error is None else as_json(record.error),
             record.started_at, iso_to_ms(record.started_at), record.ended_at, record.duration_ms,
+            owner if leased else None, now_ms(now) + int(lease_s * 1000) if leased else None,
         )
         async with self._pool.connection() as conn:
             await conn.execute(
                 f"INSERT INTO {self._s}.flue_runs (run_id, workflow, status, payload, result, error, started_at, "
-                "started_ms, ended_at, duration_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (run_id) DO NOTHING",
+                "started_ms, ended_at, duration_ms, owner, lease_expires_ms) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING",
                 params,
             )
             # A new statement sees a concurrent first writer's committed row.
@@ -111,10 +117,36 @@ class PgRunStore:
         async with self._pool.connection() as conn:
             await conn.execute(
                 f"UPDATE {self._s}.flue_runs SET status = %s, result = %s, error = %s, ended_at = %s, "
-                "duration_ms = %s WHERE run_id = %s AND status = 'active'",
+                "duration_ms = %s, owner = NULL, lease_expires_ms = NULL WHERE run_id = %s AND status = 'active'",
                 (status, None if result is None else as_json(result), None if error is None else as_json(error),
                  ended_at, duration_ms, run_id),
             )
+
+    async def renew_run(self, run_id: str, owner: str, *, lease_s: float = 30.0, now: datetime | None = None) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"UPDATE {self._s}.flue_runs SET lease_expires_ms = %s WHERE run_id = %s AND owner = %s "
+                "AND status = 'active' RETURNING run_id",
+                (now_ms(now) + int(lease_s * 1000), run_id, owner),
+            )
+            return await cur.fetchone() is not None
+
+    async def claim_interrupted_run(
+        self, owner: str, *, lease_s: float = 30.0, now: datetime | None = None
+    ) -> RunRecord | None:
+        t = now_ms(now)
+        async with self._pool.connection() as conn:
+            # SKIP LOCKED: a run another replica is claiming right now is left to it; the re-check of
+            # the WHERE clause after a wait drops a run whose lease that claim just renewed
+            cur = await conn.execute(
+                f"UPDATE {self._s}.flue_runs SET owner = %s, lease_expires_ms = %s WHERE run_id = ("
+                f"SELECT run_id FROM {self._s}.flue_runs WHERE status = 'active' AND lease_expires_ms IS NOT NULL "
+                "AND lease_expires_ms < %s ORDER BY lease_expires_ms LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                f"AND lease_expires_ms < %s RETURNING {_RUN_COLUMNS}",
+                (owner, t + int(lease_s * 1000), t, t),
+            )
+            row = await cur.fetchone()
+        return None if row is None else _run(row)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         async with self._pool.connection() as conn:

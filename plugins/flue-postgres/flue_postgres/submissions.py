@@ -110,11 +110,12 @@ class PgSubmissionStore:
         dispatch_id: str | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_queued: int | None = None,
         now: datetime | None = None,
     ) -> tuple[Submission, bool]:
         plan = plan_admission(
             instance, input, kind=kind, dispatch_id=dispatch_id, max_attempts=max_attempts,
-            timeout_s=timeout_s, now=now,
+            timeout_s=timeout_s, now=now, max_queued=max_queued,
         )
         async with self._pool.connection() as conn:
             try:
@@ -140,11 +141,13 @@ class PgSubmissionStore:
             f"INSERT INTO {s}.flue_instances AS i (instance, next_seq, head_seq, head_ms) VALUES (%s, 1, 1, %s) "
             "ON CONFLICT (instance) DO UPDATE SET next_seq = i.next_seq + 1, "
             "head_ms = CASE WHEN i.head_seq IS NULL THEN excluded.head_ms ELSE i.head_ms END, "
-            "head_seq = COALESCE(i.head_seq, i.next_seq + 1) RETURNING next_seq",
+            "head_seq = COALESCE(i.head_seq, i.next_seq + 1) RETURNING next_seq, head_seq",
             (plan.instance, plan.accepted_ms),
         )
         row = await cur.fetchone()
         assert row is not None
+        # the upsert holds the instance row: the count is exact; raising rolls the seq bump back
+        plan.check_bound(row["next_seq"] - row["head_seq"] + 1)
         cur = await conn.execute(
             f"INSERT INTO {s}.flue_submissions (submission_id, instance, seq, kind, dispatch_id, input, input_hash, "
             "status, attempts, max_attempts, accepted_ms, deadline_ms) "
@@ -160,6 +163,16 @@ class PgSubmissionStore:
         sub = submission_from_row(inserted)
         await self._record(conn, sub, [admission_event(sub)])
         return sub, True
+
+    async def count_unsettled(self) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT COALESCE(SUM(next_seq - head_seq + 1), 0) AS n FROM {self._s}.flue_instances "
+                "WHERE head_seq IS NOT NULL"
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row["n"])
 
     async def _take(
         self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], owner: str, lease_ms: int, now: int
