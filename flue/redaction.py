@@ -62,7 +62,7 @@ MIN_LENGTH = 8
 _project: Project | None = None
 _declared_env: set[str] = set()
 _declared_values: set[str] = set()
-_pattern: re.Pattern[str] | None = None
+_matcher: _Matcher | None = None
 
 
 # -- what is secret ---------------------------------------------------------------------
@@ -130,10 +130,61 @@ def secret_values(project: Project | None, environ: Mapping[str, str] | None = N
     return {v for v in values if len(v) >= MIN_LENGTH and v != REDACTED}
 
 
-def _compile(values: Iterable[str]) -> re.Pattern[str] | None:
-    # longest first, so a secret that contains another is replaced whole
-    ordered = sorted(set(values), key=lambda v: (-len(v), v))
-    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
+def _trie_regex(values: Iterable[str]) -> str:
+    """One alternation of ``values`` shaped as a trie (``tok(?:1|2)`` for ``tok1|tok2``): the
+    regex engine then tries one branch per position instead of every value, and the greedy
+    ``(?:...)?`` of a value that continues into a longer one matches the longer one whole."""
+    trie: dict[str, Any] = {}
+    for value in values:
+        node = trie
+        for ch in value:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        chain = []
+        while "" not in node and len(node) == 1:  # a run without branches: no recursion (long keys)
+            ch, node = next(iter(node.items()))
+            chain.append(re.escape(ch))
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return "".join(chain)
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if "" in node:
+            body = f"(?:{body})?" if len(branches) == 1 else body + "?"
+        return "".join(chain) + body
+
+    return build(trie)
+
+
+class _Matcher:
+    """The compiled secrets: one pattern, the shortest length (shorter strings cannot hold one)
+    and the strings already found clean (ids and names recur in every event of a context)."""
+
+    __slots__ = ("pattern", "shortest", "clean")
+    CACHE = 4096  # clean strings remembered (each at most CACHED_LENGTH characters)
+    CACHED_LENGTH = 256
+
+    def __init__(self, values: set[str]):
+        self.pattern = re.compile(_trie_regex(values))
+        self.shortest = min(map(len, values))
+        self.clean: dict[str, None] = {}
+
+    def text(self, value: str) -> str:
+        if len(value) < self.shortest or value in self.clean:
+            return value
+        if self.pattern.search(value) is None:
+            if len(value) <= self.CACHED_LENGTH:
+                if len(self.clean) >= self.CACHE:
+                    self.clean.clear()
+                self.clean[value] = None
+            return value
+        return self.pattern.sub(REDACTED, value)
+
+
+def _compile(values: Iterable[str]) -> _Matcher | None:
+    found = set(values)
+    return _Matcher(found) if found else None
 
 
 def use_project(project: Project | None) -> Scrubber:
@@ -148,8 +199,8 @@ def use_project(project: Project | None) -> Scrubber:
 
 def refresh() -> None:
     """Re-read the secret values (the environment may have changed: ``.env`` reloaded)."""
-    global _pattern
-    _pattern = _compile(secret_values(_project))
+    global _matcher
+    _matcher = _compile(secret_values(_project))
 
 
 def declare(*, value: str | None = None, env: str | None = None) -> None:
@@ -167,7 +218,7 @@ def declare(*, value: str | None = None, env: str | None = None) -> None:
 
 def active() -> bool:
     """Whether any secret is known (so :func:`scrub` may change something)."""
-    return _pattern is not None
+    return _matcher is not None
 
 
 # -- scrubbing ----------------------------------------------------------------------------
@@ -176,21 +227,22 @@ def active() -> bool:
 def scrub(value: Any) -> Any:
     """``value`` (a string or JSON-like data) with every known secret replaced by
     ``[redacted]``; the very same object when nothing was found."""
-    pattern = _pattern
-    if pattern is None:
+    matcher = _matcher
+    if matcher is None:
         return value
-    return _scrub(value, pattern)
+    return _scrub(value, matcher)
 
 
-def _scrub(value: Any, pattern: re.Pattern[str]) -> Any:
+def _scrub(value: Any, m: _Matcher) -> Any:
     kind = type(value)
     if kind is str:
-        return pattern.sub(REDACTED, value) if pattern.search(value) else value
+        return m.text(value)
     if kind is dict:
         out: dict[Any, Any] | None = None
         for i, (key, item) in enumerate(value.items()):
-            new_key = _scrub(key, pattern) if type(key) is str else key
-            new = _scrub(item, pattern) if type(item) in _CONTAINERS else item
+            new_key = m.text(key) if type(key) is str else key
+            kind = type(item)
+            new = m.text(item) if kind is str else _scrub(item, m) if kind in _NESTED else item
             if out is None and (new is not item or new_key is not key):
                 out = dict(islice(value.items(), i))  # copied only from the first change on
             if out is not None:
@@ -199,35 +251,43 @@ def _scrub(value: Any, pattern: re.Pattern[str]) -> Any:
     if kind is list or kind is tuple:
         items: list[Any] | None = None
         for i, item in enumerate(value):
-            new = _scrub(item, pattern) if type(item) in _CONTAINERS else item
+            kind_ = type(item)
+            new = m.text(item) if kind_ is str else _scrub(item, m) if kind_ in _NESTED else item
             if new is not item and items is None:
                 items = list(value[:i])
             if items is not None:
                 items.append(new)
         return value if items is None else (items if kind is list else tuple(items))
     if isinstance(value, str):  # a str subclass (an enum member...)
-        return pattern.sub(REDACTED, value) if pattern.search(value) else value
+        return m.text(str(value))
     return value
 
 
-_CONTAINERS = frozenset({str, dict, list, tuple})
+_NESTED = frozenset({dict, list, tuple})
 
 
 def _contains(value: Any, text: str) -> bool:
+    """Whether ``text`` occurs in a string of ``value`` (keys included)."""
     kind = type(value)
     if kind is str:
         return text in value
     if kind is dict:
-        return any(_contains(v, text) for v in value.values()) or any(type(k) is str and text in k for k in value)
+        for key, item in value.items():
+            kind = type(item)
+            if (kind is str and text in item) or (kind in _NESTED and _contains(item, text)):
+                return True
+            if type(key) is str and text in key:
+                return True
+        return False
     if kind is list or kind is tuple:
-        return any(_contains(v, text) for v in value)
+        return any(_contains(v, text) for v in value if type(v) is str or type(v) in _NESTED)
     return False
 
 
 def observed(event: Any) -> Any:
     """What an observer receives for ``event``: the event itself, or, when its wire form had a
     secret scrubbed out, a copy of the event built from that scrubbed form."""
-    if _pattern is None:
+    if _matcher is None:
         return event
     wire = event.wire()
     if not _contains(wire, REDACTED):
@@ -246,7 +306,8 @@ class Scrubber:
 # -- logs ------------------------------------------------------------------------------------
 
 
-def _scrub_record(record: logging.LogRecord, pattern: re.Pattern[str]) -> None:
+def _scrub_record(record: logging.LogRecord, matcher: _Matcher) -> None:
+    pattern = matcher.pattern
     try:
         message = record.getMessage()
     except Exception:  # a bad format string: the handler reports it as usual
@@ -271,9 +332,9 @@ def install_log_scrubbing() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        pattern = _pattern
-        if pattern is not None:
-            _scrub_record(record, pattern)
+        matcher = _matcher
+        if matcher is not None:
+            _scrub_record(record, matcher)
         return record
 
     factory.flue_scrubbing = True  # type: ignore[attr-defined]
