@@ -119,9 +119,7 @@ def main() -> int:
     parser.add_argument("--reply-chars", type=int, default=2000, help="characters of the reply (default 2000)")
     parser.add_argument("--secrets", type=int, default=20, help="known secret values (default 20)")
     parser.add_argument("--repeat", type=int, default=50, help="timed passes; the best is reported (default 50)")
-    parser.add_argument("--quick", action="store_true", help="5 passes")
-    parser.add_argument("--json", metavar="FILE")
-    parser.add_argument("--markdown", action="store_true")
+    bk.add_output_flags(parser, quick="5 passes")
     args = parser.parse_args()
     if args.quick:
         args.repeat = 5

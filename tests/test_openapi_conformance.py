@@ -12,13 +12,13 @@ corpus of test_hardening_inputs.py, which is about inputs breaking the server.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from fixtures.processes import run_bounded
 from fixtures.server.support import write_files
 
 from flue.testing import reply
@@ -62,20 +62,13 @@ async def test_schemathesis_finds_no_mismatch(tmp_path: Path, scripted_model_ser
     scripted_model_server.add(*[reply("ok")] * 5000)
     root = project(tmp_path / "project", scripted_model_server.url)
     async with FlueServerProcess(root, env={"CONFORMANCE_TOKEN": TOKEN}) as server:
-        proc = await asyncio.create_subprocess_exec(
+        code, report = await run_bounded(
             str(SCHEMATHESIS), "run", f"{server.url}/openapi.json", "--checks", "all",
             "--max-examples", os.environ.get("FLUE_SCHEMATHESIS_EXAMPLES", "25"),
             "--max-time", os.environ.get("FLUE_SCHEMATHESIS_SECONDS", "8"),
-            "--seed", os.environ.get("FLUE_SCHEMATHESIS_SEED", "19"), "--workers", "1", "--request-timeout", "10", "--no-color",
-            "--generation-database", "none", "--phases", "examples,coverage,fuzzing",
-            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            "--seed", os.environ.get("FLUE_SCHEMATHESIS_SEED", "19"), "--workers", "1",
+            "--request-timeout", "10", "--no-color", "--generation-database", "none",
+            "--phases", "examples,coverage,fuzzing", cwd=tmp_path, timeout=120,
         )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), 120)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        report = out.decode(errors="replace")
-        assert proc.returncode == 0, report[-8000:] + "\n--- server ---\n" + server.output()[-3000:]
-        assert "2 selected" not in report or "failed" not in report
+        assert code == 0, report[-8000:] + "\n--- server ---\n" + server.output()[-3000:]
+        assert "4 selected / 4 total" in report and "failed" not in report
