@@ -6,7 +6,8 @@
   litellm``): the caller gets Flue's own message (status, provider, model) in
   the ``?wait=result`` envelope, on the stream (``turn``, ``operation``,
   ``submission_settled``) and in socket error frames; the provider's text is
-  in the server log, without the key.
+  in the server log, without the key. A reply that quotes the key comes back
+  with ``[redacted]``.
 - A workflow whose exception quotes a secret: its ``run_end``, run record and
   envelope say ``[redacted]``; so does what an observer plugin sees.
 - ``flue dev`` scrubs the value ``.env`` holds now, after an edit and a reload.
@@ -120,6 +121,16 @@ async def test_upstream_errors_and_secrets_never_reach_callers(
         assert model.records[0].headers["authorization"] == f"Bearer {KEY}"
         assert model.records[0].headers["x-org-token"] == ORG
         assert model.records[1].headers["x-api-key"] == KEY
+
+        # a model that says the key: the result and the whole texts say [redacted] (the 4-character
+        # text deltas carry pieces of it, which no scrubber can recognise)
+        model.add(ScriptedTurn(text=f"the key is {KEY}."))
+        resp = await client.post("/agents/native/u2", params={"wait": "result"}, json={"message": "hi"})
+        assert resp.json()["result"]["text"] == "the key is [redacted]."
+        events = (await client.get("/agents/native/u2")).json()
+        assert_clean(json.dumps(events), "a reply's stream")
+        ended = [e for e in events if e["type"] == "message_end"][-1]
+        assert "the key is [redacted]." in json.dumps(ended)
 
         # a socket's error frame
         model.add(echoing(400))
