@@ -557,6 +557,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, markdown: bo
     return "\n".join(out)
 
 
+def add_output_flags(parser: Any, quick: str) -> None:
+    """The flags every benchmark takes: ``--quick`` (a smoke run; ``quick`` says what it does),
+    ``--json FILE`` and ``--markdown``."""
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--json", metavar="FILE", help="write the results and the machine description here")
+    parser.add_argument("--markdown", action="store_true", help="print tables as Markdown")
+
+
 def write_json(path: str | None, data: dict[str, Any]) -> None:
     if not path:
         return

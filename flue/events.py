@@ -65,6 +65,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 from pydantic.alias_generators import to_camel
 
+from flue.redaction import observed, scrub
 from flue.usage import Usage
 
 EVENT_VERSION = 3
@@ -116,7 +117,7 @@ class FlueEvent(BaseModel):
         if self._wire is None:
             data = self.model_dump(mode="json", by_alias=True)
             keep = self.KEEP_NULL
-            self._wire = {k: v for k, v in data.items() if v is not None or k in keep}
+            self._wire = scrub({k: v for k, v in data.items() if v is not None or k in keep})  # known secrets
         return self._wire
 
     def stamp(self, ids: dict[str, Any]) -> None:
@@ -428,7 +429,7 @@ def _call_isolated(fn: Any, args: tuple[Any, ...], name: Any) -> Awaitable[Any] 
 def _notify_global(event: FlueEvent) -> None:
     if not _GLOBAL:
         return
-    context = event_context(event)
+    context, event = event_context(event), observed(event)  # observers never see a known secret
     for fn in list(_GLOBAL):
         out = _call_isolated(fn, (event, context), fn)
         if out is not None:
@@ -564,4 +565,4 @@ def report_failure(fn: Any, exc: BaseException) -> None:
     if id(fn) not in _reported:
         _reported.add(id(fn))
         label = fn if isinstance(fn, str) else getattr(fn, "__qualname__", fn)
-        print(f"flue: event subscriber {label!r} failed and is ignored: {exc!r}", file=sys.stderr)
+        print(scrub(f"flue: event subscriber {label!r} failed and is ignored: {exc!r}"), file=sys.stderr)

@@ -146,7 +146,10 @@ class FlueSpec:
         on a server as in a harness made by ``flue.init()``. Each observer is called
         on its own: one that raises does not keep the others from the event. May be sync or async; it must be quick and must not
         raise (errors are reported once and ignored). Use it for tracing,
-        metrics and logging.
+        metrics and logging. An event that held one of the project's known secrets
+        arrives as a copy with ``[redacted]`` in its place (``flue.redaction``); a
+        plugin with secrets of its own declares them with
+        ``flue.redaction.declare(env="NAME")``.
         """
 
     @hookspec

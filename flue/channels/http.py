@@ -101,6 +101,11 @@ class Secret:
     value: str | None = None
     env: str | None = None
 
+    def __post_init__(self) -> None:
+        from flue.redaction import declare
+
+        declare(value=self.value, env=self.env)  # scrubbed wherever data leaves the process
+
     def get(self) -> str:
         if self.value:
             return self.value

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from flue.cli import add_project_flags
+from flue.redaction import use_project
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -36,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     project = load_for_cli(args)
     if project is None:
         return 1
-    doc = project.info()
+    doc = use_project(project).scrub(project.info())  # no known secret in the report (flue.redaction)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:

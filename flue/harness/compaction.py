@@ -31,6 +31,7 @@ from typing import Any
 
 from flue.errors import serialize_error
 from flue.events import Compaction, CompactionStart, EventSink, Turn, TurnStart, monotonic_ms
+from flue.harness.errors import FlueHarnessError, ModelCallError
 from flue.harness.messages import ModelRef, stop_reason
 from flue.ids import new_id
 from flue.models.base import ModelProvider, ModelRequest, StreamAccumulator, aclose_stream
@@ -155,6 +156,10 @@ async def _summarize(
     try:
         async for chunk in stream:
             acc.add(chunk)
+    except FlueHarnessError:
+        raise
+    except Exception as exc:  # a provider object's own exception: its text may quote the provider
+        raise ModelCallError(f"{model.provider}/{model.id}", exc, provider=model.provider) from exc
     finally:
         await aclose_stream(stream)
     return acc.text.strip() or "(the earlier conversation could not be summarized)", acc.usage or Usage(), acc.finish_reason

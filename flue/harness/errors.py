@@ -11,6 +11,7 @@ This module imports nothing heavy: ``flue.models`` and the CLI may use it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from flue.errors import FlueError, serialize_error
@@ -90,21 +91,47 @@ class InvalidThinkingLevelError(FlueHarnessError, ValueError):
 class ModelCallError(FlueHarnessError):
     """The model call failed (network, authentication, bad request...).
 
-    With ``detail`` the message is ``detail`` (Flue's own words); without it, the
-    cause's type and text (for a plugin provider's own exceptions). The native
-    clients never put a provider's response body into ``detail``: a provider may
-    echo the API key back. ``status`` is the provider's HTTP status, if any."""
+    The message is Flue's own words, never the provider's: a provider may echo
+    request data, the API key included, and this message reaches callers (HTTP
+    envelopes, ``turn``/``operation``/``submission_settled``/``run_end`` events).
+    With ``detail`` the message is ``detail``; without it, it names the cause's
+    class, its HTTP status (a ``status_code`` or ``status`` attribute) and the
+    provider, and the cause's text goes to the ``flue.models`` log only. A cause
+    that is one of Flue's own errors keeps its text (caller-safe by contract).
+    ``status`` is the provider's HTTP status, if any."""
 
     error_type = "operation_failed"
 
     def __init__(self, model: str, cause: BaseException | None = None, *, detail: str | None = None,
                  status: int | None = None, provider: str | None = None):
         self.model = model
-        self.status = status
+        self.status = status if status is not None else _http_status(cause)
         self.provider = provider
         if detail is None:
-            detail = f"{type(cause).__name__}: {cause}" if cause is not None else "unknown error"
+            detail = _cause_detail(model, cause, self.status, provider)
         super().__init__(f"model call to '{model}' failed: {detail}")
+
+
+def _http_status(cause: BaseException | None) -> int | None:
+    for name in ("status_code", "status"):
+        value = getattr(cause, name, None)
+        if isinstance(value, int) and 100 <= value <= 599:
+            return value
+    return None
+
+
+def _cause_detail(model: str, cause: BaseException | None, status: int | None, provider: str | None) -> str:
+    """What a caller learns of a provider object's own exception: its class and status; its text
+    (which may quote the provider's answer) is logged."""
+    if cause is None:
+        return "unknown error"
+    name = type(cause).__name__
+    if isinstance(cause, FlueError):
+        return f"{name}: {cause}"
+    logging.getLogger("flue.models").warning("model call to %s failed: %s: %s", model, name, cause)
+    where = f"HTTP {status} from " if status is not None else f"{name} from "
+    who = provider or model.split("/", 1)[0]
+    return f"{where}provider '{who}' ({name}; the provider's answer is in the server log)"
 
 
 class ModelAuthError(ModelCallError):

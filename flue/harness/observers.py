@@ -9,7 +9,8 @@ awaited. Failures are reported once per observer on stderr and otherwise
 ignored, as the hook's contract says. Every observer gets the same context on
 both paths: ``project``, ``scope`` (the harness's, or on the runtime path the
 event's run or agent instance) and the event's correlation ids
-(:func:`flue.events.event_context`).
+(:func:`flue.events.event_context`). Observers get events without the process's
+known secrets (:func:`flue.redaction.observed`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from flue.events import FlueEvent, event_context, report_failure
+from flue.redaction import observed
 
 if TYPE_CHECKING:
     from flue.project import Project
@@ -68,6 +70,7 @@ class observer_subscriber:  # noqa: N801 - used like a function
         current, impls = self._impls()
         if not impls:
             return
+        event = observed(event)  # a copy without the known secrets, if it had any
         context = event_context(event, project=current, scope=self._scope or scope_of(event))
         for impl in impls:
             kwargs = {k: v for k, v in {"event": event, "context": context}.items() if k in impl.argnames}

@@ -7,6 +7,7 @@ import inspect
 import sys
 from typing import Any
 
+from flue import redaction
 from flue.errors import serialize_error
 from flue.events import EventSink
 from flue.harness.observers import observer_subscriber
@@ -32,6 +33,7 @@ class Runtime:
 
     def __init__(self, project: Project, adapter: Any, stores: Any, *, dev: bool = False):
         self.project = project
+        redaction.use_project(project)  # its secrets never leave the process (flue.redaction)
         self.adapter = adapter
         self.stores = stores
         self.dev = dev
@@ -50,6 +52,7 @@ class Runtime:
         persistence, the coordinator and work already in flight are kept."""
         project.raise_on_errors()
         self.project = project
+        redaction.use_project(project)  # after flue dev re-read .env
         self._workflow_modules.clear()
 
     @property

@@ -24,6 +24,7 @@ from flue.authoring.workflows import WorkflowDefinition
 from flue.events import RunEnd, RunStart
 from flue.ids import run_id as new_run_id
 from flue.persistence.base import RunRecord
+from flue.redaction import scrub
 from flue.runtime.context import FlueContext
 from flue.runtime.runtime import Runtime, error_info
 from flue.runtime.stream_writer import StreamWriter
@@ -94,7 +95,8 @@ async def start_run(runtime: Runtime, name: str, payload: Any = None, *, req: An
     record = RunRecord(run_id=run_id, workflow_name=name, payload=payload, started_at=now_iso())
     lease_s = runtime.project.config.coordinator.lease
     # owned by this process: if it dies, the lapsed lease lets a server end the run (flue.runtime.run_recovery)
-    await runtime.stores.runs.create_run(record, owner=runtime.owner, lease_s=lease_s)
+    stored = record.model_copy(update={"payload": scrub(payload)})  # ctx.payload keeps the caller's values
+    await runtime.stores.runs.create_run(stored, owner=runtime.owner, lease_s=lease_s)
     await runtime.stores.streams.create_stream(run_stream_path(run_id))
     loop = asyncio.get_running_loop()
     task = loop.create_task(_execute(runtime, wf, record, req), name=f"flue-run-{run_id}")
@@ -144,6 +146,7 @@ async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, 
         error = {"name": "RunCancelled", "message": "the run was cancelled"}
     except Exception as exc:
         error = error_info(exc)
+    result, error = scrub(result), scrub(error)  # its stream, record and callers never see a known secret
     duration_ms = round((time.monotonic() - started) * 1000, 3)
     status = "errored" if error else "completed"
     await sink.emit(RunEnd(duration_ms=duration_ms, is_error=error is not None, result=result, error=error))
@@ -154,7 +157,8 @@ async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, 
         record.run_id, status=status, result=result, error=error, ended_at=ended, duration_ms=duration_ms
     )
     final = record.model_copy(
-        update={"status": status, "result": result, "error": error, "ended_at": ended, "duration_ms": duration_ms}
+        update={"status": status, "result": result, "error": error, "ended_at": ended, "duration_ms": duration_ms,
+                "payload": scrub(record.payload)}
     )
     if cancelled is not None:
         raise cancelled

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from flue.project import Project, load_project, resolve_source_root
+from flue.redaction import scrub
 from flue.server.serve import Listener, is_loopback, shutdown_runtime
 from flue.server.state import ServerState
 
@@ -115,7 +116,7 @@ class DevServer:
         self._stop = asyncio.Event()
 
     def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        print(scrub(text), file=self.out, flush=True)  # diagnostics and errors may quote a secret
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ TypeScript Flue does, or with its ``http_status`` and ``http_headers`` when it
 has them (backpressure: ``queue_full`` 429, ``overloaded`` 503, with
 ``Retry-After``).
 
-Every error response carries ``X-Content-Type-Options: nosniff``.
+Every error response carries ``X-Content-Type-Options: nosniff``, and no known secret
+(:mod:`flue.redaction`: a provider's or a workflow's text that quoted one says ``[redacted]``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel
+
+from flue.redaction import scrub
 
 log = logging.getLogger("flue.server")
 
@@ -77,7 +80,7 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
     def wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        return scrub(self.model_dump(mode="json", exclude_none=True))  # never a known secret (flue.redaction)
 
 
 class HttpError(Exception):

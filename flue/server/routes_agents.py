@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from flue.redaction import scrub
 from flue.runtime.instances import AgentNotFound, instance_path
 from flue.server.auth import auth_of, require
 from flue.server.bodies import read_json_body, validation_details, wait_for_result
@@ -84,7 +85,7 @@ async def _prompt(request: web.Request, state: ServerState, name: str, instance_
     done = await runtime.coordinator.wait(sub.submission_id, timeout=deadline)
     if done.status != "completed":
         raise submission_failure(done.error or {})
-    result = AgentResult(result=done.result, stream_url=stream_url, offset=offset, submission_id=sub.submission_id)
+    result = AgentResult(result=scrub(done.result), stream_url=stream_url, offset=offset, submission_id=sub.submission_id)
     return web.json_response(result.wire(), status=200, headers=headers)
 
 

@@ -58,6 +58,7 @@ from pydantic import ValidationError
 
 from flue import strict_json
 from flue.persistence.kit import dumps
+from flue.redaction import scrub
 from flue.runtime.instances import AgentNotFound, Backpressure, instance_path
 from flue.server.auth import is_websocket_handshake
 from flue.server.bodies import validation_details
@@ -104,7 +105,7 @@ def frame(type_: str, request_id: Any = None, **fields: Any) -> dict[str, Any]:
 
 
 def error_frame(error: dict[str, Any], request_id: Any = None, **fields: Any) -> dict[str, Any]:
-    return frame("error", request_id, **fields, error=error)
+    return frame("error", request_id, **fields, error=scrub(error))  # never a known secret (flue.redaction)
 
 
 async def _open(request: web.Request, state: ServerState, hello: dict[str, Any]) -> web.WebSocketResponse:

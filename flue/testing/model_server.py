@@ -20,7 +20,8 @@ Anthropic's only. Non-streaming requests get one JSON object
 (Chat Completions and Messages).
 
 A turn with ``error_status`` is answered with that status and the protocol's
-error body instead (and ``Retry-After`` when the turn has ``retry_after``);
+error body instead (and ``Retry-After`` when the turn has ``retry_after``;
+the body quotes the request's headers, keys included, with ``echo_request``);
 it uses up its turn, so a client's retry gets the next one. A turn with
 ``hang=True`` keeps its stream open after the text until the client
 disconnects (``aborted`` is then set) or ``hang_timeout`` passes.
@@ -134,7 +135,10 @@ class ScriptedModelServer(LoopbackServer):
             # 400, not 5xx: clients retry server errors, which would hide the cause.
             return record, None, _error(protocol, 400, str(exc))
         if turn.error_status is not None:
-            return record, None, _error(protocol, turn.error_status, turn.error_message, turn.retry_after)
+            message = turn.error_message
+            if turn.echo_request:
+                message += f" (request headers: {json.dumps(dict(request.headers))})"
+            return record, None, _error(protocol, turn.error_status, message, turn.retry_after)
         self._counter += 1
         return record, turn, None
 

@@ -27,12 +27,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from flue.errors import FlueError
 from flue.models.base import ModelChunk, ModelRequest, ToolCallDelta
 from flue.usage import Usage
 
 
-class ScriptExhaustedError(AssertionError):
-    """The code under test made more model calls than the script has turns."""
+class ScriptExhaustedError(AssertionError, FlueError):
+    """The code under test made more model calls than the script has turns (one of Flue's
+    own errors: its message reaches callers as it is)."""
+
+    error_type = "operation_failed"
 
 
 class ScriptedToolCall(BaseModel):
@@ -71,6 +75,8 @@ class ScriptedTurn(BaseModel):
     error_status: int | None = None
     error_message: str = "scripted error"
     retry_after: float | None = Field(None, ge=0, description="with error_status: the Retry-After header, seconds")
+    echo_request: bool = Field(False, description="with error_status: the error message quotes the request's "
+                               "headers (Authorization and x-api-key included), as providers that echo request data do")
 
     def finish(self) -> str:
         return self.finish_reason or ("tool_calls" if self.tool_calls else "stop")
