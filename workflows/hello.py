@@ -4,7 +4,8 @@ http = True
 
 
 async def run(ctx):
-    name = ctx.payload.get("name", "world")
+    payload = ctx.payload if isinstance(ctx.payload, dict) else {}  # any JSON value may arrive
+    name = payload.get("name", "world")
     harness = await ctx.init("assistant")
     session = await harness.session()
     reply = await session.skill("greet", args={"name": name})

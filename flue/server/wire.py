@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from pydantic.alias_generators import to_camel
 
 from flue.usage import Usage
@@ -44,6 +44,13 @@ class AgentPrompt(Wire):
     message: StrictStr
     images: list[ImageInput] | None = None
     session: StrictStr | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("session")
+    @classmethod
+    def _not_a_task_session(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith("task:"):
+            raise ValueError("session must not start with 'task:' (the names of task sessions)")
+        return v
 
     def image_dicts(self) -> list[dict[str, Any]] | None:
         return [image.wire() for image in self.images] if self.images else None
