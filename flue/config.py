@@ -279,7 +279,8 @@ def load_config(root: Path) -> tuple[FlueConfig, Path | None, list[Diagnostic]]:
     try:
         config = FlueConfig.model_validate(data)
     except Exception as exc:
-        return FlueConfig(), path, pydantic_diagnostics(exc, file=rel, code_prefix="config", line_of=key_lines)
+        return FlueConfig(), path, pydantic_diagnostics(
+            exc, file=rel, code_prefix="config", line_of=key_lines, schema=FlueConfig, docs="getting-started")
     return config, path, _check_builtin_persistence(config, rel, key_lines.get("persistence"))
 
 

@@ -19,7 +19,7 @@ from flue.authoring.skills import SkillDefinition, parse_skill_dir
 from flue.authoring.templates import check_template, template_strings
 from flue.authoring.workflows import WorkflowDefinition, parse_python_workflow, parse_yaml_workflow
 from flue.config import FlueConfig, load_config
-from flue.diagnostics import Diagnostic, ProjectError
+from flue.diagnostics import Diagnostic, ProjectError, suggestion
 from flue.plugins import PluginInfo, collect_named, load_plugins
 
 AGENT_SUFFIXES = (".md", ".yaml", ".yml", ".py")
@@ -47,6 +47,9 @@ class Project:
     plugins: list[PluginInfo] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     pm: pluggy.PluginManager | None = None
+    #: names of agents and skills whose files have errors ("agents", "skills" -> names): they
+    #: exist, so a reference to one is not a second error
+    broken: dict[str, set[str]] = field(default_factory=lambda: {"agents": set(), "skills": set()})
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -215,6 +218,8 @@ def _discover(project: Project, folder: str, suffixes: tuple[str, ...], parse, i
         project.diagnostics += diags
         if definition is not None:
             into[name] = definition
+        elif folder in project.broken:
+            project.broken[folder].add(name)
 
 
 def _discover_skills(project: Project) -> None:
@@ -238,6 +243,8 @@ def _discover_skills(project: Project) -> None:
         project.diagnostics += diags
         if skill is not None:
             project.skills[skill.name] = skill
+        else:
+            project.broken["skills"].add(folder.name)
 
 
 def _configure_plugins(project: Project) -> None:
@@ -280,12 +287,15 @@ def _missing(
     *, what: str | None = None,
 ) -> None:
     what = what or kind
+    folder = "skills" if kind == "skill" else "agents" if kind in ("agent", "subagent", "profile") else None
+    if folder is not None and name in project.broken[folder]:
+        return  # its file has errors of its own, reported there
     project.diagnostics.append(
         Diagnostic(
             code=f"reference.missing-{kind}",
             file=file,
             message=f"{field_name} refers to {what} '{name}', which does not exist",
-            hint=f"available {what}s: {', '.join(sorted(available)) or 'none'}",
+            hint=suggestion(name, [*available, *project.broken.get(folder or "", ())]) + f"available {what}s: {', '.join(sorted(available)) or 'none'}",
         )
     )
 
