@@ -3,7 +3,7 @@
 ``flue.yaml`` keys (unknown keys are errors naming the key path)::
 
     port: 3583                     # flue dev / flue start port (CLI --port wins)
-    model: anthropic/claude-sonnet-4-6   # default model for agents without one
+    model: anthropic/claude-sonnet-4-6   # default model for agents without one (else $FLUE_MODEL)
     persistence:                   # where sessions, submissions, runs and streams live
       kind: sqlite                 # built in; plugins add others (e.g. postgres)
       path: .flue-state/state.db   # omit for in-memory; never under .flue/ or src/
@@ -211,6 +211,11 @@ class FlueConfig(BaseModel):
     @classmethod
     def _persistence_shorthand(cls, v: Any) -> Any:
         return {"kind": v} if isinstance(v, str) else v
+
+    def default_model(self) -> str | None:
+        """The model of agents that name none: ``model:`` here, else ``$FLUE_MODEL`` (read now,
+        so ``.env`` counts), else None. An agent's own ``model:`` and a call's ``model=`` win."""
+        return self.model or os.environ.get("FLUE_MODEL") or None
 
     def plugin_options(self, name: str) -> dict[str, Any]:
         opts = self.plugins.get(name)

@@ -107,7 +107,7 @@ class Project:
                     "name": a.name,
                     "file": a.file,
                     "description": a.description,
-                    "model": a.model if a.model is not None else self.config.model,
+                    "model": a.model if a.model is not None else self.config.default_model(),
                     "profile": a.profile,
                     "http": a.exposed,
                 }

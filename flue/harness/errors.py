@@ -42,7 +42,7 @@ class ModelNotConfiguredError(FlueHarnessError):
         else:
             msg = (
                 f"agent '{agent}' has no model: set 'model: provider/model' in its frontmatter, "
-                "'model:' in flue.yaml, or pass model='provider/model' to the call"
+                "'model:' in flue.yaml or FLUE_MODEL in the environment, or pass model='provider/model' to the call"
             )
         super().__init__(msg)
 
