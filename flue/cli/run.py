@@ -103,8 +103,9 @@ async def _run(project, name: str, payload) -> int:
                 loop.remove_signal_handler(signum)
         if record.status != "completed":
             err = record.error or {}
-            print(f"flue run: workflow '{name}' failed: {err.get('type') or err.get('name')}: {err.get('message')}",
-                  file=sys.stderr)
+            if not printer.shown(err):  # told once: the events above may have said it
+                print(f"flue run: workflow '{name}' failed: {err.get('type') or err.get('name')}: {err.get('message')}",
+                      file=sys.stderr)
             return 1
         if record.result is not None:
             print(json.dumps(record.result, indent=2, ensure_ascii=False))

@@ -155,13 +155,12 @@ class MissingApiKeyError(ProviderConfigError):
 
     error_type = "model_not_configured"
 
-    def __init__(self, provider: str, env_var: str):
+    def __init__(self, provider: str, env_var: str, *, model: str | None = None):
         self.provider = provider
         self.env_var = env_var
-        super().__init__(
-            f"provider '{provider}' needs an API key: set {env_var} in the project's .env file or in the shell "
-            f"(or api_key_env: under providers.{provider} in flue.yaml)"
-        )
+        self.model = model
+        which = f"provider '{provider}'" + (f", model '{model}'" if model else "")
+        super().__init__(f"{env_var} is not set: add it to .env or the shell (the API key of {which})")
 
 
 # -- the tool loop ----------------------------------------------------------------
