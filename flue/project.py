@@ -150,6 +150,9 @@ def load_project(root: str | Path = ".", *, extra_plugins: list[tuple[str, Any]]
     _check_source_root(project)
     _check_references(project)
     _check_channels(project)
+    from flue.preflight import run_checks
+
+    run_checks(project)
     return project
 
 
