@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from flue.project import Project
 
 
+#: Findings about the environment a run itself reports when it matters: ``flue run`` does not
+#: print them first (a missing key would be said twice); ``flue info``, dev and start do.
+RUN_REPORTS = frozenset({"model.missing-api-key", "auth.missing-token-env"})
+
+
 def run_checks(project: Project) -> None:
     project.diagnostics += [*_models(project), *_bearer_envs(project), *_workflows(project), *_plugin_hooks(project)]
 

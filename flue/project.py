@@ -450,7 +450,7 @@ def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
                         hint="set 'agent:' on the step or at the top of the workflow",
                     )
                 )
-            elif agent not in project.agents:
+            elif agent not in project.agents and step.agent is not None:  # the default's is reported once
                 _missing(project, "agent", agent, wf.file, f"{where} agent", list(project.agents))
         if step.skill is not None and step.skill not in project.skills:
             _missing(project, "skill", step.skill, wf.file, f"{where} skill", list(project.skills))

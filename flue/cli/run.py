@@ -36,8 +36,10 @@ def load_cli_project(args: argparse.Namespace, *, serve: bool = False):
         print(f"flue: {exc}", file=sys.stderr)
         return None
     project = load_project(root)
+    from flue.preflight import RUN_REPORTS
+
     for d in project.diagnostics:
-        if d.severity == "warning":
+        if d.severity == "warning" and (serve or d.code not in RUN_REPORTS):
             print(d.render(), file=sys.stderr)
     errors = project.serving_errors if serve else project.errors
     if errors:
