@@ -43,9 +43,9 @@ class ProjectError(Exception):
         super().__init__(f"the project has errors:\n{lines}")
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+def did_you_mean(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
     """The closest of ``choices`` to a misspelt ``word`` (difflib), or None."""
-    found = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    found = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=cutoff)
     return found[0] if found else None
 
 

@@ -112,7 +112,7 @@ def _unknown_provider(provider_id: str, spec: str, file: str | None, registered:
     known = known_providers(registered)
     if provider_id in known:
         return []
-    close = did_you_mean(provider_id, known)
+    close = did_you_mean(provider_id, known, cutoff=0.8)  # an error: only a clear typo
     hint = (f"did you mean '{close}/{spec.partition('/')[2]}'? " if close else "") + (
         "register it under 'providers:' in flue.yaml (api:, base_url:) or from a plugin's flue_model_providers "
         "hook; `flue docs read providers` lists the providers")

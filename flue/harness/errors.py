@@ -64,9 +64,14 @@ class UnknownProviderError(FlueHarnessError):
     error_type = "model_not_configured"
 
     def __init__(self, provider: str, registered: list[str]):
+        from flue.diagnostics import did_you_mean
+        from flue.preflight import known_providers
+
         self.provider = provider
+        close = did_you_mean(provider, known_providers(registered), cutoff=0.8)
         super().__init__(
-            f"unknown model provider '{provider}': register it under 'providers:' in flue.yaml "
+            f"unknown model provider '{provider}'{f' (did you mean {close!r}?)' if close else ''}: "
+            "register it under 'providers:' in flue.yaml "
             f"(api: openai-completions, openai-responses or anthropic-messages, base_url: ...) or from a plugin's "
             f"flue_model_providers hook (registered: {', '.join(sorted(registered)) or 'none'})"
         )
