@@ -168,18 +168,19 @@ def flue(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess
                           capture_output=True, text=True, timeout=120)
 
 
-def test_missing_api_key_on_flue_run_is_one_line_naming_the_env_var(tmp_path):
+@pytest.mark.parametrize(("model", "env_var"), [("anthropic/claude-sonnet-4-6", "ANTHROPIC_API_KEY"),
+                                                ("openai/gpt-4.1", "OPENAI_API_KEY")])
+def test_missing_api_key_on_flue_run_is_one_line_naming_the_env_var(tmp_path, model, env_var):
     assert flue("init", "kitchen", cwd=tmp_path).returncode == 0
     project = tmp_path / "kitchen"
     config = project / "flue.yaml"
-    config.write_text(config.read_text().replace("model: ${FLUE_MODEL:-offline/rules}",
-                                                 "model: anthropic/claude-sonnet-4-6"))
+    config.write_text(config.read_text().replace("model: ${FLUE_MODEL:-offline/rules}", f"model: {model}"))
     proc = flue("run", "hello", cwd=project)
     assert proc.returncode == 1 and proc.stdout == ""
-    naming = [line for line in proc.stderr.splitlines() if "ANTHROPIC_API_KEY" in line]
+    naming = [line for line in proc.stderr.splitlines() if env_var in line]
     assert len(naming) == 1, proc.stderr
-    assert "ANTHROPIC_API_KEY is not set: add it to .env or the shell" in naming[0]
-    assert "'anthropic/claude-sonnet-4-6'" in naming[0] and "Traceback" not in proc.stderr
+    assert f"model_not_configured: {env_var} is not set: add it to .env or the shell" in naming[0]
+    assert f"'{model}'" in naming[0] and "Traceback" not in proc.stderr and "InternalServerError" not in proc.stderr
 
 
 def test_flue_init_project_runs_offline_three_times_and_keeps_its_source_root(tmp_path):
