@@ -370,7 +370,7 @@ def _check_roles(project: Project, agent: AgentDefinition) -> None:
         project.diagnostics.append(Diagnostic(
             code="agent.unknown-role", file=agent.file,
             message=f"role '{agent.role}' is not declared under 'roles:'",
-            hint=f"declared roles: {', '.join(sorted(declared)) or 'none'}",
+            hint=suggestion(agent.role, declared) + f"declared roles: {', '.join(sorted(declared)) or 'none'}",
         ))
 
 
@@ -462,7 +462,8 @@ def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
                 project.diagnostics.append(Diagnostic(
                     code="workflow.unknown-role", file=wf.file,
                     message=f"{where} uses role '{step.role}', which agent '{agent}' does not declare",
-                    hint=f"declared roles: {', '.join(sorted(declared_roles(project.agents, agent))) or 'none'}",
+                    hint=suggestion(step.role, declared_roles(project.agents, agent))
+                    + f"declared roles: {', '.join(sorted(declared_roles(project.agents, agent))) or 'none'}",
                 ))
         earlier = set(seen_ids[:-1] if step.id else seen_ids)
         for text in template_strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill",
@@ -520,7 +521,7 @@ def _check_step_template(project: Project, wf: WorkflowDefinition, where: str, t
                     code="workflow.unknown-step",
                     file=wf.file,
                     message=f"{where} refers to steps.{node.attr}, which is not an earlier step",
-                    hint=f"earlier step ids: {', '.join(sorted(known)) or 'none'}",
+                    hint=suggestion(node.attr, known) + f"earlier step ids: {', '.join(sorted(known)) or 'none'}",
                 )
             )
     for node in tree.find_all(nodes.Name):
@@ -530,7 +531,8 @@ def _check_step_template(project: Project, wf: WorkflowDefinition, where: str, t
                     code="workflow.unknown-variable",
                     file=wf.file,
                     message=f"{where} uses '{node.name}', which is not defined",
-                    hint="templates can use payload, steps.<id>, env and run_id",
+                    hint=suggestion(node.name, ["payload", "steps", "env", "run_id"])
+                    + "templates can use payload, steps.<id>, env and run_id",
                 )
             )
 
