@@ -211,3 +211,19 @@ def test_flue_model_is_the_default_when_agent_and_flue_yaml_name_none(write_tree
     flue_main(["info", "--json", "--root", str(tmp_path)])
     models = {a["name"]: a["model"] for a in json.loads(capsys.readouterr().out)["agents"]}
     assert models == {"chef": "offline/from-yaml", "sous": "offline/own"}  # flue.yaml over FLUE_MODEL
+
+
+def test_misspelt_step_id_role_and_template_variable_get_suggestions(write_tree, tmp_path):
+    from flue.project import load_project
+
+    write_tree({
+        "agents/chef.md": AGENT.format(extra="model: offline/rules\nroles: {critic: Be strict.}\n"),
+        "workflows/menu.yaml": (
+            "agent: chef\nsteps:\n  - {id: classify, prompt: hi}\n"
+            "  - {prompt: '{{ steps.clasify.text }} {{ paylod }}', role: critc}\n"
+        ),
+    })
+    hints = {d.code: d.hint for d in load_project(tmp_path).diagnostics}
+    assert hints["workflow.unknown-step"].startswith("did you mean 'classify'?")
+    assert hints["workflow.unknown-variable"].startswith("did you mean 'payload'?")
+    assert hints["workflow.unknown-role"].startswith("did you mean 'critic'?")
