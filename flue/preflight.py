@@ -53,7 +53,7 @@ def _model_uses(project: Project) -> dict[str, str | None]:
             if step.model and "{" not in step.model:
                 uses.setdefault(step.model, wf.file)
     default = project.config.default_model()
-    if default and any(a.model is None and a.module is None for a in project.agents.values()):
+    if default and any(a.model is None for a in project.agents.values()):
         where = project.rel(project.config_file) if project.config.model and project.config_file else None
         uses.setdefault(default, where)
     return uses
