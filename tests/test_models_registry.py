@@ -91,7 +91,7 @@ def test_openai_completions_registration(litellm, monkeypatch):
     assert kw["extra_headers"] == {"X-Team": "core"}
     assert kw["stream"] is True and kw["stream_options"] == {"include_usage": True}
     monkeypatch.delenv("LOCAL_KEY")
-    with pytest.raises(ProviderConfigError, match=r"\$LOCAL_KEY, which is not set"):
+    with pytest.raises(ProviderConfigError, match=r"LOCAL_KEY is not set: add it to .env or the shell"):
         LiteLLMProvider("local", cfg).call_kwargs(request("local/x"), litellm)
 
 
