@@ -3,7 +3,7 @@
 ``flue.yaml`` keys (unknown keys are errors naming the key path)::
 
     port: 3583                     # flue dev / flue start port (CLI --port wins)
-    model: anthropic/claude-sonnet-4-6   # default model for agents without one
+    model: anthropic/claude-sonnet-4-6   # default model for agents without one (else $FLUE_MODEL)
     persistence:                   # where sessions, submissions, runs and streams live
       kind: sqlite                 # built in; plugins add others (e.g. postgres)
       path: .flue-state/state.db   # omit for in-memory; never under .flue/ or src/
@@ -212,6 +212,11 @@ class FlueConfig(BaseModel):
     def _persistence_shorthand(cls, v: Any) -> Any:
         return {"kind": v} if isinstance(v, str) else v
 
+    def default_model(self) -> str | None:
+        """The model of agents that name none: ``model:`` here, else ``$FLUE_MODEL`` (read now,
+        so ``.env`` counts), else None. An agent's own ``model:`` and a call's ``model=`` win."""
+        return self.model or os.environ.get("FLUE_MODEL") or None
+
     def plugin_options(self, name: str) -> dict[str, Any]:
         opts = self.plugins.get(name)
         return opts if isinstance(opts, dict) else {}
@@ -279,7 +284,8 @@ def load_config(root: Path) -> tuple[FlueConfig, Path | None, list[Diagnostic]]:
     try:
         config = FlueConfig.model_validate(data)
     except Exception as exc:
-        return FlueConfig(), path, pydantic_diagnostics(exc, file=rel, code_prefix="config", line_of=key_lines)
+        return FlueConfig(), path, pydantic_diagnostics(
+            exc, file=rel, code_prefix="config", line_of=key_lines, schema=FlueConfig, docs="getting-started")
     return config, path, _check_builtin_persistence(config, rel, key_lines.get("persistence"))
 
 
