@@ -207,6 +207,7 @@ class Transcript {
   }
 
   event(e) {
+    this.el.querySelector(".note.hint")?.remove();
     switch (e.type) {
       case "submission_admitted":
         this.user(e.input?.message ?? (e.input ? pretty(e.input) : ""));
@@ -384,7 +385,7 @@ function agentView(name) {
         for (const e of events) { transcript.event(e); timeline.event(e); if (e.type === "idle" || e.type === "submission_settled") busy(false); }
         transcript.scroll();
       },
-      onStatus(kind) { if (kind === "missing") transcript.note("A new instance: send a message to start it.", "muted"); },
+      onStatus(kind) { if (kind === "missing") transcript.note("A new instance: send a message to start it.", "hint"); },
     });
   }
 

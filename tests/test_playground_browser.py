@@ -1,0 +1,138 @@
+"""The playground page (``/_flue/``) in a real browser, against a real ``flue dev`` (issue 15).
+
+Debian's ``chromium`` driven by Playwright for Python (``.ci/run`` installs the
+package; Playwright's own browser download is never used), on a copy of the
+example project. Its support agent talks to the scripted model server (one
+``glob`` call, then an answer streamed in small pieces; then the triage
+workflow's two steps); everything else keeps the example's offline model. The test opens the page, chats with the agent
+(streamed answer, tool card with its arguments and result, event timeline),
+runs the triage workflow from its schema form and replays the run from the
+runs list, then edits an agent file and waits for the page to show the change
+after ``flue dev`` reloads. A screenshot goes to ``tests/artifacts/``.
+
+The HTTP-level checks (``flue start`` serves the page only when flue.yaml
+enables it, and the data behind it only with the admin token) are in
+test_playground_http.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flue.testing import calls, reply, tool_call
+from flue.testing.model_server import ScriptedModelServer
+from flue.testing.server_process import FlueServerProcess
+
+pytestmark = pytest.mark.slow
+pytest_plugins = ["flue.testing.pytest_plugin"]
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ANSWER = "The billing article says invoices are under Settings, Billing. Happy to help further!"
+DRAFT = "Sorry about the double charge: the billing article explains refunds."
+WAIT_MS = 10_000  # every wait for the page is bounded by this
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is in the test extra")
+if not CHROMIUM.exists():
+    pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
+
+
+def example_copy(root: Path, model_url: str) -> Path:
+    """The example project (agents, workflows, skills, channels, sandbox, its offline model plugin),
+    with the support agent (and so the triage workflow) on the scripted model server."""
+    root.mkdir()
+    for name in ("agents", "workflows", "skills", "channels", "sandbox"):
+        shutil.copytree(REPO / name, root / name)
+    (root / "plugins").mkdir()
+    shutil.copy(REPO / "plugins" / "offline_model.py", root / "plugins")
+    config = (REPO / "flue.yaml").read_text()
+    config += f"\nproviders:\n  scripted: {{api: openai-completions, base_url: {model_url}, api_key: playground-key}}\n"
+    (root / "flue.yaml").write_text(config)
+    support = root / "agents" / "support.md"
+    support.write_text(support.read_text().replace("---\n", "---\nmodel: scripted/chat\n", 1))
+    return root
+
+
+async def test_the_playground_in_a_browser(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
+    scripted_model_server.add(
+        calls(tool_call("glob", {"pattern": "articles/*.md"})),
+        reply(ANSWER, chunk_size=6, delay=0.03),  # many text_delta events, some time apart
+        # the triage workflow's steps (its agent is support): a structured result, then a draft
+        calls(tool_call("final_result", {"topic": "billing", "urgency": "normal"})),
+        reply(DRAFT),
+    )
+    root = example_copy(tmp_path / "example", scripted_model_server.url)
+    env = {"FLUE_MODEL": "offline/rules"}  # the example's default, whatever the shell says
+    async with FlueServerProcess(root, command="dev", env=env, ready_timeout=30) as server, \
+            playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(WAIT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            expect = playwright_api.expect
+            await page.goto(f"{server.url}/_flue/")
+
+            # the project as flue info sees it
+            sidebar = page.locator("#sidebar")
+            await expect(sidebar.locator(".nav-item[data-name=support]")).to_be_visible()
+            await expect(page.locator("#main")).to_contain_text("No diagnostics")
+            await expect(page.locator("#main")).to_contain_text("greet")  # skills
+            await expect(page.locator("#main")).to_contain_text("slack")  # channels
+
+            # chat: the answer streams in, the glob call is a card with its arguments and result
+            await sidebar.locator(".nav-item[data-name=support]").click()
+            await page.locator(".composer-input").fill("Where do I find my invoices?")
+            await page.locator(".composer-input").press("Enter")
+            await expect(page.locator(".msg.user .bubble")).to_have_text("Where do I find my invoices?")
+            card = page.locator("details.tool[data-tool=glob]")
+            await expect(card.locator(".badge")).to_contain_text("done")
+            await card.locator("summary").click()
+            await expect(card.locator(".tool-body")).to_contain_text('"pattern": "articles/*.md"')
+            await expect(card.locator(".tool-body")).to_contain_text("billing-and-invoices.md")
+            await expect(page.locator(".msg.assistant .bubble").last).to_have_text(ANSWER)
+            timeline = page.locator(".timeline")
+            await expect(timeline).to_contain_text("submission_settled")
+            deltas = await timeline.locator(".ev-text_delta .ev-type").first.inner_text()
+            assert deltas.startswith("text_delta ×") and int(deltas.split("×")[1]) > 5, deltas  # streamed, not one piece
+            await page.screenshot(path=str(tmp_path / "chat.png"))
+
+            # a workflow from its payload schema's form, its events and result
+            await sidebar.locator(".nav-item[data-name=triage]").click()
+            await page.locator("#field-message").fill("I was charged twice on my last invoice")
+            await page.get_by_role("button", name="Run").click()
+            result = page.locator(".result-body")
+            await expect(result).to_contain_text('"topic": "billing"')
+            await expect(page.locator(".timeline")).to_contain_text("run_end")
+            await expect(result).to_contain_text(DRAFT)
+            await expect(page.locator("details.tool[data-tool=final_result]")).to_be_visible()
+
+            # the run in the recent runs list, replayed from the start of its stream
+            run = sidebar.locator("#runs .nav-item").first
+            await expect(run).to_contain_text("triage")
+            await run.click()
+            await expect(page.locator("#main .result-body")).to_contain_text('"urgency": "normal"')
+            await expect(page.locator("#main .timeline")).to_contain_text("run_start")
+
+            # edit an agent: flue dev reloads, the page redraws without a reload of its own
+            await sidebar.locator(".nav-item[data-name=assistant]").click()
+            await expect(page.locator(".view-head h1")).to_have_text("assistant")
+            agent = root / "agents" / "assistant.md"
+            agent.write_text(agent.read_text().replace("A concise, friendly assistant", "A pirate-voiced assistant"))
+            await expect(page.locator(".view-head .description")).to_have_text("A pirate-voiced assistant", timeout=15_000)
+            await expect(sidebar.locator(".nav-item[data-name=assistant]")).to_contain_text("A pirate-voiced assistant")
+            await expect(page.locator("#toast")).to_contain_text("Project reloaded")
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            await sidebar.locator(".nav-item[data-name=support]").click()
+            await expect(page.locator(".msg.assistant .bubble").last).to_have_text(ANSWER)  # history read from -1
+            await page.locator("details.tool[data-tool=glob] summary").click()
+            await page.screenshot(path=str(ARTIFACTS / "playground.png"))
+            assert errors == [], errors
+        finally:
+            await browser.close()
