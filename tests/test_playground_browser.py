@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 pytest_plugins = ["flue.testing.pytest_plugin"]
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 ANSWER = "The billing article says invoices are under Settings, Billing. Happy to help further!"
 DRAFT = "Sorry about the double charge: the billing article explains refunds."
