@@ -7,8 +7,9 @@ example project. Its support agent talks to the scripted model server (one
 workflow's two steps); everything else keeps the example's offline model. The test opens the page, chats with the agent
 (streamed answer, tool card with its arguments and result, event timeline),
 runs the triage workflow from its schema form and replays the run from the
-runs list, then edits an agent file and waits for the page to show the change
-after ``flue dev`` reloads. A screenshot goes to ``tests/artifacts/``.
+runs list, then breaks an agent file (the page shows the failed reload's
+diagnostic with its hint), fixes it with a changed description and waits for
+the page to show the change after ``flue dev`` reloads. A screenshot goes to ``tests/artifacts/``.
 
 The HTTP-level checks (``flue start`` serves the page only when flue.yaml
 enables it, and the data behind it only with the admin token) are in
@@ -123,10 +124,19 @@ async def test_the_playground_in_a_browser(tmp_path: Path, scripted_model_server
             await sidebar.locator(".nav-item[data-name=assistant]").click()
             await expect(page.locator(".view-head h1")).to_have_text("assistant")
             agent = root / "agents" / "assistant.md"
-            agent.write_text(agent.read_text().replace("A concise, friendly assistant", "A pirate-voiced assistant"))
+            original = agent.read_text()
+            agent.write_text(original.replace("tools: []", "tools: []\ncolour: blue"))  # an unknown key: an error
+            banner = page.locator("#banner .banner")
+            await expect(banner).to_contain_text("could not reload", timeout=15_000)
+            first = banner.locator(".diagnostic").first
+            await expect(first).to_contain_text("agents/assistant.md:5")
+            await expect(first).to_contain_text("unknown key 'colour'")
+            await expect(first.locator(".hint")).to_contain_text("remove it")
+            agent.write_text(original.replace("A concise, friendly assistant", "A pirate-voiced assistant"))
             await expect(page.locator(".view-head .description")).to_have_text("A pirate-voiced assistant", timeout=15_000)
             await expect(sidebar.locator(".nav-item[data-name=assistant]")).to_contain_text("A pirate-voiced assistant")
             await expect(page.locator("#toast")).to_contain_text("Project reloaded")
+            await expect(banner).to_have_count(0)
 
             ARTIFACTS.mkdir(exist_ok=True)
             await sidebar.locator(".nav-item[data-name=support]").click()

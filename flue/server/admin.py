@@ -9,8 +9,10 @@
     GET <path>/runs/<runId>       the RunRecord (plus 0.11's owner: {kind, workflowName, instanceId})
     GET <path>/project            the project as ``flue info --json`` sees it, plus each agent's
                                   instructions, tools, skills and subagents, each workflow's payload
-                                  schema, and ``revision`` (also the ETag; If-None-Match -> 304):
-                                  it changes when ``flue dev`` reloads a changed project
+                                  schema, ``loadErrors`` (flue dev: the diagnostics of a failed
+                                  reload; the last good project keeps serving) and ``revision``
+                                  (also the ETag; If-None-Match -> 304): it changes when
+                                  ``flue dev`` reloads a changed project or fails to
     GET <path>/openapi.json       "Flue Admin API"
 
 It is **off** unless ``flue.yaml`` enables it with a token::
@@ -112,9 +114,10 @@ async def _run(request: web.Request) -> web.Response:
     return _json(view)
 
 
-def project_view(project: Project) -> dict[str, Any]:
+def project_view(project: Project, load_errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """What ``GET <admin>/project`` answers: ``flue info --json`` with what a client needs to
-    talk to the definitions (the playground builds its forms from it), secrets scrubbed."""
+    talk to the definitions (the playground builds its forms from it), secrets scrubbed, and
+    ``loadErrors``: under ``flue dev``, the diagnostics of the last reload that failed."""
     from flue.redaction import scrub
 
     doc = project.info()
@@ -125,6 +128,7 @@ def project_view(project: Project) -> dict[str, Any]:
     for workflow in doc["workflows"]:
         w = project.workflows[workflow["name"]]
         workflow.update(payload=w.payload, auth=auth_of(w.http) is not None)
+    doc["loadErrors"] = load_errors or []
     doc = scrub(doc)
     body = json.dumps(doc, sort_keys=True, default=str).encode("utf-8")
     return {"revision": hashlib.sha256(body).hexdigest()[:16], **doc}
@@ -132,7 +136,8 @@ def project_view(project: Project) -> dict[str, Any]:
 
 async def _project(request: web.Request) -> web.Response:
     _authorize(request)
-    doc = project_view(state_of(request).project)
+    state = state_of(request)
+    doc = project_view(state.project, state.load_errors)
     etag = f'"{doc["revision"]}"'
     headers = {**NOSNIFF, "Cache-Control": "no-cache", "ETag": etag}
     if etag in request.headers.get("If-None-Match", ""):

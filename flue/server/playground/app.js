@@ -79,12 +79,15 @@ async function refreshProject() {
     return;
   }
   if (doc === null) { status(api.dev ? "flue dev · live" : "live", "ok"); return; }
+  const failed = (doc.loadErrors ?? []).length > 0;
   const first = state.project === null;
   state.project = doc;
   state.revision = doc.revision;
   status(api.dev ? "flue dev · live" : "live", "ok");
   renderSidebar();
+  renderBanner();
   if (first) route();
+  else if (failed) toast("The project has errors: still serving the last good version");
   else { toast("Project reloaded"); state.view?.reloaded?.(); }
 }
 
@@ -125,6 +128,14 @@ function renderSidebar() {
     h("div", { id: "runs" })),
   );
   renderRuns();
+}
+
+// flue dev could not reload: the last good project keeps serving; say why
+function renderBanner() {
+  const errors = state.project.loadErrors ?? [];
+  $("#banner").replaceChildren(...(errors.length ? [h("div", { class: "banner" },
+    h("strong", {}, "flue dev could not reload the project"), " — it keeps serving the last good version. Fix these and save:",
+    h("ul", { class: "diagnostics" }, errors.map(diagnostic)))] : []));
 }
 
 function renderRuns() {
@@ -328,7 +339,7 @@ function brief(e) {
 function show(view) {
   state.view?.stop?.();
   state.view = view;
-  $("#main").replaceChildren(view.el);
+  $("#view").replaceChildren(view.el);
   for (const a of document.querySelectorAll(".nav-item")) a.classList.toggle("active", a.getAttribute("href") === (location.hash || "#/"));
 }
 
@@ -366,7 +377,7 @@ function agentView(name) {
   const input = h("textarea", { class: "composer-input", rows: 2, placeholder: `Message ${name}…  (Enter sends, Shift+Enter for a new line)` });
   const send = h("button", { type: "submit" }, "Send");
   const timelineSlot = h("div", { class: "pane timeline-pane" });
-  let transcript, timeline;
+  let transcript, timeline, missing = false;
 
   function open() {
     reader?.stop();
@@ -380,12 +391,17 @@ function agentView(name) {
 
   function listen() {
     reader?.stop();
+    missing = false;
     reader = follow(api, `agent:${name}`, api.agentUrl(name, instance.value), {
       onEvents(events) {
         for (const e of events) { transcript.event(e); timeline.event(e); if (e.type === "idle" || e.type === "submission_settled") busy(false); }
         transcript.scroll();
       },
-      onStatus(kind) { if (kind === "missing") transcript.note("A new instance: send a message to start it.", "hint"); },
+      onStatus(kind) {
+        if (kind !== "missing") return;
+        missing = true;
+        transcript.note("A new instance: send a message to start it.", "hint");
+      },
     });
   }
 
@@ -400,10 +416,9 @@ function agentView(name) {
     if (!text) return;
     busy(true);
     try {
-      const first = transcript.el.querySelector(".msg") === null;
       await api.prompt(name, instance.value, text);
       input.value = "";
-      if (first) listen();  // the stream exists from the first admitted prompt on
+      if (missing) listen();  // the stream exists from the first admitted prompt on
     } catch (err) {
       transcript.note(err.message, "bad");
       busy(false);
@@ -534,7 +549,7 @@ async function main() {
   await refreshProject();
   await refreshRuns();
   // cheap: a 304 unless flue dev reloaded a changed project
-  const poll = async () => { await refreshProject(); setTimeout(poll, POLL_MS); };
+  const poll = async () => { if (!document.hidden) await refreshProject(); setTimeout(poll, POLL_MS); };
   setTimeout(poll, POLL_MS);
 }
 
