@@ -470,7 +470,7 @@ function workflowView(name) {
     try {
       const admitted = await api.startWorkflow(name, payload);
       run?.stop();
-      run = runPanel(admitted.runId, runSlot);
+      run = runPanel(admitted.runId, runSlot, name);
       setTimeout(refreshRuns, 300);
     } catch (err) {
       error.textContent = err.message;
@@ -489,7 +489,8 @@ function runPanel(runId, slot, workflowName = null) {
     result,
     h("details", { class: "section", open: true }, h("summary", {}, "Transcript"), h("div", { class: "chat-scroll short" }, transcript.el)),
     h("details", { class: "section", open: true }, h("summary", {}, "Events"), timeline.el));
-  const reader = follow(api, "admin", api.runUrl(runId), {
+  // a run's stream is guarded by its workflow's own http: auth, if any
+  const reader = follow(api, workflowName ? `workflow:${workflowName}` : "admin", api.runUrl(runId), {
     onEvents(events) {
       for (const e of events) {
         transcript.event(e);
