@@ -9,7 +9,9 @@ workflow's two steps); everything else keeps the example's offline model. The te
 runs the triage workflow from its schema form and replays the run from the
 runs list, then breaks an agent file (the page shows the failed reload's
 diagnostic with its hint), fixes it with a changed description and waits for
-the page to show the change after ``flue dev`` reloads. A screenshot goes to ``tests/artifacts/``.
+the page to show the change after ``flue dev`` reloads. A screenshot goes to ``tests/artifacts/`` (docs/playground.png
+is one). A second test runs ``flue start`` with ``playground: true``: the page asks for the
+admin token before it shows anything.
 
 The HTTP-level checks (``flue start`` serves the page only when flue.yaml
 enables it, and the data behind it only with the admin token) are in
@@ -144,5 +146,34 @@ async def test_the_playground_in_a_browser(tmp_path: Path, scripted_model_server
             await page.locator("details.tool[data-tool=glob] summary").click()
             await page.screenshot(path=str(ARTIFACTS / "playground.png"))
             assert errors == [], errors
+        finally:
+            await browser.close()
+
+
+async def test_flue_start_asks_for_the_admin_token(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
+    """Under flue start (playground: true) the page gets nothing without the admin token: it asks,
+    keeps it in the tab, and then shows the project and talks to the agents."""
+    root = example_copy(tmp_path / "example", scripted_model_server.url)
+    with (root / "flue.yaml").open("a") as f:
+        f.write("admin: {auth: {bearer_env: PLAYGROUND_TOKEN}}\nplayground: true\n")
+    env = {"FLUE_MODEL": "offline/rules", "PLAYGROUND_TOKEN": "playground-secret-1"}
+    async with FlueServerProcess(root, env=env, ready_timeout=30) as server, \
+            playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            page = await browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            expect = playwright_api.expect
+            await page.goto(f"{server.url}/_flue/")
+            dialog = page.locator("#token-dialog")
+            await expect(dialog).to_be_visible()
+            await expect(page.locator("#sidebar .nav-item")).to_have_count(0)
+            await dialog.locator("input[name=token]").fill("playground-secret-1")
+            await dialog.get_by_role("button", name="Use it").click()
+            await page.locator("#sidebar .nav-item[data-name=assistant]").click()
+            await page.locator(".composer-input").fill("A greeting for Bo.")
+            await page.locator(".composer-input").press("Enter")
+            await expect(page.locator(".msg.assistant .bubble")).to_have_text("Hello, Bo! It is a real pleasure to meet you.")
+            assert await page.evaluate("sessionStorage.getItem('flue-token:admin')") == "playground-secret-1"
         finally:
             await browser.close()
