@@ -42,6 +42,7 @@ async def test_flue_start_serves_the_playground_only_when_enabled(
                 assert_envelope(await resp.json(), "route_not_found")
         async with http.get(f"{server.url}/admin/project", headers=BEARER) as resp:
             assert resp.status == 200  # the admin API itself is there: it has its own section
+        assert "playground" not in server.output()
 
     async with FlueServerProcess(on, env=env) as server, aiohttp.ClientSession(timeout=timeout) as http:
         async with http.get(f"{server.url}/_flue", allow_redirects=False) as resp:
@@ -83,6 +84,7 @@ async def test_flue_start_serves_the_playground_only_when_enabled(
             assert resp.status == 304 and resp.headers["ETag"] == etag
         async with http.get(f"{server.url}/admin/openapi.json", headers=BEARER) as resp:
             assert "/project" in (await resp.json())["paths"]
+        assert f"flue start: playground at {server.url}/_flue/" in server.output()
 
 
 async def test_the_project_revision_follows_the_files(

@@ -165,6 +165,8 @@ class DevServer:
             for line in describe(project):
                 self.say(line)
             self.say(f"flue dev: listening on {self.listener.url}")
+            if is_loopback(self.host) or project.config.admin is not None:
+                self.say(f"flue dev: playground at {self.listener.url}/_flue/")
             watcher = asyncio.create_task(self._watch(), name="flue-dev-watch")
             await self._stop.wait()
             watcher.cancel()
