@@ -40,17 +40,17 @@ export function formFor(schema, h) {
       input, prop.description ? h("span", { class: "muted small" }, prop.description) : null));
   }
 
-  function collect() {
+  function collect(strict = true) {
     const out = {};
     for (const { name, prop, type, input } of inputs) {
       if (Array.isArray(prop.enum)) { if (input.value !== "") out[name] = JSON.parse(input.value); continue; }
       if (type === "boolean") { out[name] = input.checked; continue; }
       const raw = input.value;
-      if (raw === "") { if (required.has(name)) throw new Error(`${name} is required.`); continue; }
+      if (raw === "") { if (strict && required.has(name)) throw new Error(`${name} is required.`); continue; }
       if (type === "number" || type === "integer") out[name] = Number(raw);
       else if (type === "string") out[name] = raw;
       else {
-        try { out[name] = JSON.parse(raw); } catch { throw new Error(`${name} is not valid JSON.`); }
+        try { out[name] = JSON.parse(raw); } catch { if (strict) throw new Error(`${name} is not valid JSON.`); }
       }
     }
     return out;
@@ -59,7 +59,7 @@ export function formFor(schema, h) {
   const toggle = h("button", { type: "button", class: "ghost tiny" }, "Edit as JSON");
   toggle.addEventListener("click", () => {
     if (mode === "form") {
-      try { json.value = JSON.stringify(collect(), null, 2); } catch { json.value = "{}"; }
+      json.value = JSON.stringify(collect(false), null, 2);
       mode = "json";
     } else mode = "form";
     render();
