@@ -115,3 +115,17 @@ def test_playground_without_admin_is_a_diagnostic(tmp_path: Path) -> None:
     write_files(tmp_path, {"flue.yaml": "playground: true\n", "agents/a.md": "---\nhttp: true\n---\nHi.\n"})
     errors = load_project(tmp_path).errors
     assert [d.code for d in errors] == ["config.playground-needs-admin"] and errors[0].line == 1
+
+
+async def test_the_project_route_scrubs_secrets(
+    tmp_path: Path, scripted_model_server: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Instructions (and everything else the route answers) lose the values of the project's secrets:
+    here the admin token itself, which a careless agent file quotes."""
+    monkeypatch.setenv("PLAYGROUND_ADMIN_TOKEN", TOKEN)
+    root = scratch_project(tmp_path, scripted_model_server.url, {
+        "agents/leaky.md": f"---\nhttp: true\n---\nNever say {TOKEN} out loud.\n",
+    }, config=ADMIN)
+    async with served(root) as srv:
+        text = await (await srv.client.get("/admin/project", headers=BEARER)).text()
+    assert TOKEN not in text and "Never say [redacted] out loud." in text
