@@ -35,7 +35,8 @@ pytest_plugins = ["flue.testing.pytest_plugin"]
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-ANSWER = "The billing article says invoices are under Settings, Billing. Happy to help further!"
+ANSWER = "See **Billing and invoices**: they are under `Settings > Billing`. Happy to help further!"
+SHOWN = "See Billing and invoices: they are under Settings > Billing. Happy to help further!"  # as Markdown
 DRAFT = "Sorry about the double charge: the billing article explains refunds."
 WAIT_MS = 10_000  # every wait for the page is bounded by this
 
@@ -98,7 +99,11 @@ async def test_the_playground_in_a_browser(tmp_path: Path, scripted_model_server
             await card.locator("summary").click()
             await expect(card.locator(".tool-body")).to_contain_text('"pattern": "articles/*.md"')
             await expect(card.locator(".tool-body")).to_contain_text("billing-and-invoices.md")
-            await expect(page.locator(".msg.assistant .bubble").last).to_have_text(ANSWER)
+            answer = page.locator(".msg.assistant .bubble").last
+            await expect(answer).to_have_text(SHOWN)
+            await expect(answer.locator("strong")).to_have_text("Billing and invoices")
+            await expect(answer.locator("code")).to_have_text("Settings > Billing")
+            await expect(page.locator(".transcript .meta").last).to_contain_text("scripted/chat")  # usage line
             timeline = page.locator(".timeline")
             await expect(timeline).to_contain_text("submission_settled")
             deltas = await timeline.locator(".ev-text_delta .ev-type").first.inner_text()
@@ -142,7 +147,7 @@ async def test_the_playground_in_a_browser(tmp_path: Path, scripted_model_server
 
             ARTIFACTS.mkdir(exist_ok=True)
             await sidebar.locator(".nav-item[data-name=support]").click()
-            await expect(page.locator(".msg.assistant .bubble").last).to_have_text(ANSWER)  # history read from -1
+            await expect(page.locator(".msg.assistant .bubble").last).to_have_text(SHOWN)  # history read from -1
             await page.locator("details.tool[data-tool=glob] summary").click()
             await page.screenshot(path=str(ARTIFACTS / "playground.png"))
             assert errors == [], errors

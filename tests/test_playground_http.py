@@ -54,7 +54,7 @@ async def test_flue_start_serves_the_playground_only_when_enabled(
             page = await resp.text()
             assert '<script type="module" src="app.js">' in page
         for name, kind in (("app.js", "text/javascript"), ("api.js", "text/javascript"), ("form.js", "text/javascript"),
-                           ("style.css", "text/css")):
+                           ("markdown.js", "text/javascript"), ("style.css", "text/css")):
             async with http.get(f"{server.url}/_flue/{name}") as resp:
                 assert resp.status == 200 and resp.content_type == kind, name
                 page += await resp.text()

@@ -16,7 +16,7 @@ under ``flue start`` answers only with the admin token (the page asks for it and
 keeps it in the tab's ``sessionStorage``).
 
     GET /_flue/             the page (``/_flue`` redirects here)
-    GET /_flue/app.js, api.js, form.js, style.css
+    GET /_flue/app.js, api.js, form.js, markdown.js, style.css
     GET /_flue/config.json  {"admin": "<admin path>", "auth": bool, "dev": bool}
 """
 
@@ -31,7 +31,7 @@ from flue.server.state import state_of
 
 BASE = "/_flue"
 FILES = {"index.html": "text/html", "app.js": "text/javascript", "api.js": "text/javascript",
-         "form.js": "text/javascript", "style.css": "text/css"}
+         "form.js": "text/javascript", "markdown.js": "text/javascript", "style.css": "text/css"}
 HEADERS = {
     **NOSNIFF,
     "Cache-Control": "no-cache",

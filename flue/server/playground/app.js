@@ -4,6 +4,7 @@
 
 import { Api, ApiError, follow } from "./api.js";
 import { formFor } from "./form.js";
+import { renderMarkdown } from "./markdown.js";
 
 const api = new Api();
 const state = { project: null, revision: null, view: null, runs: [] };
@@ -228,13 +229,29 @@ class Transcript {
         const text = (m.content ?? []).filter((c) => c.type === "text").map((c) => c.text).join("");
         if (m.role === "user") this.user(text);
         else if (m.role === "assistant") {
-          if (text && this.current && this.current.dataset.streamed !== "1") this.current.textContent = text;
-          else if (text && !this.current) this.assistant().textContent = text;
-          if (this.current) this.current.classList.remove("streaming");
+          if (text) {
+            const bubble = this.assistant();
+            bubble.replaceChildren(renderMarkdown(text));  // streamed as plain text, shown as Markdown
+            bubble.classList.add("md");
+          }
+          this.current?.classList.remove("streaming");
           this.current = null;
+          this.thinking = null;
         }
         break;
       }
+      case "thinking_start":
+        this.thinking = h("pre", { class: "thinking-text" });
+        this.el.append(h("details", { class: "thinking" }, h("summary", {}, "Thinking"), this.thinking));
+        break;
+      case "thinking_delta":
+        if (!this.thinking) this.event({ type: "thinking_start" });
+        this.thinking.append(e.delta ?? "");
+        break;
+      case "thinking_end":
+        if (this.thinking && e.content) this.thinking.textContent = e.content;
+        this.thinking = null;
+        break;
       case "text_delta": {
         const bubble = this.assistant();
         bubble.dataset.streamed = "1";
@@ -253,6 +270,7 @@ class Transcript {
       }
       case "operation":
         if (e.isError) this.note(`${e.operationKind ?? "operation"} failed: ${e.error?.message ?? "error"}`, "bad");
+        else if (e.usage || e.result?.usage) this.el.append(h("div", { class: "meta" }, usageLine(e)));
         break;
       case "submission_settled":
         if (e.outcome === "failed") this.note(`failed: ${e.error?.message ?? "error"}`, "bad");
@@ -283,6 +301,18 @@ class Transcript {
     this.el.append(card);
     return card;
   }
+}
+
+// "offline/rules · 15 tokens · $0.0001 · 48 ms" under an operation's answer
+function usageLine(e) {
+  const usage = e.usage ?? e.result?.usage ?? {};
+  const model = e.result?.model;
+  const parts = [e.operationKind ?? "operation"];
+  if (model) parts.push(`${model.provider}/${model.id}`);
+  parts.push(`${usage.totalTokens ?? 0} tokens`);
+  if (usage.cost?.total) parts.push(`$${usage.cost.total.toFixed(4)}`);
+  if (e.durationMs !== undefined) parts.push(`${Math.round(e.durationMs)} ms`);
+  return parts.join(" · ");
 }
 
 function summarize(args) {
@@ -372,7 +402,11 @@ function agentView(name) {
     return view;
   }
   const key = `flue-instance:${name}`;
-  const instance = h("input", { class: "instance", value: localStorage.getItem(key) ?? randomId(), "aria-label": "Instance id", spellcheck: "false" });
+  const recentKey = `flue-instances:${name}`;
+  const recent = () => JSON.parse(localStorage.getItem(recentKey) ?? "[]");
+  const known = h("datalist", { id: `instances-${name}` });
+  const instance = h("input", { class: "instance", value: localStorage.getItem(key) ?? randomId(), "aria-label": "Instance id",
+    spellcheck: "false", list: known.id });
   const transcriptBox = h("div", { class: "chat-scroll" });
   const input = h("textarea", { class: "composer-input", rows: 2, placeholder: `Message ${name}…  (Enter sends, Shift+Enter for a new line)` });
   const send = h("button", { type: "submit" }, "Send");
@@ -382,6 +416,9 @@ function agentView(name) {
   function open() {
     reader?.stop();
     localStorage.setItem(key, instance.value);
+    const ids = [instance.value, ...recent().filter((x) => x !== instance.value)].slice(0, 12);  // the last ones used
+    localStorage.setItem(recentKey, JSON.stringify(ids));
+    known.replaceChildren(...ids.map((x) => h("option", { value: x })));
     transcript = new Transcript();
     timeline = new Timeline();
     transcriptBox.replaceChildren(transcript.el);
@@ -429,7 +466,7 @@ function agentView(name) {
 
   el.append(
     h("div", { class: "pane chat-pane" }, head,
-      h("div", { class: "instance-bar" }, h("label", {}, "Instance ", instance),
+      h("div", { class: "instance-bar" }, h("label", {}, "Instance ", instance, known),
         h("button", { type: "button", class: "ghost", onclick: () => { instance.value = randomId(); open(); } }, "New instance")),
       transcriptBox, form),
     timelineSlot);
