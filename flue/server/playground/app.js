@@ -9,6 +9,7 @@ import { renderMarkdown } from "./markdown.js";
 const api = new Api();
 const state = { project: null, revision: null, view: null, runs: [] };
 const POLL_MS = 1500;
+const RUNS_EVERY = 6;  // polls between two reads of the runs list
 
 // -- DOM helpers ------------------------------------------------------------------------------
 
@@ -587,7 +588,14 @@ async function main() {
   await refreshProject();
   await refreshRuns();
   // cheap: a 304 unless flue dev reloaded a changed project
-  const poll = async () => { if (!document.hidden) await refreshProject(); setTimeout(poll, POLL_MS); };
+  let polls = 0;
+  const poll = async () => {
+    if (!document.hidden) {
+      await refreshProject();
+      if (++polls % RUNS_EVERY === 0) await refreshRuns();  // runs started elsewhere (curl, channels)
+    }
+    setTimeout(poll, POLL_MS);
+  };
   setTimeout(poll, POLL_MS);
 }
 
