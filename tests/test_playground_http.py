@@ -59,8 +59,10 @@ async def test_flue_start_serves_the_playground_only_when_enabled(
                 assert resp.status == 200 and resp.content_type == kind, name
                 page += await resp.text()
         assert "http://" not in page and "https://" not in page  # nothing from elsewhere: works offline
-        async with http.get(f"{server.url}/_flue/secret.py") as resp:
-            assert resp.status == 404
+        for name in ("secret.py", "evil.js", "..%2F..%2Fflue.yaml"):
+            async with http.get(f"{server.url}/_flue/{name}") as resp:
+                assert resp.status == 404, name
+                assert_envelope(await resp.json(), "route_not_found")
         async with http.get(f"{server.url}/_flue/config.json") as resp:
             assert await resp.json() == {"admin": "/admin", "auth": True, "dev": False}
 
