@@ -86,6 +86,8 @@ async def _serve(project, args: argparse.Namespace, port: int) -> int:
     try:
         await listener.start(app, shutdown_timeout=args.grace)
         print(f"flue start: serving {project.root} on {listener.url}{prefix}", file=sys.stderr, flush=True)
+        if project.config.playground.enabled:
+            print(f"flue start: playground at {listener.url}{prefix}/_flue/ (it asks for the admin token)", file=sys.stderr, flush=True)
         await stop.wait()
         print("flue start: shutting down", file=sys.stderr, flush=True)
     finally:
