@@ -77,6 +77,8 @@ class _Open:
     parent: Key | None
     name: str | None = None  # the workflow's name (a metric dimension), whether the model is known (turns)
     children: set[Key] = field(default_factory=set)
+    started: int | None = None
+    answered: int | None = None  # a turn: when the model's answer was complete (its tools run after)
 
 
 def _ns(timestamp: str | None) -> int | None:
@@ -151,11 +153,11 @@ class Instruments:
         self.tool_duration = meter.create_histogram(
             "flue.tool.duration", unit="s", description="Duration of tool calls", **buckets)
 
-    def turn(self, event: ev.Turn) -> None:
+    def turn(self, event: ev.Turn, seconds: float) -> None:
         dims = _clean({"gen_ai.operation.name": "chat", "gen_ai.provider.name": event.provider,
                        "gen_ai.request.model": event.model, "flue.turn.purpose": event.purpose,
                        "error.type": "error" if event.is_error else None})
-        self.turn_duration.record(event.duration_ms / 1000, dims)
+        self.turn_duration.record(seconds, dims)
         usage = event.usage
         if usage is None:
             return
@@ -216,16 +218,17 @@ class Projection:
                     ids[alias] = value
         attrs = _clean({**ids, "flue.event.start_index": event.event_index, **attributes})
         span = self.tracer.start_span(name, context=context, kind=kind, attributes=attrs, start_time=_ns(event.timestamp))
-        self.open[key] = _Open(span, parent, label)
+        self.open[key] = _Open(span, parent, label, started=_ns(event.timestamp))
         if parent:
             self.open[parent].children.add(key)
 
     def _end(self, key: Key, event: ev.FlueEvent | None, attributes: dict[str, Any] | None = None, *,
-             error: tuple[str, str] | None = None, abandoned: str | None = None) -> _Open | None:
+             error: tuple[str, str] | None = None, abandoned: str | None = None, at: int | None = None,
+             ) -> _Open | None:
         record = self.open.pop(key, None)
         if record is None:
             return None
-        at = _ns(event.timestamp) if event is not None else None
+        at = at or (_ns(event.timestamp) if event is not None else None)
         for child in list(record.children):  # descendants whose closing event never came
             if child in self.open:
                 self._end(child, event, abandoned=f"The {_KINDS[key[0]]}")
@@ -347,24 +350,33 @@ class Projection:
             "flue.turn.reasoning": e.reasoning, "flue.turn.input": self._content(e.input),
         }))
 
+    def message_end(self, e: ev.MessageEnd) -> None:
+        if e.turn_id and e.message.get("role") == "assistant" and ("turn", e.turn_id) in self.open:
+            self.open[("turn", e.turn_id)].answered = _ns(e.timestamp)
+
     def turn(self, e: ev.Turn) -> None:
+        """The chat span covers the model call: it ends when the answer was complete, before the
+        turn's tool calls (which Flue's ``turn`` event, and its ``durationMs``, include)."""
+        record = self.open.get(("turn", e.turn_id or ""))
         if self.instruments is not None:
-            self.instruments.turn(e)
-        if not e.turn_id:
+            seconds = e.duration_ms / 1000
+            if record is not None and record.answered and record.started:
+                seconds = max(0.0, (record.answered - record.started) / 1e9)
+            self.instruments.turn(e, seconds)
+        if record is None:
             return
-        record = self.open.get(("turn", e.turn_id))
-        if record is not None and e.model and record.name is None:
-            record.span.update_name(f"chat {e.model}")  # no turn_request came (another observer path)
+        if e.model and record.name is None:  # no turn_request came
+            record.span.update_name(f"chat {e.model}")
             record.span.set_attributes(_clean({"gen_ai.request.model": e.model, "gen_ai.provider.name": e.provider}))
         usage = e.usage
         error = _error_parts(e.error, "Model call failed.") if e.is_error else None
-        self._end(("turn", e.turn_id), e, {
+        self._end(("turn", e.turn_id or ""), e, {
             "gen_ai.response.model": e.model, "gen_ai.response.finish_reasons": [e.stop_reason] if e.stop_reason else None,
-            "flue.duration_ms": e.duration_ms, **_gen_ai_usage(usage),
+            **_gen_ai_usage(usage),
             "flue.usage.total_tokens": usage.total_tokens if usage else None,
             "flue.usage.cost_total": usage.cost.total if usage else None,
             "flue.turn.output": self._content(e.output),
-        }, error=error)
+        }, error=error, at=record.answered)
 
     # -- tool calls, tasks, compaction ----------------------------------------------------------------
 
@@ -434,6 +446,7 @@ _HANDLERS: dict[str, Any] = {
     "submission_admitted": Projection.submission_admitted, "submission_settled": Projection.submission_settled,
     "operation_start": Projection.operation_start, "operation": Projection.operation,
     "turn_start": Projection.turn_start, "turn_request": Projection.turn_request, "turn": Projection.turn,
+    "message_end": Projection.message_end,
     "tool_start": Projection.tool_start, "tool": Projection.tool,
     "task_start": Projection.task_start, "task": Projection.task,
     "compaction_start": Projection.compaction_start, "compaction": Projection.compaction,

@@ -1,0 +1,267 @@
+"""The flue-opentelemetry plugin end to end: a real ``flue start`` exporting OTLP/HTTP to a local receiver.
+
+The receiver is an aiohttp server decoding the protobuf export requests
+(``ExportTraceServiceRequest``, ``ExportMetricsServiceRequest``). The project
+configures the plugin in ``flue.yaml`` (``plugins: {opentelemetry: {endpoint}}``);
+the batch delay comes from the standard ``OTEL_BSP_SCHEDULE_DELAY``, and the
+metrics are flushed when the server stops (SIGTERM).
+
+- One workflow run with one prompt and one bash call: ``flue.workflow`` →
+  ``flue.operation prompt`` → two ``chat`` spans and a ``flue.tool bash`` span,
+  with their parents, GenAI attributes, token counts and correlation ids.
+- A failing tool call: its span has status ERROR and an ``exception`` event.
+- An HTTP prompt to an agent: ``flue.submission`` → operation → chat.
+- No API key, prompt, answer or tool output anywhere in what was exported.
+- Metrics: token counters, cost and duration histograms reach the receiver.
+
+A second test projects a ``flue.init()`` harness's events in process with
+``capture_content: true``: contents appear, scrubbed of the known secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from flue.testing import ScriptedModelServer, calls, reply, tool_call
+from flue.testing.server_process import FlueServerProcess
+
+pytestmark = pytest.mark.slow
+pytest_plugins = ["flue.testing.pytest_plugin"]
+
+KEY = "sk-otel-test-4b7d19e2a6c03f58"  # the provider's key: sent to the model, never exported
+QUESTION = "QUESTION-7f3a: what does the greeting file say?"
+ANSWER = "ANSWER-2c9e: it says hello."
+TOOL_OUTPUT = "TOOLOUT-5d1b"
+AGENT_PROMPT = "PROMPT-8e4c: hi there"
+PRIVATE = (KEY, QUESTION, "QUESTION-7f3a", ANSWER, "ANSWER-2c9e", TOOL_OUTPUT, AGENT_PROMPT, "PROMPT-8e4c")
+
+ERROR = 2  # Status.STATUS_CODE_ERROR
+CLIENT, INTERNAL = 3, 1  # Span.SpanKind
+
+
+class Receiver:
+    """An OTLP/HTTP collector on loopback that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.traces: list[ExportTraceServiceRequest] = []
+        self.metrics: list[ExportMetricsServiceRequest] = []
+        self.raw: list[bytes] = []
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.raw.append(body)
+        self.traces.append(ExportTraceServiceRequest.FromString(body))
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.raw.append(body)
+        self.metrics.append(ExportMetricsServiceRequest.FromString(body))
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    def spans(self) -> list[tuple[dict[str, Any], Any]]:
+        """(resource attributes, span) for every span received."""
+        out = []
+        for export in self.traces:
+            for resource in export.resource_spans:
+                res = attributes(resource.resource.attributes)
+                out.extend((res, span) for scope in resource.scope_spans for span in scope.spans)
+        return out
+
+    def metric_points(self) -> dict[str, list[Any]]:
+        """Every data point received, by metric name."""
+        points: dict[str, list[Any]] = {}
+        for export in self.metrics:
+            for resource in export.resource_metrics:
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        data = getattr(metric, metric.WhichOneof("data"))
+                        points.setdefault(metric.name, []).extend(data.data_points)
+        return points
+
+
+@contextlib.asynccontextmanager
+async def receiver() -> AsyncIterator[tuple[str, Receiver]]:
+    got = Receiver()
+    app = web.Application()
+    app.router.add_post("/v1/traces", got._traces)
+    app.router.add_post("/v1/metrics", got._metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", got  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+def value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [value(x) for x in v.array_value.values]
+    return getattr(v, kind) if kind else None
+
+
+def attributes(kvs: Any) -> dict[str, Any]:
+    return {kv.key: value(kv.value) for kv in kvs}
+
+
+def project(root: Path, model_url: str, endpoint: str) -> Path:
+    files = {
+        "flue.yaml": textwrap.dedent(f"""\
+            model: scripted/chat-model
+            providers:
+              scripted: {{api: openai-completions, base_url: {model_url}, api_key_env: SCRIPTED_API_KEY}}
+            plugins:
+              opentelemetry: {{endpoint: {endpoint}, service_name: otel-e2e}}
+            """),
+        ".env": f"SCRIPTED_API_KEY={KEY}\n",
+        "agents/helper.md": "---\ndescription: reads files\nhttp: true\ntools: [bash]\n---\nUse bash.\n",
+        "workflows/ask.py": textwrap.dedent("""\
+            http = True
+
+
+            async def run(ctx):
+                harness = await ctx.init("helper")
+                answer = await (await harness.session()).prompt(ctx.payload["question"])
+                return {"text": answer.text}
+            """),
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+async def wait_for(check: Any, what: str, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
+    tmp_path: Path, scripted_model_server: ScriptedModelServer
+) -> None:
+    model = scripted_model_server
+    model.add(
+        calls(tool_call("bash", {"command": f"echo {TOOL_OUTPUT}"}, id="call_ok"), prompt_tokens=120, completion_tokens=9),
+        reply(ANSWER, prompt_tokens=150, completion_tokens=7),
+        calls(tool_call("bash", {"no_command": True}, id="call_bad")),  # invalid arguments: a failed call
+        reply("done"),
+        reply("agent answer"),
+    )
+    env = {"OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_METRIC_EXPORT_INTERVAL": "60000", "OTEL_SERVICE_NAME": "ignored"}
+    async with receiver() as (endpoint, got):
+        root = project(tmp_path / "p", model.url, endpoint)
+        server = FlueServerProcess(root, env=env)
+        async with server, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            async with http.post(f"{server.url}/workflows/ask", params={"wait": "result"},
+                                 json={"question": QUESTION}) as resp:
+                assert resp.status == 200, await resp.text()
+                assert (await resp.json())["result"] == {"text": ANSWER}
+                run_id = resp.headers["X-Flue-Run-Id"]
+            async with http.post(f"{server.url}/workflows/ask", params={"wait": "result"},
+                                 json={"question": "again"}) as resp:
+                assert resp.status == 200, await resp.text()
+                failing_run = resp.headers["X-Flue-Run-Id"]
+            async with http.post(f"{server.url}/agents/helper/u1", params={"wait": "result"},
+                                 json={"message": AGENT_PROMPT}) as resp:
+                assert resp.status == 200, await resp.text()
+            await wait_for(lambda: any(s.name.startswith("flue.submission") for _, s in got.spans()),
+                           f"the spans arrive while the server runs:\n{server.output()}")
+        assert server.returncode is not None
+        assert model.records[0].headers["authorization"] == f"Bearer {KEY}"  # the key was really used
+        await wait_for(lambda: "flue.usage.tokens" in got.metric_points(), "metrics are flushed at shutdown")
+
+    spans = got.spans()
+    resources = {r.get("service.name") for r, _ in spans}
+    assert resources == {"otel-e2e"}  # flue.yaml's service_name wins over OTEL_SERVICE_NAME
+    by_id = {s.span_id: s for _, s in spans}
+    run_spans = [s for _, s in spans if attributes(s.attributes).get("flue.run.id") == run_id]
+
+    def one(name: str, among: list[Any] = run_spans) -> Any:
+        found = [s for s in among if s.name == name]
+        assert len(found) == 1, (name, [s.name for s in among])
+        return found[0]
+
+    workflow = one("flue.workflow ask")
+    operation = one("flue.operation prompt")
+    chats = sorted((s for s in run_spans if s.name == "chat chat-model"), key=lambda s: s.start_time_unix_nano)
+    assert len(chats) == 2, [s.name for s in run_spans]
+    tool = one("flue.tool bash")
+
+    # run -> operation -> turn and tool spans, one trace
+    assert workflow.parent_span_id == b"" and workflow.kind == INTERNAL
+    assert operation.parent_span_id == workflow.span_id
+    assert all(c.parent_span_id == operation.span_id and c.kind == CLIENT for c in chats)
+    assert tool.parent_span_id == operation.span_id
+    assert {s.trace_id for s in run_spans} == {workflow.trace_id}
+    assert chats[0].end_time_unix_nano <= tool.start_time_unix_nano <= tool.end_time_unix_nano <= chats[1].start_time_unix_nano
+    assert operation.start_time_unix_nano <= chats[0].start_time_unix_nano and chats[1].end_time_unix_nano <= operation.end_time_unix_nano
+
+    w, o, t = attributes(workflow.attributes), attributes(operation.attributes), attributes(tool.attributes)
+    assert w["flue.workflow.name"] == "ask" and w["flue.run_id"] == run_id and w["flue.workflow.duration_ms"] > 0
+    assert o["flue.operation.kind"] == "prompt" and o["gen_ai.operation.name"] == "invoke_agent"
+    assert o["flue.operation.id"].startswith("op_") and o["flue.run.id"] == run_id
+    assert o["flue.session.name"] == o["flue.session"] == "default"
+    assert o["gen_ai.usage.input_tokens"] == 270 and o["gen_ai.usage.output_tokens"] == 16
+    first, second = attributes(chats[0].attributes), attributes(chats[1].attributes)
+    assert first["gen_ai.operation.name"] == "chat" and first["gen_ai.request.model"] == "chat-model"
+    assert first["gen_ai.provider.name"] == "scripted" and first["flue.turn.provider_api"] == "openai-completions"
+    assert first["gen_ai.usage.input_tokens"] == 120 and first["gen_ai.usage.output_tokens"] == 9
+    assert first["gen_ai.response.finish_reasons"] == ["toolUse"] and second["gen_ai.response.finish_reasons"] == ["stop"]
+    assert second["gen_ai.usage.input_tokens"] == 150 and second["gen_ai.usage.output_tokens"] == 7
+    assert first["flue.turn.id"].startswith("turn_") and first["flue.operation.id"] == o["flue.operation.id"]
+    assert t["gen_ai.operation.name"] == "execute_tool" and t["gen_ai.tool.name"] == "bash" == t["flue.tool.name"]
+    assert t["gen_ai.tool.call.id"] == "call_ok" and tool.status.code != ERROR
+    assert workflow.status.code != ERROR and operation.status.code != ERROR
+
+    # the failing tool call: ERROR with an exception event; its run and operation still succeed
+    failed = [s for _, s in spans if s.name == "flue.tool bash" and attributes(s.attributes).get("flue.run.id") == failing_run]
+    assert len(failed) == 1
+    bad = failed[0]
+    assert bad.status.code == ERROR and attributes(bad.attributes)["error.type"] == "tool_error"
+    exception = [e for e in bad.events if e.name == "exception"]
+    assert len(exception) == 1 and attributes(exception[0].attributes)["exception.type"] == "tool_error"
+    assert by_id[bad.parent_span_id].name == "flue.operation prompt"
+
+    # the HTTP prompt: submission -> operation -> chat, with the instance's ids
+    submission = one("flue.submission helper", [s for _, s in spans])
+    sub = attributes(submission.attributes)
+    assert sub["flue.instance_id"] == sub["flue.instance.id"] == "u1" and sub["flue.submission_id"].startswith("sub_")
+    assert sub["gen_ai.agent.name"] == "helper" and sub["flue.submission.outcome"] == "completed"
+    sub_op = one("flue.operation prompt", [s for _, s in spans if s.parent_span_id == submission.span_id])
+    assert attributes(sub_op.attributes)["flue.submission.id"] == sub["flue.submission_id"]
+    assert one("chat chat-model", [s for _, s in spans if s.parent_span_id == sub_op.span_id])
+
+    # nothing private in anything exported: not the key, not a prompt, an answer or a tool's output
+    exported = b"".join(got.raw)
+    for text in PRIVATE:
+        assert text.encode() not in exported, f"{text[:12]}... was exported"
+
+    # metrics: token counters, cost, turn / operation / tool durations
+    points = got.metric_points()
+    tokens = {(attributes(p.attributes)["gen_ai.token.type"]): p.as_int for p in points["flue.usage.tokens"]}
+    assert tokens["input"] >= 270 and tokens["output"] >= 16
+    assert sum(p.count for p in points["gen_ai.client.operation.duration"]) == 5  # five model calls
+    assert sum(p.count for p in points["flue.operation.duration"]) == 3
+    tool_errors = [p for p in points["flue.tool.duration"] if attributes(p.attributes).get("error.type")]
+    assert sum(p.count for p in tool_errors) == 1
+    assert {attributes(p.attributes)["flue.workflow.name"] for p in points["flue.workflow.duration"]} == {"ask"}
+    assert "gen_ai.client.token.usage" in points
