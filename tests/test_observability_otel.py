@@ -265,3 +265,49 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
     assert sum(p.count for p in tool_errors) == 1
     assert {attributes(p.attributes)["flue.workflow.name"] for p in points["flue.workflow.duration"]} == {"ask"}
     assert "gen_ai.client.token.usage" in points
+
+
+@pytest.fixture
+def no_declared_secrets() -> Any:
+    """This test declares a secret; it leaves none behind for the other tests of the process."""
+    from flue import redaction
+
+    yield redaction
+    redaction._declared_values.clear()
+    redaction._declared_env.clear()
+    redaction.use_project(None)
+
+
+async def test_capture_content_puts_scrubbed_contents_on_spans(no_declared_secrets: Any) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import flue
+    from flue.testing import ScriptedModel
+    from flue_opentelemetry.projection import Projection
+
+    secret = "tok-capture-91e0c4d7b2"
+    no_declared_secrets.declare(value=secret)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    projection = Projection(provider.get_tracer("test"), None, capture_content=True, max_content_length=100)
+    model = ScriptedModel([calls(tool_call("bash", {"command": "echo captured-output"})),
+                           reply(f"the token is {secret}; " + "x" * 200)])
+    unsubscribe = flue.observe(lambda event, context: projection.handle(event))
+    try:
+        harness = await flue.init(flue.create_agent(name="capturer", model=model, tools=["bash"]))
+        await (await harness.session()).prompt("PROMPT-capture: run it")
+    finally:
+        unsubscribe()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    chat = [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
+    assert len(chat) == 2 and "PROMPT-capture: run it" in chat[0].attributes["flue.turn.input"]
+    output = chat[1].attributes["flue.turn.output"]
+    assert "the token is [redacted]" in output and secret not in output and len(output) <= 101  # cut at 100
+    tool = spans["flue.tool bash"]
+    assert "echo captured-output" in tool.attributes["flue.tool.arguments"]
+    assert "captured-output" in tool.attributes["flue.tool.result"]
+    assert "flue.operation.result" in spans["flue.operation prompt"].attributes
+    assert not projection.open  # every span was ended
