@@ -14,6 +14,7 @@ metrics are flushed when the server stops (SIGTERM).
 - No API key, prompt, answer or tool output anywhere in what was exported.
 - Metrics: token counters, cost and duration histograms reach the receiver.
 
+A third checks that ``flue info`` lists the plugin without importing OpenTelemetry.
 A second test projects a ``flue.init()`` harness's events in process with
 ``capture_content: true``: contents appear, scrubbed of the known secret.
 """
@@ -22,6 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,10 +35,16 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from flue_opentelemetry.projection import Projection
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from flue.testing import ScriptedModelServer, calls, reply, tool_call
+import flue
+from flue import redaction
+from flue.testing import ScriptedModel, ScriptedModelServer, calls, reply, tool_call
 from flue.testing.server_process import FlueServerProcess
 
 pytestmark = pytest.mark.slow
@@ -270,8 +281,6 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
 @pytest.fixture
 def no_declared_secrets() -> Any:
     """This test declares a secret; it leaves none behind for the other tests of the process."""
-    from flue import redaction
-
     yield redaction
     redaction._declared_values.clear()
     redaction._declared_env.clear()
@@ -279,14 +288,6 @@ def no_declared_secrets() -> Any:
 
 
 async def test_capture_content_puts_scrubbed_contents_on_spans(no_declared_secrets: Any) -> None:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    import flue
-    from flue.testing import ScriptedModel
-    from flue_opentelemetry.projection import Projection
-
     secret = "tok-capture-91e0c4d7b2"
     no_declared_secrets.declare(value=secret)
     exporter = InMemorySpanExporter()
@@ -311,3 +312,20 @@ async def test_capture_content_puts_scrubbed_contents_on_spans(no_declared_secre
     assert "captured-output" in tool.attributes["flue.tool.result"]
     assert "flue.operation.result" in spans["flue.operation prompt"].attributes
     assert not projection.open  # every span was ended
+
+
+def test_flue_info_lists_the_plugin_without_importing_opentelemetry(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", "http://127.0.0.1:9/v1", "http://127.0.0.1:9")
+    code = (
+        "import sys; from flue.cli import main\n"
+        "try:\n    main(['info', '--json', '--root', sys.argv[1]])\nexcept SystemExit:\n    pass\n"
+        "print([m for m in sys.modules if m.startswith('opentelemetry')])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    assert proc.returncode == 0, proc.stderr
+    *info, modules = proc.stdout.strip().splitlines()
+    assert modules == "[]", modules
+    plugins = {p["name"]: p for p in json.loads("\n".join(info))["plugins"]}
+    assert plugins["opentelemetry"]["hooks"] == ["flue_configure", "flue_observe"]
+    assert plugins["opentelemetry"]["origin"].startswith("flue-opentelemetry ")
