@@ -10,7 +10,8 @@ metrics are flushed when the server stops (SIGTERM).
   ``flue.operation prompt`` → two ``chat`` spans and a ``flue.tool bash`` span,
   with their parents, GenAI attributes, token counts and correlation ids.
 - A failing tool call: its span has status ERROR and an ``exception`` event.
-- An HTTP prompt to an agent: ``flue.submission`` → operation → chat.
+- An HTTP prompt to an agent: ``flue.submission`` → operation → chat; a failing model
+  call makes all three errors.
 - No API key, prompt, answer or tool output anywhere in what was exported.
 - Metrics: token counters, cost and duration histograms reach the receiver.
 
@@ -44,7 +45,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import flue
 from flue import redaction
-from flue.testing import ScriptedModel, ScriptedModelServer, calls, reply, tool_call
+from flue.testing import ScriptedModel, ScriptedModelServer, ScriptedTurn, calls, reply, tool_call
 from flue.testing.server_process import FlueServerProcess
 
 pytestmark = pytest.mark.slow
@@ -176,6 +177,7 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
         calls(tool_call("bash", {"no_command": True}, id="call_bad")),  # invalid arguments: a failed call
         reply("done"),
         reply("agent answer"),
+        ScriptedTurn(error_status=400, error_message="bad request"),  # a failing model call
     )
     env = {"OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_METRIC_EXPORT_INTERVAL": "60000", "OTEL_SERVICE_NAME": "ignored"}
     async with receiver() as (endpoint, got):
@@ -194,7 +196,10 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
             async with http.post(f"{server.url}/agents/helper/u1", params={"wait": "result"},
                                  json={"message": AGENT_PROMPT}) as resp:
                 assert resp.status == 200, await resp.text()
-            await wait_for(lambda: any(s.name.startswith("flue.submission") for _, s in got.spans()),
+            async with http.post(f"{server.url}/agents/helper/u2", params={"wait": "result"},
+                                 json={"message": "fail, please"}) as resp:
+                assert resp.status == 500, await resp.text()
+            await wait_for(lambda: sum(s.name.startswith("flue.submission") for _, s in got.spans()) == 2,
                            f"the spans arrive while the server runs:\n{server.output()}")
         assert server.returncode is not None
         assert model.records[0].headers["authorization"] == f"Bearer {KEY}"  # the key was really used
@@ -253,13 +258,24 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
     assert by_id[bad.parent_span_id].name == "flue.operation prompt"
 
     # the HTTP prompt: submission -> operation -> chat, with the instance's ids
-    submission = one("flue.submission helper", [s for _, s in spans])
+    submissions = {attributes(s.attributes)["flue.instance.id"]: s for _, s in spans if s.name == "flue.submission helper"}
+    submission = submissions["u1"]
     sub = attributes(submission.attributes)
     assert sub["flue.instance_id"] == sub["flue.instance.id"] == "u1" and sub["flue.submission_id"].startswith("sub_")
     assert sub["gen_ai.agent.name"] == "helper" and sub["flue.submission.outcome"] == "completed"
     sub_op = one("flue.operation prompt", [s for _, s in spans if s.parent_span_id == submission.span_id])
     assert attributes(sub_op.attributes)["flue.submission.id"] == sub["flue.submission_id"]
     assert one("chat chat-model", [s for _, s in spans if s.parent_span_id == sub_op.span_id])
+
+    # the failing model call: chat, its operation and its submission are errors, with Flue's words
+    failed_sub = submissions["u2"]
+    assert failed_sub.status.code == ERROR and attributes(failed_sub.attributes)["flue.submission.outcome"] == "failed"
+    failed_op = one("flue.operation prompt", [s for _, s in spans if s.parent_span_id == failed_sub.span_id])
+    failed_chat = one("chat chat-model", [s for _, s in spans if s.parent_span_id == failed_op.span_id])
+    assert failed_op.status.code == ERROR and failed_chat.status.code == ERROR
+    assert "HTTP 400 from provider 'scripted'" in failed_chat.status.message
+    chat_error = attributes(failed_chat.attributes)["error.type"]
+    assert chat_error != "error" and [e.name for e in failed_chat.events] == ["exception"]
 
     # nothing private in anything exported: not the key, not a prompt, an answer or a tool's output
     exported = b"".join(got.raw)
@@ -270,8 +286,8 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
     points = got.metric_points()
     tokens = {(attributes(p.attributes)["gen_ai.token.type"]): p.as_int for p in points["flue.usage.tokens"]}
     assert tokens["input"] >= 270 and tokens["output"] >= 16
-    assert sum(p.count for p in points["gen_ai.client.operation.duration"]) == 5  # five model calls
-    assert sum(p.count for p in points["flue.operation.duration"]) == 3
+    assert sum(p.count for p in points["gen_ai.client.operation.duration"]) == 6  # six model calls
+    assert sum(p.count for p in points["flue.operation.duration"]) == 4
     tool_errors = [p for p in points["flue.tool.duration"] if attributes(p.attributes).get("error.type")]
     assert sum(p.count for p in tool_errors) == 1
     assert {attributes(p.attributes)["flue.workflow.name"] for p in points["flue.workflow.duration"]} == {"ask"}

@@ -369,7 +369,10 @@ class Projection:
             record.span.update_name(f"chat {e.model}")
             record.span.set_attributes(_clean({"gen_ai.request.model": e.model, "gen_ai.provider.name": e.provider}))
         usage = e.usage
-        error = _error_parts(e.error, "Model call failed.") if e.is_error else None
+        error = None
+        if e.is_error:  # beta.5's response.error has the wire type; the flat error is the message
+            failure = (e.response or {}).get("error")
+            error = _error_parts(failure if isinstance(failure, dict) else e.error, "Model call failed.")
         self._end(("turn", e.turn_id or ""), e, {
             "gen_ai.response.model": e.model, "gen_ai.response.finish_reasons": [e.stop_reason] if e.stop_reason else None,
             **_gen_ai_usage(usage),
@@ -381,7 +384,7 @@ class Projection:
     # -- tool calls, tasks, compaction ----------------------------------------------------------------
 
     def tool_start(self, e: ev.ToolStart) -> None:
-        self._start(("tool", e.tool_call_id), f"flue.tool {e.tool_name}",
+        self._start(("tool", f"{e.operation_id}/{e.tool_call_id}"), f"flue.tool {e.tool_name}",
                     ("op", e.operation_id) if e.operation_id else None, e, {
             "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": e.tool_name,
             "gen_ai.tool.call.id": e.tool_call_id, "gen_ai.tool.type": "function",
@@ -393,7 +396,7 @@ class Projection:
         error = None
         if e.is_error:  # the tool's message is the tool's output: content
             error = ("tool_error", self._content(_result_text(e.result)) or "Tool call failed.")
-        self._end(("tool", e.tool_call_id), e, {"flue.duration_ms": e.duration_ms, "flue.tool.replayed": e.replayed,
+        self._end(("tool", f"{e.operation_id}/{e.tool_call_id}"), e, {"flue.duration_ms": e.duration_ms, "flue.tool.replayed": e.replayed,
                                                  "flue.tool.result": self._content(e.result)}, error=error)
         if self.instruments is not None and not e.replayed:
             self.instruments.tool_duration.record(e.duration_ms / 1000, _clean({
