@@ -345,3 +345,45 @@ def test_flue_info_lists_the_plugin_without_importing_opentelemetry(tmp_path: Pa
     plugins = {p["name"]: p for p in json.loads("\n".join(info))["plugins"]}
     assert plugins["opentelemetry"]["hooks"] == ["flue_configure", "flue_observe"]
     assert plugins["opentelemetry"]["origin"].startswith("flue-opentelemetry ")
+
+
+def test_the_plugin_declines_the_events_it_does_not_project() -> None:
+    from flue_opentelemetry import plugin
+    from flue_opentelemetry.projection import _HANDLERS
+
+    assert plugin.HANDLED == set(_HANDLERS)
+
+
+SKIPPING_OBSERVER = '''
+from flue import hookimpl
+
+SEEN = []
+
+
+@hookimpl
+def flue_observe(event):
+    SEEN.append(event.type)
+
+
+flue_observe.skip_types = {"text_delta", "turn_request", "message_start"}
+'''
+
+
+async def test_observers_that_skip_event_types_are_not_called_for_them(tmp_path: Path) -> None:
+    from flue.harness.observers import observer_subscriber
+    from flue.project import load_project
+
+    root = tmp_path / "p"
+    for rel, text in {"flue.yaml": "model: scripted/m\n", "plugins/spy.py": SKIPPING_OBSERVER,
+                      "agents/assistant.md": "---\ndescription: a\ntools: []\n---\nBe brief.\n"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    project = load_project(root)
+    # the installed opentelemetry plugin, unconfigured, skips everything; so turn_request is not built
+    assert "turn_request" in observer_subscriber(project).skip_types
+    assert "turn" not in observer_subscriber(project).skip_types
+    harness = await flue.init("assistant", project=project, providers={"scripted": ScriptedModel([reply("a long answer")])})
+    await (await harness.session()).prompt("hi")
+    seen = project.pm.get_plugin("spy").SEEN
+    assert "turn" in seen and "operation" in seen and "message_end" in seen
+    assert not {"text_delta", "turn_request", "message_start"} & set(seen)

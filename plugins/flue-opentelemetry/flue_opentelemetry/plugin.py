@@ -28,6 +28,14 @@ from flue.hookspecs import hookimpl
 from flue.redaction import declare
 from flue_opentelemetry.options import Options
 
+# the events the projection uses (flue_opentelemetry.projection._HANDLERS; kept here so that
+# the hot path imports no OpenTelemetry code before the plugin is configured)
+HANDLED = frozenset({
+    "run_start", "run_resume", "run_end", "submission_admitted", "submission_settled", "operation_start",
+    "operation", "turn_start", "turn_request", "message_end", "turn", "tool_start", "tool", "task_start", "task",
+    "compaction_start", "compaction", "log",
+})
+
 NAME = "opentelemetry"
 HEADER_VARS = ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_METRICS_HEADERS")
 
@@ -69,6 +77,22 @@ def flue_observe(event: Any) -> None:
         telemetry = _state["telemetry"] = start(_state["options"])
         _state["active"] = True
     telemetry.projection.handle(event)
+
+
+class _Skipped:
+    """``flue_observe.skip_types``: everything while the plugin is off; when on, the events
+    that make no span, span event or metric (text deltas above all), and ``turn_request``
+    (the whole model input, built for observers only) unless contents are captured."""
+
+    def __contains__(self, event_type: object) -> bool:
+        if not _state["active"]:
+            return True
+        if event_type == "turn_request":
+            return not _state["options"].content()
+        return event_type not in HANDLED
+
+
+flue_observe.skip_types = _Skipped()  # type: ignore[attr-defined]
 
 
 def flush(timeout_ms: int = 10_000) -> None:

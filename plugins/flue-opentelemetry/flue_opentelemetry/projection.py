@@ -365,9 +365,12 @@ class Projection:
             self.instruments.turn(e, seconds)
         if record is None:
             return
-        if e.model and record.name is None:  # no turn_request came
+        if e.model and record.name is None:  # no turn_request came (skipped unless contents are captured)
             record.span.update_name(f"chat {e.model}")
-            record.span.set_attributes(_clean({"gen_ai.request.model": e.model, "gen_ai.provider.name": e.provider}))
+            record.span.set_attributes(_clean({
+                "gen_ai.request.model": e.model, "gen_ai.provider.name": e.provider, "flue.turn.provider_api": e.api,
+                "flue.turn.reasoning": (e.request or {}).get("reasoningLevel"),
+            }))
         usage = e.usage
         error = None
         if e.is_error:  # beta.5's response.error has the wire type; the flat error is the message
