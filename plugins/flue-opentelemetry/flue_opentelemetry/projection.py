@@ -153,10 +153,10 @@ class Instruments:
         self.tool_duration = meter.create_histogram(
             "flue.tool.duration", unit="s", description="Duration of tool calls", **buckets)
 
-    def turn(self, event: ev.Turn, seconds: float) -> None:
+    def turn(self, event: ev.Turn, seconds: float, error_type: str | None) -> None:
         dims = _clean({"gen_ai.operation.name": "chat", "gen_ai.provider.name": event.provider,
                        "gen_ai.request.model": event.model, "flue.turn.purpose": event.purpose,
-                       "error.type": "error" if event.is_error else None})
+                       "error.type": error_type})
         self.turn_duration.record(seconds, dims)
         usage = event.usage
         if usage is None:
@@ -324,7 +324,7 @@ class Projection:
 
     # -- model calls -------------------------------------------------------------------------------
 
-    def _turn_parent(self, e: ev.TurnStart | ev.TurnRequest) -> Key | None:
+    def _turn_parent(self, e: ev.TurnStart) -> Key | None:
         if e.purpose != "agent" and ("compaction", e.operation_id or "") in self.open:
             return ("compaction", e.operation_id or "")
         return ("op", e.operation_id) if e.operation_id else None
@@ -335,12 +335,7 @@ class Projection:
                         {"gen_ai.operation.name": "chat", "flue.turn.purpose": e.purpose}, SpanKind.CLIENT)
 
     def turn_request(self, e: ev.TurnRequest) -> None:
-        if not e.turn_id:
-            return
-        if ("turn", e.turn_id) not in self.open:
-            self._start(("turn", e.turn_id), "chat", self._turn_parent(e), e,
-                        {"gen_ai.operation.name": "chat", "flue.turn.purpose": e.purpose}, SpanKind.CLIENT)
-        record = self.open.get(("turn", e.turn_id))
+        record = self.open.get(("turn", e.turn_id or ""))  # turn_start came first
         if record is None:
             return
         record.span.update_name(f"chat {e.model}")
@@ -358,11 +353,15 @@ class Projection:
         """The chat span covers the model call: it ends when the answer was complete, before the
         turn's tool calls (which Flue's ``turn`` event, and its ``durationMs``, include)."""
         record = self.open.get(("turn", e.turn_id or ""))
+        error = None
+        if e.is_error:  # beta.5's response.error has the wire type; the flat error is the message
+            failure = (e.response or {}).get("error")
+            error = _error_parts(failure if isinstance(failure, dict) else e.error, "Model call failed.")
         if self.instruments is not None:
             seconds = e.duration_ms / 1000
             if record is not None and record.answered and record.started:
                 seconds = max(0.0, (record.answered - record.started) / 1e9)
-            self.instruments.turn(e, seconds)
+            self.instruments.turn(e, seconds, error[0] if error else None)
         if record is None:
             return
         if e.model and record.name is None:  # no turn_request came (skipped unless contents are captured)
@@ -372,10 +371,6 @@ class Projection:
                 "flue.turn.reasoning": (e.request or {}).get("reasoningLevel"),
             }))
         usage = e.usage
-        error = None
-        if e.is_error:  # beta.5's response.error has the wire type; the flat error is the message
-            failure = (e.response or {}).get("error")
-            error = _error_parts(failure if isinstance(failure, dict) else e.error, "Model call failed.")
         self._end(("turn", e.turn_id or ""), e, {
             "gen_ai.response.model": e.model, "gen_ai.response.finish_reasons": [e.stop_reason] if e.stop_reason else None,
             **_gen_ai_usage(usage),
