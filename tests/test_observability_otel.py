@@ -15,9 +15,12 @@ metrics are flushed when the server stops (SIGTERM).
 - No API key, prompt, answer or tool output anywhere in what was exported.
 - Metrics: token counters, cost and duration histograms reach the receiver.
 
-A third checks that ``flue info`` lists the plugin without importing OpenTelemetry.
-A second test projects a ``flue.init()`` harness's events in process with
-``capture_content: true``: contents appear, scrubbed of the known secret.
+In process (a ``flue.init()`` harness's events projected onto an in-memory exporter):
+with ``capture_content: true`` contents appear, scrubbed of a known secret; a
+model's ``task`` call nests the task under its tool span. And: ``flue info``
+lists the plugin without importing OpenTelemetry; observers that skip event types
+are not called for them (the unconfigured plugin skips all, so ``turn_request``
+is not built).
 """
 
 from __future__ import annotations
@@ -306,10 +309,7 @@ def no_declared_secrets() -> Any:
 async def test_capture_content_puts_scrubbed_contents_on_spans(no_declared_secrets: Any) -> None:
     secret = "tok-capture-91e0c4d7b2"
     no_declared_secrets.declare(value=secret)
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    projection = Projection(provider.get_tracer("test"), None, capture_content=True, max_content_length=100)
+    projection, exporter = in_memory_projection(capture_content=True, max_content_length=100)
     model = ScriptedModel([calls(tool_call("bash", {"command": "echo captured-output"})),
                            reply(f"the token is {secret}; " + "x" * 200)])
     unsubscribe = flue.observe(lambda event, context: projection.handle(event))
@@ -387,3 +387,32 @@ async def test_observers_that_skip_event_types_are_not_called_for_them(tmp_path:
     seen = project.pm.get_plugin("spy").SEEN
     assert "turn" in seen and "operation" in seen and "message_end" in seen
     assert not {"text_delta", "turn_request", "message_start"} & set(seen)
+
+
+def in_memory_projection(**options: Any) -> tuple[Projection, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return Projection(provider.get_tracer("test"), None, **options), exporter
+
+
+async def test_a_task_nests_under_the_tool_call_that_started_it() -> None:
+    projection, exporter = in_memory_projection()
+    model = ScriptedModel([calls(tool_call("task", {"prompt": "sub job"})), reply("child done"), reply("parent done")])
+    unsubscribe = flue.observe(lambda event, context: projection.handle(event))
+    try:
+        harness = await flue.init(flue.create_agent(name="boss", model=model, tools=["task"]))
+        await (await harness.session()).prompt("go")
+    finally:
+        unsubscribe()
+    spans = exporter.get_finished_spans()
+    names = {s.context.span_id: s.name for s in spans}
+    chain = sorted((s.name, names[s.parent.span_id] if s.parent else "") for s in spans if s.name != "chat model")
+    assert chain == [
+        ("flue.operation prompt", ""),  # the prompt (a root)
+        ("flue.operation prompt", "flue.task"),  # the task's child session's prompt
+        ("flue.operation task", "flue.tool task"),  # the task operation the model's tool call ran
+        ("flue.task", "flue.operation task"),
+        ("flue.tool task", "flue.operation prompt"),
+    ]
+    assert not projection.open

@@ -16,10 +16,12 @@ span                               from / to                                   k
 ``flue.compaction``                ``compaction_start`` / ``compaction``       INTERNAL
 =================================  ==========================================  ========
 
-An operation is a child of its task (a task's child session), else of its
-submission, else of its workflow run; turns and tool calls are children of
-their operation (compaction turns of the compaction). A span starts and ends at
-its events' timestamps. When a span ends, any descendant still open ends with
+An operation is a child of the ``task`` tool call that started it, else of
+its task (a task's child session), else of its submission, else of its
+workflow run; turns and tool calls are children of their operation
+(compaction turns of the compaction). A span starts and ends at its events'
+timestamps; a ``chat`` span ends when the answer is complete (the assistant's
+``message_end``), before the tools it asked for run. When a span ends, any descendant still open ends with
 ERROR (its closing event never came). ``log`` events become ``flue.log`` span
 events on the innermost open span.
 
@@ -75,10 +77,11 @@ Key = tuple[str, str]
 class _Open:
     span: Any
     parent: Key | None
-    name: str | None = None  # the workflow's name (a metric dimension), whether the model is known (turns)
+    name: str | None = None  # a workflow's or tool's name; a turn's model once known
     children: set[Key] = field(default_factory=set)
     started: int | None = None
     answered: int | None = None  # a turn: when the model's answer was complete (its tools run after)
+    session: tuple[Any, ...] | None = None  # an operation: (run or instance, harness, session)
 
 
 def _ns(timestamp: str | None) -> int | None:
@@ -296,11 +299,10 @@ class Projection:
     def operation_start(self, e: ev.OperationStart) -> None:
         if not e.operation_id:
             return
-        parent: Key | None = None
+        parent: Key | None = self._calling_tool(e)
         for candidate in (("task", e.task_id), ("sub", e.submission_id), ("run", e.run_id)):
-            if candidate[1] and candidate in self.open:
+            if parent is None and candidate[1] and candidate in self.open:
                 parent = candidate
-                break
         agent_loop = e.operation_kind in _AGENT_KINDS
         self._start(("op", e.operation_id), f"flue.operation {e.operation_kind}", parent, e, {
             "flue.operation.kind": e.operation_kind,
@@ -308,6 +310,19 @@ class Projection:
             "gen_ai.agent.name": e.agent_name if agent_loop else None,
             "flue.agent.name": e.agent_name,
         })
+        if ("op", e.operation_id) in self.open:
+            self.open[("op", e.operation_id)].session = (e.run_id or e.instance_id, e.harness, e.session)
+
+    def _calling_tool(self, e: ev.OperationStart) -> Key | None:
+        """A session runs one operation at a time, so one that starts while another of its session
+        is open was started by that operation's model: the ``task`` tool. Its span is the parent."""
+        for key, record in reversed(self.open.items()):
+            if key[0] != "tool" or record.name != "task" or record.children:
+                continue
+            caller = self.open.get(record.parent) if record.parent else None
+            if caller is not None and caller.session == (e.run_id or e.instance_id, e.harness, e.session):
+                return key
+        return None
 
     def operation(self, e: ev.Operation) -> None:
         if not e.operation_id:
@@ -388,7 +403,7 @@ class Projection:
             "gen_ai.tool.call.id": e.tool_call_id, "gen_ai.tool.type": "function",
             "flue.tool.name": e.tool_name, "flue.tool.call_id": e.tool_call_id,
             "flue.tool.arguments": self._content(e.args),
-        })
+        }, label=e.tool_name)
 
     def tool(self, e: ev.ToolEvent) -> None:
         error = None
