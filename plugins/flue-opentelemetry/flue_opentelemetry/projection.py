@@ -4,26 +4,22 @@ Span names, kinds and ``flue.*`` attributes are those of Flue's own adapter
 (``@flue/opentelemetry``'s ``createOpenTelemetryObserver``), with the GenAI
 semantic conventions' ``gen_ai.*`` attributes beside them:
 
-=================================  ==========================================  ========
-span                               from / to                                   kind
-=================================  ==========================================  ========
-``flue.workflow <workflowName>``   ``run_start`` (or ``run_resume``) / ``run_end``  INTERNAL
-``flue.submission <agentName>``    ``submission_admitted`` / ``submission_settled``  INTERNAL
-``flue.operation <kind>``          ``operation_start`` / ``operation``         INTERNAL
-``chat <model>``                   ``turn_start`` / ``turn``                   CLIENT
-``flue.tool <toolName>``           ``tool_start`` / ``tool``                   INTERNAL
-``flue.task <agent>``              ``task_start`` / ``task``                   INTERNAL
-``flue.compaction``                ``compaction_start`` / ``compaction``       INTERNAL
-=================================  ==========================================  ========
+- ``flue.workflow <workflowName>``: ``run_start`` (or ``run_resume``) to ``run_end``;
+- ``flue.submission <agentName>``: ``submission_admitted`` to ``submission_settled``;
+- ``flue.operation <kind>``: ``operation_start`` to ``operation``;
+- ``chat <model>`` (CLIENT): ``turn_start`` to ``turn``;
+- ``flue.tool <toolName>``: ``tool_start`` to ``tool``;
+- ``flue.task <agent>``: ``task_start`` to ``task``;
+- ``flue.compaction``: ``compaction_start`` to ``compaction``.
 
 An operation is a child of the ``task`` tool call that started it, else of
 its task (a task's child session), else of its submission, else of its
 workflow run; turns and tool calls are children of their operation
 (compaction turns of the compaction). A span starts and ends at its events'
 timestamps; a ``chat`` span ends when the answer is complete (the assistant's
-``message_end``), before the tools it asked for run. When a span ends, any descendant still open ends with
-ERROR (its closing event never came). ``log`` events become ``flue.log`` span
-events on the innermost open span.
+``message_end``), before the tools it asked for run. When a span ends, any
+descendant still open ends with ERROR (its closing event never came).
+``log`` events become ``flue.log`` span events on the innermost open span.
 
 Message contents (prompts, answers, tool arguments and results, payloads,
 results, log messages) go on spans only with ``capture_content``, after
