@@ -12,7 +12,8 @@ metrics are flushed when the server stops (SIGTERM).
 - A failing tool call: its span has status ERROR and an ``exception`` event.
 - An HTTP prompt to an agent: ``flue.submission`` → operation → chat; a failing model
   call makes all three errors.
-- No API key, prompt, answer or tool output anywhere in what was exported.
+- No API key, prompt, answer or tool output anywhere in what was exported; the
+  exporter's header (from flue.yaml) reaches the collector and is a known secret.
 - Metrics: token counters, cost and duration histograms reach the receiver.
 
 In process (a ``flue.init()`` harness's events projected onto an in-memory exporter):
@@ -59,7 +60,8 @@ QUESTION = "QUESTION-7f3a: what does the greeting file say?"
 ANSWER = "ANSWER-2c9e: it says hello."
 TOOL_OUTPUT = "TOOLOUT-5d1b"
 AGENT_PROMPT = "PROMPT-8e4c: hi there"
-PRIVATE = (KEY, QUESTION, "QUESTION-7f3a", ANSWER, "ANSWER-2c9e", TOOL_OUTPUT, AGENT_PROMPT, "PROMPT-8e4c")
+EXPORT_KEY = "otlp-vendor-key-6a2f90c1d8"  # the collector's auth header, from flue.yaml
+PRIVATE = (KEY, EXPORT_KEY, QUESTION, "QUESTION-7f3a", ANSWER, "ANSWER-2c9e", TOOL_OUTPUT, AGENT_PROMPT, "PROMPT-8e4c")
 
 ERROR = 2  # Status.STATUS_CODE_ERROR
 CLIENT, INTERNAL = 3, 1  # Span.SpanKind
@@ -72,8 +74,10 @@ class Receiver:
         self.traces: list[ExportTraceServiceRequest] = []
         self.metrics: list[ExportMetricsServiceRequest] = []
         self.raw: list[bytes] = []
+        self.keys: set[str | None] = set()
 
     async def _traces(self, request: web.Request) -> web.Response:
+        self.keys.add(request.headers.get("x-vendor-key"))
         body = await request.read()
         self.raw.append(body)
         self.traces.append(ExportTraceServiceRequest.FromString(body))
@@ -140,9 +144,13 @@ def project(root: Path, model_url: str, endpoint: str) -> Path:
             providers:
               scripted: {{api: openai-completions, base_url: {model_url}, api_key_env: SCRIPTED_API_KEY}}
             plugins:
-              opentelemetry: {{endpoint: {endpoint}, service_name: otel-e2e}}
+              opentelemetry:
+                endpoint: {endpoint}
+                service_name: otel-e2e
+                headers: {{x-vendor-key: "${{VENDOR_KEY}}"}}
             """),
-        ".env": f"SCRIPTED_API_KEY={KEY}\n",
+        ".env": f"SCRIPTED_API_KEY={KEY}\nVENDOR_KEY={EXPORT_KEY}\n",
+        "workflows/leak.py": "import os\n\nhttp = True\n\n\nasync def run(ctx):\n    return os.environ['VENDOR_KEY']\n",
         "agents/helper.md": "---\ndescription: reads files\nhttp: true\ntools: [bash]\n---\nUse bash.\n",
         "workflows/ask.py": textwrap.dedent("""\
             http = True
@@ -196,6 +204,8 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
                                  json={"question": "again"}) as resp:
                 assert resp.status == 200, await resp.text()
                 failing_run = resp.headers["X-Flue-Run-Id"]
+            async with http.post(f"{server.url}/workflows/leak", params={"wait": "result"}) as resp:
+                assert (await resp.json())["result"] == "[redacted]"  # the exporter's key is a known secret
             async with http.post(f"{server.url}/agents/helper/u1", params={"wait": "result"},
                                  json={"message": AGENT_PROMPT}) as resp:
                 assert resp.status == 200, await resp.text()
@@ -208,6 +218,7 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
         assert model.records[0].headers["authorization"] == f"Bearer {KEY}"  # the key was really used
         await wait_for(lambda: "flue.usage.tokens" in got.metric_points(), "metrics are flushed at shutdown")
 
+    assert got.keys == {EXPORT_KEY}  # flue.yaml's headers went to the collector
     spans = got.spans()
     resources = {r.get("service.name") for r, _ in spans}
     assert resources == {"otel-e2e"}  # flue.yaml's service_name wins over OTEL_SERVICE_NAME
@@ -293,7 +304,7 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
     assert sum(p.count for p in points["flue.operation.duration"]) == 4
     tool_errors = [p for p in points["flue.tool.duration"] if attributes(p.attributes).get("error.type")]
     assert sum(p.count for p in tool_errors) == 1
-    assert {attributes(p.attributes)["flue.workflow.name"] for p in points["flue.workflow.duration"]} == {"ask"}
+    assert {attributes(p.attributes)["flue.workflow.name"] for p in points["flue.workflow.duration"]} == {"ask", "leak"}
     assert "gen_ai.client.token.usage" in points
 
 
