@@ -142,7 +142,8 @@ def project(root: Path, model_url: str, endpoint: str) -> Path:
         "flue.yaml": textwrap.dedent(f"""\
             model: scripted/chat-model
             providers:
-              scripted: {{api: openai-completions, base_url: {model_url}, api_key_env: SCRIPTED_API_KEY}}
+              scripted: {{api: openai-completions, base_url: {model_url}, api_key_env: SCRIPTED_API_KEY,
+                         cost: {{input: 3, output: 15}}}}
             plugins:
               opentelemetry:
                 endpoint: {endpoint}
@@ -255,6 +256,7 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
     assert first["gen_ai.operation.name"] == "chat" and first["gen_ai.request.model"] == "chat-model"
     assert first["gen_ai.provider.name"] == "scripted" and first["flue.turn.provider_api"] == "openai-completions"
     assert first["gen_ai.usage.input_tokens"] == 120 and first["gen_ai.usage.output_tokens"] == 9
+    assert first["flue.usage.cost_total"] == pytest.approx((120 * 3 + 9 * 15) / 1e6)
     assert first["gen_ai.response.finish_reasons"] == ["toolUse"] and second["gen_ai.response.finish_reasons"] == ["stop"]
     assert second["gen_ai.usage.input_tokens"] == 150 and second["gen_ai.usage.output_tokens"] == 7
     assert first["flue.turn.id"].startswith("turn_") and first["flue.operation.id"] == o["flue.operation.id"]
@@ -306,6 +308,7 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
     assert sum(p.count for p in tool_errors) == 1
     assert {attributes(p.attributes)["flue.workflow.name"] for p in points["flue.workflow.duration"]} == {"ask", "leak"}
     assert "gen_ai.client.token.usage" in points
+    assert sum(p.as_double for p in points["flue.usage.cost"]) >= (270 * 3 + 16 * 15) / 1e6
 
 
 @pytest.fixture
