@@ -430,3 +430,18 @@ async def test_a_task_nests_under_the_tool_call_that_started_it() -> None:
         ("flue.tool task", "flue.operation prompt"),
     ]
     assert not projection.open
+
+
+def test_the_plugin_is_on_only_when_an_endpoint_is_configured() -> None:
+    from flue_opentelemetry.options import Options
+
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    assert not Options().active({})  # installed, not configured: nothing happens
+    assert Options().active(endpoint) and Options().active({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c"})
+    assert Options(endpoint="http://collector:4318").active({}) and Options(enabled=True).active({})
+    assert not Options(enabled=False).active(endpoint)
+    assert not Options().active({**endpoint, "OTEL_SDK_DISABLED": "true"})
+    assert not Options().active({**endpoint, "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"})
+    assert Options(metrics=False).active(endpoint) and not Options(metrics=False, traces=False).active(endpoint)
+    assert not Options().content({}) and Options().content({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"})
+    assert not Options(capture_content=False).content({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"})
