@@ -8,7 +8,8 @@ metrics are flushed when the server stops (SIGTERM).
 
 - One workflow run with one prompt and one bash call: ``flue.workflow`` →
   ``flue.operation prompt`` → two ``chat`` spans and a ``flue.tool bash`` span,
-  with their parents, GenAI attributes, token counts and correlation ids.
+  with their parents, GenAI attributes, token counts and correlation ids; a
+  `ctx.log` call is a `flue.log` span event without its message.
 - A failing tool call: its span has status ERROR and an ``exception`` event.
 - An HTTP prompt to an agent: ``flue.submission`` → operation → chat; a failing model
   call makes all three errors.
@@ -61,7 +62,7 @@ ANSWER = "ANSWER-2c9e: it says hello."
 TOOL_OUTPUT = "TOOLOUT-5d1b"
 AGENT_PROMPT = "PROMPT-8e4c: hi there"
 EXPORT_KEY = "otlp-vendor-key-6a2f90c1d8"  # the collector's auth header, from flue.yaml
-PRIVATE = (KEY, EXPORT_KEY, QUESTION, "QUESTION-7f3a", ANSWER, "ANSWER-2c9e", TOOL_OUTPUT, AGENT_PROMPT, "PROMPT-8e4c")
+PRIVATE = (KEY, EXPORT_KEY, "LOGMSG-3e7a", QUESTION, "QUESTION-7f3a", ANSWER, "ANSWER-2c9e", TOOL_OUTPUT, AGENT_PROMPT, "PROMPT-8e4c")
 
 ERROR = 2  # Status.STATUS_CODE_ERROR
 CLIENT, INTERNAL = 3, 1  # Span.SpanKind
@@ -158,6 +159,7 @@ def project(root: Path, model_url: str, endpoint: str) -> Path:
 
 
             async def run(ctx):
+                ctx.log.info("LOGMSG-3e7a asking", {"question": ctx.payload["question"]})
                 harness = await ctx.init("helper")
                 answer = await (await harness.session()).prompt(ctx.payload["question"])
                 return {"text": answer.text}
@@ -263,6 +265,8 @@ async def test_a_workflow_run_becomes_nested_genai_spans_and_metrics_over_otlp(
     assert t["gen_ai.operation.name"] == "execute_tool" and t["gen_ai.tool.name"] == "bash" == t["flue.tool.name"]
     assert t["gen_ai.tool.call.id"] == "call_ok" and tool.status.code != ERROR
     assert workflow.status.code != ERROR and operation.status.code != ERROR
+    logged = [attributes(e.attributes) for e in workflow.events if e.name == "flue.log"]
+    assert logged == [{"flue.log.level": "info", "flue.event.index": 1}]  # the message is content: left out
 
     # the failing tool call: ERROR with an exception event; its run and operation still succeed
     failed = [s for _, s in spans if s.name == "flue.tool bash" and attributes(s.attributes).get("flue.run.id") == failing_run]
