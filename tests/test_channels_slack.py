@@ -9,6 +9,7 @@ receiving ``chat.postMessage``.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import textwrap
 import time
@@ -95,7 +96,9 @@ async def test_an_app_mention_is_answered_once_in_its_thread(tmp_path: Path, scr
             # the agent knew its instance: the conversation key parsed into its instructions
             system = model.requests[0]["messages"][0]["content"]
             assert f"Thread {THREAD} of channel C1." in system
-            user = json.loads(model.requests[0]["messages"][-1]["content"].split("\n", 1)[1])
+            signal = model.requests[0]["messages"][-1]["content"]
+            assert signal.startswith('<dispatch type="dispatch_input" agent="helper"') and signal.endswith("</dispatch>")
+            user = json.loads(html.unescape(signal.split("\n", 1)[1].rsplit("\n", 1)[0]))
             assert user == {"text": "<@UBOT> what is up?", "user": "U1"}
 
             stream = await client.get(f"{srv.url}/agents/helper/{quote(KEY, safe='')}")

@@ -46,13 +46,11 @@ if not CHROMIUM.exists():
 
 
 def example_copy(root: Path, model_url: str) -> Path:
-    """The example project (agents, workflows, skills, channels, sandbox, its offline model plugin),
+    """The example project (agents, workflows, skills, channels, sandbox; the built-in offline model),
     with the support agent (and so the triage workflow) on the scripted model server."""
     root.mkdir()
     for name in ("agents", "workflows", "skills", "channels", "sandbox"):
         shutil.copytree(REPO / name, root / name)
-    (root / "plugins").mkdir()
-    shutil.copy(REPO / "plugins" / "offline_model.py", root / "plugins")
     config = (REPO / "flue.yaml").read_text()
     config += f"\nproviders:\n  scripted: {{api: openai-completions, base_url: {model_url}, api_key: playground-key}}\n"
     (root / "flue.yaml").write_text(config)
