@@ -126,6 +126,11 @@ class SQLiteWorker:
         )
         self._conn: sqlite3.Connection | None = None
 
+    @property
+    def shared(self) -> bool:
+        """Whether other processes can write to this database (a file; ``:memory:`` is ours alone)."""
+        return self._path is not None
+
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:
             raise RuntimeError("the SQLite persistence adapter is closed")
@@ -257,6 +262,8 @@ class SQLiteAdapter:
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread. Idempotent."""
+        if self._stores is not None:
+            await self._stores.streams.close()
         await self._worker.close()
 
     async def _execute_for_tests(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -35,6 +35,7 @@ from flue.persistence.kit import (
     now_ms,
     utc_now_iso,
 )
+from flue.persistence.sqlite_watch import ExternalAppendWatch
 
 if TYPE_CHECKING:
     from flue.persistence.sqlite import SQLiteWorker
@@ -270,6 +271,12 @@ class SQLiteEventStreamStore:
     def __init__(self, worker: SQLiteWorker) -> None:
         self._db = worker
         self._listeners = Listeners()
+        # a file can be shared with other processes, whose appends fire no listener here
+        self._watch = ExternalAppendWatch(worker, self._listeners) if worker.shared else None
+
+    #: Live readers need not re-read on a timer: ``subscribe`` reports every append, this
+    #: process's directly and other processes' through :mod:`flue.persistence.sqlite_watch`.
+    live_poll_interval: float | None = None
 
     def appended(self, path: str) -> None:
         """Wake this store's subscribers of ``path`` after an append made in another store's transaction."""
@@ -351,7 +358,15 @@ class SQLiteEventStreamStore:
         return None if row is None else _meta(path, row)
 
     def subscribe(self, path: str, listener: Callable[[str], None]) -> Callable[[], None]:
-        return self._listeners.add(path, listener)
+        unsubscribe = self._listeners.add(path, listener)
+        if self._watch is not None:
+            self._watch.ensure_started()
+        return unsubscribe
+
+    async def close(self) -> None:
+        """Stop watching for other processes' appends (the adapter's ``close`` calls this)."""
+        if self._watch is not None:
+            await self._watch.close()
 
 
 class SQLiteSnapshotStore:

@@ -5,9 +5,9 @@ transaction serialized per agent instance, claims are atomic
 (``FOR UPDATE SKIP LOCKED``), leases expire and are taken over, and stream
 appends lock the stream row so concurrent writers get consecutive offsets.
 ``subscribe`` listeners are woken by writes from this process directly and
-by writes from other replicas through ``LISTEN``/``NOTIFY`` (readers should
-still poll now and then: a notification can be lost while the listening
-connection reconnects).
+by writes from other replicas through ``LISTEN``/``NOTIFY``; when the
+listening connection (re)connects every listener is woken once, for what was
+sent while nobody listened. So live readers need no timer of their own.
 
 All tables live in one schema (default ``public``), so one database can hold
 several independent Flue deployments.

@@ -233,7 +233,11 @@ class PgEventStreamStore:
         self._pool, self._s = pool, schema
         self._listeners = Listeners()
         self._notifier = notifier
-        notifier.on("s", self._listeners.notify)
+        # the empty key: notifications may have been lost, wake every reader
+        notifier.on("s", lambda path: self._listeners.notify(path) if path else self._listeners.notify_all())
+
+    #: Live readers need not re-read on a timer: every replica's appends reach ``subscribe``.
+    live_poll_interval: float | None = None
 
     def appended(self, path: str) -> None:
         """Wake this process's subscribers of ``path`` after an append made in another store's transaction."""
