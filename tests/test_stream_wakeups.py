@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import uuid
 from pathlib import Path
 
+import pytest
 from test_server_streams import RUN, client_for, make_app, read_sse_until, seed
 
 from flue.persistence.base import format_offset
@@ -64,12 +67,49 @@ async def test_a_reader_whose_client_left_unsubscribes_without_any_append(tmp_pa
     try:
         read = asyncio.create_task(c.get(f"/runs/run_1?offset={format_offset(1)}&live=long-poll"))
         async with asyncio.timeout(3):
-            while RUN not in store._listeners.keys():
+            while RUN not in store._listeners.keys():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         read.cancel()  # the client goes away mid-wait
         async with asyncio.timeout(5):
-            while RUN in store._listeners.keys():
+            while RUN in store._listeners.keys():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
     finally:
         await c.close()
         await adapter.close()
+
+
+async def test_postgres_replicas_wake_each_others_readers_with_no_reader_timer() -> None:
+    psycopg = pytest.importorskip("psycopg")
+    from flue_postgres import PostgresAdapter
+
+    url = os.environ.get("FLUE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=3)
+        await conn.close()
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL not reachable at {url}: {exc}")
+    schema = f"flue_test_{uuid.uuid4().hex[:12]}"
+    replica_a, replica_b = PostgresAdapter(url, schema=schema), PostgresAdapter(url, schema=schema)
+    c = None
+    try:
+        await replica_a.migrate()
+        reader = (await replica_a.connect()).streams
+        writer = (await replica_b.connect()).streams
+        await seed(writer, RUN, 1)
+        async with asyncio.timeout(5):
+            await replica_a.listening()
+        assert live_poll_interval(reader) is None
+        c = await client_for(make_app(reader, long_poll_timeout=20.0, poll_interval=None))
+        long_poll = asyncio.create_task(c.get(f"/runs/run_1?offset={format_offset(1)}&live=long-poll"))
+        await asyncio.sleep(0.3)
+        await writer.append_events(RUN, [{"type": "log", "n": 2}])
+        async with asyncio.timeout(3):
+            resp = await long_poll
+        assert resp.status == 200 and [e["n"] for e in await resp.json()] == [2]
+    finally:
+        if c is not None:
+            await c.close()
+        await replica_a.close()
+        await replica_b.close()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

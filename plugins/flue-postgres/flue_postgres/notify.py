@@ -6,10 +6,11 @@ background task per adapter holds a dedicated connection that ``LISTEN``\\s
 and hands each notification to the local listeners, so a long-poll reader on
 replica B wakes when replica A appends, without waiting for its next poll.
 
-Readers do not poll: every time the ``LISTEN`` becomes active (at first, and
-after the listening connection reconnects) each kind's handler is called with
-the empty key, "anything may have changed", since notifications sent while
-nobody listened are lost; a key too long for a payload is sent empty too.
+Notifications sent while nobody listens are lost. So when the listening
+connection comes back after a failure, each kind's handler is called with the
+empty key, "anything may have changed" (a key too long for a payload is sent
+empty too), and until the first ``LISTEN`` is active :attr:`Notifier.listening`
+is false: readers that start then poll (``PgEventStreamStore.live_poll_interval``).
 The task starts on the first ``subscribe`` and stops on ``adapter.close()``.
 A replica ignores its own notifications; its stores already woke local
 listeners directly.
@@ -42,6 +43,12 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._closed = False
+        self._listened = False
+
+    @property
+    def listening(self) -> bool:
+        """Whether other replicas' notifications reach this process now."""
+        return self._ready is not None and self._ready.is_set()
 
     def on(self, kind: str, handler: Callable[[str], None]) -> None:
         self._handlers[kind] = handler
@@ -79,7 +86,9 @@ class Notifier:
                 async with conn:
                     await conn.execute(f'LISTEN "{self.channel}"')
                     self._ready.set()
-                    self._resync()
+                    if self._listened:
+                        self._resync()  # back after a failure: wake everyone for what was missed
+                    self._listened = True
                     async for note in conn.notifies():
                         self._dispatch(note.payload)
             except asyncio.CancelledError:

@@ -236,8 +236,11 @@ class PgEventStreamStore:
         # the empty key: notifications may have been lost, wake every reader
         notifier.on("s", lambda path: self._listeners.notify(path) if path else self._listeners.notify_all())
 
-    #: Live readers need not re-read on a timer: every replica's appends reach ``subscribe``.
-    live_poll_interval: float | None = None
+    @property
+    def live_poll_interval(self) -> float | None:
+        """Live readers need no timer once ``LISTEN`` is active (every replica's appends reach
+        ``subscribe``; a reconnect wakes everyone); before that, they re-read every second."""
+        return None if self._notifier.listening else 1.0
 
     def appended(self, path: str) -> None:
         """Wake this process's subscribers of ``path`` after an append made in another store's transaction."""
