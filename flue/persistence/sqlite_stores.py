@@ -189,6 +189,19 @@ class SQLiteRunStore:
         row = await self._db.write(op)
         return None if row is None else _run_from_row(row)
 
+    async def expire_run_leases(self, owner_prefix: str, *, keep: str, now: datetime | None = None) -> list[str]:
+        """End at once the leases of active runs whose owner starts with ``owner_prefix``, except
+        ``keep``'s (a restarted replica's previous process is known dead); returns their ids."""
+        t = now_ms(now)
+        rows = await self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE flue_runs SET lease_expires_ms = ? WHERE status = 'active' AND lease_expires_ms >= ? "
+                "AND substr(owner, 1, ?) = ? AND owner != ? RETURNING run_id",
+                (t - 1, t, len(owner_prefix), owner_prefix, keep),
+            ).fetchall()
+        )
+        return [r[0] for r in rows]
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = await self._db.run(
             lambda conn: conn.execute(f"SELECT {_RUN_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()

@@ -148,6 +148,18 @@ class PgRunStore:
             row = await cur.fetchone()
         return None if row is None else _run(row)
 
+    async def expire_run_leases(self, owner_prefix: str, *, keep: str, now: datetime | None = None) -> list[str]:
+        """End at once the leases of active runs whose owner starts with ``owner_prefix``, except
+        ``keep``'s (a restarted replica's previous process is known dead); returns their ids."""
+        t = now_ms(now)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"UPDATE {self._s}.flue_runs SET lease_expires_ms = %s WHERE status = 'active' "
+                "AND lease_expires_ms >= %s AND left(owner, %s) = %s AND owner <> %s RETURNING run_id",
+                (t - 1, t, len(owner_prefix), owner_prefix, keep),
+            )
+            return [r["run_id"] for r in await cur.fetchall()]
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(f"SELECT {_RUN_COLUMNS} FROM {self._s}.flue_runs WHERE run_id = %s", (run_id,))
