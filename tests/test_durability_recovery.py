@@ -179,3 +179,30 @@ async def test_a_second_live_process_with_the_same_replica_id_refuses_to_start(t
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_replica_locks_are_exclusive_and_die_with_their_holder(tmp_path: Path) -> None:
+    from flue.persistence.sqlite import SQLiteAdapter
+
+    pairs: list[tuple[Any, Any]] = [(SQLiteAdapter(tmp_path / "s.db"), SQLiteAdapter(tmp_path / "s.db"))]
+    psycopg = pytest.importorskip("psycopg")
+    url = os.environ.get("FLUE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=3)
+        await conn.close()
+        from flue_postgres import PostgresAdapter
+
+        name = f"flue_test_{uuid.uuid4().hex[:12]}"  # the lock needs no tables
+        pairs.append((PostgresAdapter(url, schema=name), PostgresAdapter(url, schema=name)))
+    except Exception:
+        pass  # PostgreSQL not reachable: SQLite only
+    for holder, other in pairs:
+        try:
+            assert await holder.lock_replica("replica-a")
+            assert not await other.lock_replica("replica-a")  # a live holder: refused
+            assert await other.lock_replica("replica-b")
+            await holder.close()  # its process ends: the lock goes with it
+            assert await other.lock_replica("replica-a")
+        finally:
+            await holder.close()
+            await other.close()
