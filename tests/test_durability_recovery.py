@@ -52,9 +52,9 @@ def echo(body: dict[str, Any]) -> ScriptedTurn:
     return reply(f"echo: {last['content']}", chunk_size=4, delay=0.15)
 
 
-def make_project(root: Path, model_url: str, persistence: str) -> Path:
+def make_project(root: Path, model_url: str, persistence: str, coordinator: str = "{poll: 0.2}") -> Path:
     # the default lease (30 s): recovery must not wait for it
-    return scripted_project(root, model_url, persistence=persistence, coordinator="{poll: 0.2}", files={
+    return scripted_project(root, model_url, persistence=persistence, coordinator=coordinator, files={
         "agents/echo.md": "---\ndescription: echoes\nhttp: true\ntools: []\n---\nEcho.\n",
         "workflows/slow.py": SLOW_WORKFLOW,
     })
@@ -166,7 +166,9 @@ async def test_postgres_sigkill_and_restart_resumes_at_once(tmp_path: Path) -> N
 
 
 async def test_a_second_live_process_with_the_same_replica_id_refuses_to_start(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "proj", "http://127.0.0.1:9/v1", "{kind: sqlite, path: data/state.db}")
+    # a held configured id is waited for during one lease (its holder's host may have died), then refused
+    project = make_project(tmp_path / "proj", "http://127.0.0.1:9/v1", "{kind: sqlite, path: data/state.db}",
+                           coordinator="{lease: 2, poll: 0.2}")
     env = {"FLUE_REPLICA_ID": "replica-a"}
     first = FlueServerProcess(project, env=env)
     second = FlueServerProcess(project, env=env, ready_timeout=30)

@@ -18,20 +18,24 @@ and run recovery claim them at once, instead of waiting out the lease.
 Claims stay atomic and fenced by attempt, so nothing settles twice.
 
 Two live processes with the same identity are a configuration error: an
-explicitly configured replica id that is already locked refuses to start; a
-default one falls back, with a warning, to an identity of its own for this
-process (no fast recovery). Without a stable id (no setting, port 0, ``flue
+explicitly configured replica id that stays locked for a lease's length
+refuses to start (the wait covers a holder whose host died: PostgreSQL drops
+its lock once TCP keepalives notice, and the lock connection asks for
+keepalives every few seconds); a default one falls back at once, with a
+warning, to an identity of its own for this process (no fast recovery). Without a stable id (no setting, port 0, ``flue
 dev``), or with an adapter that has no ``lock_replica``, leases are only
 taken over when they run out, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import re
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +95,14 @@ def default_replica_id(root: Any, port: int | None) -> str | None:
     return f"{host}:{port}:{project}"
 
 
-async def claim_identity(adapter: Any, config_value: str | None, root: Any, port: int | None) -> ReplicaIdentity:
-    """This process's identity, with its replica id locked when there is a stable one."""
+async def claim_identity(
+    adapter: Any, config_value: str | None, root: Any, port: int | None, *, wait_s: float = 0.0
+) -> ReplicaIdentity:
+    """This process's identity, with its replica id locked when there is a stable one.
+
+    A configured id that is locked is retried for ``wait_s`` seconds (the lease: a lock whose
+    holder's host died is released once the database notices, and by then the leases ran out
+    anyway), then refused."""
     boot = new_id("boot")
     explicit = configured_replica_id(config_value)
     replica_id = explicit or default_replica_id(root, port)
@@ -102,6 +112,12 @@ async def claim_identity(adapter: Any, config_value: str | None, root: Any, port
     if await lock(replica_id):
         return ReplicaIdentity(replica_id, boot, locked=True)
     if explicit:
+        log.warning("flue: replica id %r is held by a live process; waiting up to %.0f s for it", replica_id, wait_s)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            if await lock(replica_id):
+                return ReplicaIdentity(replica_id, boot, locked=True)
         raise ReplicaConflict(
             f"another live process already runs as replica {replica_id!r}: give every server its own "
             f"{ENV_REPLICA_ID} (or coordinator.replica_id)"

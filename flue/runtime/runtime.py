@@ -85,7 +85,9 @@ class Runtime:
                 self.identity = ReplicaIdentity(self.owner, new_id("boot"), locked=False)
             else:
                 cfg = self.project.config.coordinator
-                self.identity = await claim_identity(self.adapter, cfg.replica_id, self.project.root, self.serving_port)
+                self.identity = await claim_identity(
+                    self.adapter, cfg.replica_id, self.project.root, self.serving_port, wait_s=cfg.lease
+                )
                 self.owner = self.identity.owner
                 if self._coordinator is not None and not self._coordinator._tasks:
                     self._coordinator.owner = self.owner

@@ -131,6 +131,8 @@ class PostgresAdapter:
         conn = await psycopg.AsyncConnection.connect(
             self.url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
         )
+        # if this host dies the server must notice soon to release the lock: keepalives every few seconds
+        await conn.execute("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3")
         cur = await conn.execute(
             "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (f"flue-replica:{self.schema}:{replica_id}",)
         )
