@@ -25,6 +25,8 @@
     playground: true               # flue start serves the /_flue/ page (needs admin:, uses its token)
     coordinator:                   # how this process runs agent submissions
       lease: 30                    # seconds a claim lasts without renewal (crash takeover time)
+      heartbeat: null              # seconds between lease renewals; null: a sixth of the lease
+      replica_id: null             # this server's identity (env FLUE_REPLICA_ID); null: host, port and project
       concurrency: 64              # submissions run at once by this process
       poll: 0.5                    # seconds between claims when idle (other replicas' admissions)
       max_queued_per_instance: 100 # unsettled submissions one instance may hold; past it: 429
@@ -57,7 +59,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
 from flue.authoring.agents import AuthSpec
 from flue.authoring.source import load_yaml_mapping
@@ -134,6 +136,25 @@ class CoordinatorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     lease: float = Field(30.0, gt=0, le=3600, description="seconds a claim lasts without renewal")
+    heartbeat: float | None = Field(
+        None, gt=0, le=600, description="seconds between lease renewals (default: a sixth of the lease)"
+    )
+    replica_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._:@/-]{1,128}$",
+        description="this server's identity, to take back its own leases at once after a restart "
+        "(env FLUE_REPLICA_ID overrides; default: host name, port and project)",
+    )
+
+    @property
+    def heartbeat_s(self) -> float:
+        """Seconds between lease renewals: ``heartbeat``, or a sixth of the lease."""
+        return self.heartbeat if self.heartbeat is not None else self.lease / 6
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> CoordinatorConfig:
+        if self.heartbeat is not None and self.heartbeat >= self.lease:
+            raise ValueError(f"coordinator.heartbeat ({self.heartbeat}) must be shorter than coordinator.lease")
+        return self
     concurrency: int = Field(64, ge=1, le=10_000)
     poll: float = Field(0.5, gt=0, le=60)
     max_queued_per_instance: int = Field(

@@ -76,6 +76,14 @@ async def _serve(project, args: argparse.Namespace, port: int) -> int:
         print(f"flue start: cannot open persistence: {exc}", file=sys.stderr)
         await listener.stop()
         return 1
+    runtime.serving_port = port or None  # with a fixed port, part of the default replica id
+    try:
+        await runtime.claim_identity()  # before the coordinator starts (flue.runtime.replica)
+    except Exception as exc:
+        print(f"flue start: {exc}", file=sys.stderr)
+        await runtime.close()
+        await listener.stop()
+        return 1
     prefix = normalize_prefix(args.prefix)  # "api", "/api/" -> "/api"
     app = make_app(runtime, prefix=prefix)
     state = flue_state(app)

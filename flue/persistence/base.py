@@ -137,6 +137,12 @@ class RunStore(Protocol):
     errored ``run_end``, :mod:`flue.runtime.run_recovery`). A run created without
     an owner has no lease and is never claimed. Ending a run ends its lease.
     Clock-dependent methods take ``now`` so tests can move time by hand.
+
+    Optional: ``expire_run_leases(owner_prefix, *, keep, now=None) -> list[str]`` ends at once
+    the leases of active runs whose owner starts with ``owner_prefix``, except ``keep``'s, so
+    ``claim_interrupted_run`` takes them now (a restarted server's dead previous process,
+    :mod:`flue.runtime.replica`). The adapter's optional ``lock_replica(replica_id) -> bool``
+    holds an identity until its process dies (False when a live process holds it).
     """
 
     async def create_run(
@@ -199,7 +205,13 @@ StreamListener = Callable[[str], None]
 
 @runtime_checkable
 class EventStreamStore(Protocol):
-    """Append-only JSON event streams at paths like ``runs/<runId>`` or ``agents/<name>/<id>``."""
+    """Append-only JSON event streams at paths like ``runs/<runId>`` or ``agents/<name>/<id>``.
+
+    Optional attribute ``live_poll_interval: float | None``: how often live readers must re-read
+    to see appends ``subscribe`` does not report (other processes'); ``None`` when it reports
+    every append, whichever process made it. Absent: readers re-read every 0.25 s
+    (:func:`flue.server.streams.live_poll_interval`).
+    """
 
     async def create_stream(self, path: str) -> StreamMeta:
         """Idempotent."""
@@ -219,7 +231,8 @@ class EventStreamStore(Protocol):
 
     def subscribe(self, path: str, listener: StreamListener) -> Callable[[], None]:
         """Call ``listener(path)`` after appends to or closure of ``path`` made through this store
-        instance. Returns an unsubscribe function. Readers in other processes poll."""
+        instance (and, where the store can, through other processes: ``live_poll_interval``).
+        Returns an unsubscribe function."""
         ...
 
 

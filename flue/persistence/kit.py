@@ -172,6 +172,16 @@ class Listeners:
 
         return unsubscribe
 
+    def keys(self) -> list[str]:
+        """The keys that have listeners now (safe from any thread)."""
+        with self._lock:
+            return list(self._by_key)
+
+    def notify_all(self) -> None:
+        """Call every listener of every key (a wake-up after notifications may have been missed)."""
+        for key in self.keys():
+            self.notify(key)
+
     def notify(self, key: str, value: str | None = None) -> None:
         """Call the listeners of ``key`` with ``value`` (default: the key itself)."""
         arg = key if value is None else value

@@ -126,6 +126,11 @@ class SQLiteWorker:
         )
         self._conn: sqlite3.Connection | None = None
 
+    @property
+    def shared(self) -> bool:
+        """Whether other processes can write to this database (a file; ``:memory:`` is ours alone)."""
+        return self._path is not None
+
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:
             raise RuntimeError("the SQLite persistence adapter is closed")
@@ -204,6 +209,7 @@ class SQLiteAdapter:
         self.path: Path | None = None if path is None or str(path) == ":memory:" else Path(path)
         self._worker = SQLiteWorker(self.path, busy_timeout_s)
         self._stores: SQLiteStores | None = None
+        self._replica_locks: list[int] = []
 
     @property
     def description(self) -> str:
@@ -257,7 +263,32 @@ class SQLiteAdapter:
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread. Idempotent."""
+        while self._replica_locks:
+            os.close(self._replica_locks.pop())  # closing the file releases its lock
+        if self._stores is not None:
+            await self._stores.streams.close()
         await self._worker.close()
+
+    async def lock_replica(self, replica_id: str) -> bool:
+        """Hold ``replica_id`` for this process's lifetime: False when a live process already holds
+        it. The lock is an ``flock`` on a file next to the database, which the kernel releases
+        when its process dies, however it dies (:mod:`flue.runtime.replica`)."""
+        if self.path is None:
+            return True  # an in-memory database is this process's alone
+        import fcntl
+        import hashlib
+
+        digest = hashlib.sha256(replica_id.encode()).hexdigest()[:16]
+        lock_path = self.path.with_name(f"{self.path.name}.replica-{digest}.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._replica_locks.append(fd)
+        return True
 
     async def _execute_for_tests(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Raw SQL on the adapter's connection (tests stamp schema versions with it)."""

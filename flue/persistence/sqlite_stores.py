@@ -35,6 +35,7 @@ from flue.persistence.kit import (
     now_ms,
     utc_now_iso,
 )
+from flue.persistence.sqlite_watch import ExternalAppendWatch
 
 if TYPE_CHECKING:
     from flue.persistence.sqlite import SQLiteWorker
@@ -188,6 +189,19 @@ class SQLiteRunStore:
         row = await self._db.write(op)
         return None if row is None else _run_from_row(row)
 
+    async def expire_run_leases(self, owner_prefix: str, *, keep: str, now: datetime | None = None) -> list[str]:
+        """End at once the leases of active runs whose owner starts with ``owner_prefix``, except
+        ``keep``'s (a restarted replica's previous process is known dead); returns their ids."""
+        t = now_ms(now)
+        rows = await self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE flue_runs SET lease_expires_ms = ? WHERE status = 'active' AND lease_expires_ms >= ? "
+                "AND substr(owner, 1, ?) = ? AND owner != ? RETURNING run_id",
+                (t - 1, t, len(owner_prefix), owner_prefix, keep),
+            ).fetchall()
+        )
+        return [r[0] for r in rows]
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = await self._db.run(
             lambda conn: conn.execute(f"SELECT {_RUN_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -270,6 +284,12 @@ class SQLiteEventStreamStore:
     def __init__(self, worker: SQLiteWorker) -> None:
         self._db = worker
         self._listeners = Listeners()
+        # a file can be shared with other processes, whose appends fire no listener here
+        self._watch = ExternalAppendWatch(worker, self._listeners) if worker.shared else None
+
+    #: Live readers need not re-read on a timer: ``subscribe`` reports every append, this
+    #: process's directly and other processes' through :mod:`flue.persistence.sqlite_watch`.
+    live_poll_interval: float | None = None
 
     def appended(self, path: str) -> None:
         """Wake this store's subscribers of ``path`` after an append made in another store's transaction."""
@@ -351,7 +371,15 @@ class SQLiteEventStreamStore:
         return None if row is None else _meta(path, row)
 
     def subscribe(self, path: str, listener: Callable[[str], None]) -> Callable[[], None]:
-        return self._listeners.add(path, listener)
+        unsubscribe = self._listeners.add(path, listener)
+        if self._watch is not None:
+            self._watch.ensure_started()
+        return unsubscribe
+
+    async def close(self) -> None:
+        """Stop watching for other processes' appends (the adapter's ``close`` calls this)."""
+        if self._watch is not None:
+            await self._watch.close()
 
 
 class SQLiteSnapshotStore:

@@ -311,5 +311,24 @@ class SQLiteSubmissionStore:
 
         return await self._db.run(op)
 
+    async def expire_leases(self, owner_prefix: str, *, keep: str, now: datetime | None = None) -> list[str]:
+        """End at once the leases of running submissions whose owner starts with ``owner_prefix``,
+        except ``keep``'s: a restarted replica's previous process is known dead
+        (:mod:`flue.runtime.replica`), so its work is claimable now. Returns their ids."""
+        t = now_ms(now)
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            return conn.execute(
+                "UPDATE flue_submissions SET lease_expires_ms = ? WHERE status = 'running' "
+                "AND substr(lease_owner, 1, ?) = ? AND lease_owner != ? AND lease_expires_ms >= ? "
+                "RETURNING submission_id, instance",
+                (t - 1, len(owner_prefix), owner_prefix, keep, t),
+            ).fetchall()
+
+        rows = await self._db.write(op)
+        for instance in dict.fromkeys(instance for _, instance in rows):
+            self._listeners.notify("*", instance)  # coordinators here: claim them now
+        return [sid for sid, _ in rows]
+
     def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
         return self._listeners.add("*", listener)

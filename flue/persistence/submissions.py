@@ -80,6 +80,13 @@ Replays append nothing.
 after an admission to, or a settlement in, that instance made through this
 store object (in-process wake-ups; other processes poll ``claim_next``).
 
+**Fast recovery (optional).** ``expire_leases(owner_prefix, *, keep, now=None)
+-> list[str]`` ends at once the leases of ``running`` submissions whose
+``lease_owner`` starts with ``owner_prefix``, except ``keep``'s, and returns
+their ids (a restarted server's dead previous process:
+:mod:`flue.runtime.replica`); ``claim_next`` then takes them as it takes any
+expired lease. Without it a restart waits for the leases to run out.
+
 Times are ISO-8601 UTC strings with millisecond precision; every
 clock-dependent method takes ``now: datetime | None`` so tests can control
 time. Coordinators on different hosts should have roughly synchronized

@@ -184,12 +184,15 @@ class Coordinator:
         *,
         owner: str | None = None,
         lease_s: float = LEASE_S,
+        heartbeat_s: float | None = None,
         poll_interval: float = 0.5,
         max_concurrency: int = 64,
     ):
         self.runtime = runtime
         self.owner = owner or new_id("coord")
         self.lease_s = lease_s
+        #: Seconds between lease renewals: short, so a long lease survives missed heartbeats.
+        self.heartbeat_s = heartbeat_s if heartbeat_s is not None else lease_s / 6
         self.poll_interval = poll_interval
         self.max_concurrency = max_concurrency
         self._wake = asyncio.Event()
@@ -378,7 +381,7 @@ class Coordinator:
 
     async def _renew_loop(self) -> None:
         while not self._stopping:
-            await asyncio.sleep(self.lease_s / 3)
+            await asyncio.sleep(self.heartbeat_s)
             ids = [sid for sid in self._running if sid not in self._settling]
             if not ids:
                 continue

@@ -43,8 +43,13 @@ class Runtime:
         self._workflow_modules: dict[str, tuple[float, Any]] = {}
         self._coordinator: Any = None
         self._warming: asyncio.Task[Any] | None = None
-        #: This process as the owner of the workflow runs it starts (their leases).
+        #: This process as the owner of the leases it holds (workflow runs, submission claims):
+        #: ``<replica id>~<boot id>`` once :meth:`claim_identity` ran (:mod:`flue.runtime.replica`).
         self.owner = new_id("proc")
+        self.identity: Any = None
+        #: The fixed port ``flue start`` listens on (part of the default replica id), if any.
+        self.serving_port: int | None = None
+        self._took_back = False
         self._recovery: Any = None
 
     def use_project(self, project: Project) -> None:
@@ -64,9 +69,29 @@ class Runtime:
 
             cfg = self.project.config.coordinator
             self._coordinator = Coordinator(
-                self, lease_s=cfg.lease, poll_interval=cfg.poll, max_concurrency=cfg.concurrency
+                self, owner=self.owner, lease_s=cfg.lease, heartbeat_s=cfg.heartbeat_s, poll_interval=cfg.poll,
+                max_concurrency=cfg.concurrency,
             )
         return self._coordinator
+
+    async def claim_identity(self) -> Any:
+        """Lock this server's replica id and own leases as ``<replica id>~<boot id>``
+        (:mod:`flue.runtime.replica`; ``flue dev`` keeps an identity of its own per process).
+        Raises ``ReplicaConflict`` when a configured id is held by another live process."""
+        if self.identity is None:
+            from flue.runtime.replica import ReplicaIdentity, claim_identity
+
+            if self.dev:
+                self.identity = ReplicaIdentity(self.owner, new_id("boot"), locked=False)
+            else:
+                cfg = self.project.config.coordinator
+                self.identity = await claim_identity(
+                    self.adapter, cfg.replica_id, self.project.root, self.serving_port, wait_s=cfg.lease
+                )
+                self.owner = self.identity.owner
+                if self._coordinator is not None and not self._coordinator._tasks:
+                    self._coordinator.owner = self.owner
+        return self.identity
 
     def warm_models(self) -> None:
         """Import litellm in the background when the project's models need it, so the first
@@ -81,6 +106,13 @@ class Runtime:
     async def start_coordinator(self) -> Any:
         """Run durable work in this process (servers do): claim agent submissions, and end
         workflow runs whose process died (:mod:`flue.runtime.run_recovery`)."""
+        identity = await self.claim_identity()
+        if not self._took_back:
+            from flue.runtime.replica import take_back_leases
+
+            self._took_back = True
+            # our previous process died (we hold its lock): its leases are claimable now
+            await take_back_leases(self.stores, identity)
         coordinator = self.coordinator
         if not coordinator._tasks:
             await coordinator.start()

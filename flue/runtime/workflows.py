@@ -93,25 +93,30 @@ async def start_run(runtime: Runtime, name: str, payload: Any = None, *, req: An
     validate_payload(wf, payload)
     run_id = new_run_id()
     record = RunRecord(run_id=run_id, workflow_name=name, payload=payload, started_at=now_iso())
-    lease_s = runtime.project.config.coordinator.lease
+    cfg = runtime.project.config.coordinator
+    lease_s, owner = cfg.lease, runtime.owner
     # owned by this process: if it dies, the lapsed lease lets a server end the run (flue.runtime.run_recovery)
     stored = record.model_copy(update={"payload": scrub(payload)})  # ctx.payload keeps the caller's values
-    await runtime.stores.runs.create_run(stored, owner=runtime.owner, lease_s=lease_s)
+    await runtime.stores.runs.create_run(stored, owner=owner, lease_s=lease_s)
     await runtime.stores.streams.create_stream(run_stream_path(run_id))
     loop = asyncio.get_running_loop()
     task = loop.create_task(_execute(runtime, wf, record, req), name=f"flue-run-{run_id}")
-    lease = loop.create_task(_keep_lease(runtime, run_id, lease_s, task), name=f"flue-run-lease-{run_id}")
+    lease = loop.create_task(
+        _keep_lease(runtime, run_id, owner, lease_s, cfg.heartbeat_s, task), name=f"flue-run-lease-{run_id}"
+    )
     task.add_done_callback(lambda _t: lease.cancel())
     return RunHandle(run_id=run_id, record=record, task=task)
 
 
-async def _keep_lease(runtime: Runtime, run_id: str, lease_s: float, task: asyncio.Task[Any]) -> None:
-    """Renew a running run's lease every third of it; stop the run (``task``) if another process
-    took it over (it judged this one dead and ended the run as interrupted)."""
+async def _keep_lease(
+    runtime: Runtime, run_id: str, owner: str, lease_s: float, heartbeat_s: float, task: asyncio.Task[Any]
+) -> None:
+    """Renew a running run's lease every ``heartbeat_s`` (``coordinator.heartbeat``); stop the run
+    (``task``) if another process took it over (it judged this one dead and ended the run as interrupted)."""
     while not task.done():
-        await asyncio.sleep(lease_s / 3)
+        await asyncio.sleep(heartbeat_s)
         try:
-            held = await runtime.stores.runs.renew_run(run_id, runtime.owner, lease_s=lease_s)
+            held = await runtime.stores.runs.renew_run(run_id, owner, lease_s=lease_s)
         except Exception as exc:  # a database hiccup: the lease is long enough to try again
             log.warning("flue: renewing the lease of run %s failed: %r", run_id, exc)
             continue

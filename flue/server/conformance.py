@@ -47,7 +47,6 @@ from aiohttp import web
 from flue.persistence.base import EventStreamStore, StreamClosed
 from flue.server.errors import HttpError, error_middleware, invalid_request
 from flue.server.streams import (
-    DEFAULT_POLL_INTERVAL,
     H_CLOSED,
     H_NEXT_OFFSET,
     SECURITY_HEADERS,
@@ -300,7 +299,7 @@ def make_conformance_app(
     store: EventStreamStore,
     *,
     long_poll_timeout: float = 2.0,
-    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    poll_interval: float | None = None,
     sse_max_duration: float = 60.0,
 ) -> web.Application:
     """The suite's server: ``/v1/stream/{name}`` over ``store``. Test-only; see the module docstring."""

@@ -1,10 +1,10 @@
 """Follow an event stream from inside the server (WebSocket forwarding).
 
 Reads the store directly rather than over HTTP: events are yielded with the
-offset just after each one, wake-ups come from the store's listener (appends
-made through this process), and a periodic re-read picks up appends made by
-other processes sharing the database (another replica's coordinator may be
-the one running a submission).
+offset just after each one, and wake-ups come from the store's listener.
+A store whose listener misses other processes' appends (another replica's
+coordinator may be the one running a submission) is re-read every
+``live_poll_interval`` (:func:`flue.server.streams.live_poll_interval`).
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from flue.persistence.base import EventStreamStore, format_offset, parse_offset
-
-POLL_INTERVAL = 0.25
+from flue.server.streams import live_poll_interval
 
 
 async def follow_stream(
-    store: EventStreamStore, path: str, offset: str = "-1", *, poll_interval: float = POLL_INTERVAL
+    store: EventStreamStore, path: str, offset: str = "-1", *, poll_interval: float | None = None
 ) -> AsyncIterator[tuple[dict[str, Any], str]]:
     """Yield ``(event, offset_after_event)`` from ``offset`` on, until the stream is closed
     and fully read. An open stream is followed until the caller stops iterating."""
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
+    poll = live_poll_interval(store) if poll_interval is None else poll_interval
     unsubscribe = store.subscribe(path, lambda _path: loop.call_soon_threadsafe(wake.set))
     try:
         while True:
@@ -39,6 +39,6 @@ async def follow_stream(
                 return
             if not result.events:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), poll_interval)
+                    await asyncio.wait_for(wake.wait(), poll)
     finally:
         unsubscribe()

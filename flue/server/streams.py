@@ -30,9 +30,14 @@ path and the 404 they want for a stream that does not exist yet. The protocol
   the current 20-second interval since 2024-10-09, or strictly greater than
   the client's when the client is already there (protocol 8.1).
 
-Live readers wake on the store's ``subscribe`` listener (appends through this
-process) and also re-read every ``poll_interval`` seconds, so appends made by
-another process on a shared database are seen too.
+Live readers wake on the store's ``subscribe`` listener and read the store only
+then: an idle reader costs nothing but its connection. Stores whose listener
+only covers appends made through them (not other processes') say how often
+readers must re-read anyway (``live_poll_interval``, see
+:func:`live_poll_interval`); ``poll_interval`` overrides it. The built-in
+SQLite store (:mod:`flue.persistence.sqlite_watch`) and the PostgreSQL plugin
+(``LISTEN``/``NOTIFY``) report every process's appends. One timer per event
+loop ends the readers whose client went away.
 
 Every response carries ``X-Content-Type-Options: nosniff`` and
 ``Cross-Origin-Resource-Policy: cross-origin``. Catch-up responses that can no
@@ -50,6 +55,7 @@ import json
 import math
 import random
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -211,31 +217,88 @@ def _shown(value: str) -> str:
 # -- waiting for appends ------------------------------------------------------------------
 
 
-class _Watch:
-    """Wakes a live reader on appends to ``path`` made in this process, and at least every
-    ``poll_interval`` seconds so appends from other processes are picked up by re-reading."""
+def live_poll_interval(store: EventStreamStore) -> float | None:
+    """How often a live reader of ``store`` must re-read on its own: the store's
+    ``live_poll_interval`` (``None``: ``subscribe`` reports every append, from every process),
+    :data:`DEFAULT_POLL_INTERVAL` for a store that does not say (its ``subscribe`` may only
+    cover appends made through it)."""
+    return getattr(store, "live_poll_interval", DEFAULT_POLL_INTERVAL)
 
-    def __init__(self, store: EventStreamStore, path: str, poll_interval: float) -> None:
+
+class _Watch:
+    """Wakes a live reader on appends to ``path`` (the store's ``subscribe``), when its client
+    goes away (:class:`_DisconnectSweep`), and, with a ``poll_interval``, at least that often,
+    for appends the store cannot report."""
+
+    def __init__(self, store: EventStreamStore, path: str, poll_interval: float | None, request: web.Request) -> None:
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
         self._poll_interval = poll_interval
+        self.request = request
         # subscribe before the first read so that an append between read and wait is not lost
         self._unsubscribe = store.subscribe(path, self._wake)
+        self._sweep = _DisconnectSweep.of(self._loop)
+        self._sweep.add(self)
 
     def _wake(self, _path: str) -> None:
         # the store may call from a worker thread; Event is not thread-safe
         self._loop.call_soon_threadsafe(self._event.set)
 
-    async def wait(self, at_most: float) -> None:
-        """Return after a wake-up, after ``poll_interval`` or after ``at_most`` seconds, whichever is first."""
+    def wake(self) -> None:
+        self._event.set()
+
+    async def wait(self, at_most: float) -> bool:
+        """Wait for a wake-up, ``poll_interval`` or ``at_most`` seconds, whichever is first.
+        True when the reader should read again: it was woken, or it polls anyway."""
+        timeout = at_most if self._poll_interval is None else min(at_most, self._poll_interval)
+        woken = True
         try:
-            await asyncio.wait_for(self._event.wait(), max(0.0, min(at_most, self._poll_interval)))
+            await asyncio.wait_for(self._event.wait(), max(0.0, timeout))
         except TimeoutError:
-            pass
+            woken = False
         self._event.clear()
+        return woken or self._poll_interval is not None
 
     def close(self) -> None:
         self._unsubscribe()
+        self._sweep.discard(self)
+
+
+class _DisconnectSweep:
+    """One timer per event loop that wakes the live readers whose client has gone away, so that
+    a reader that is never woken by an append still ends (and unsubscribes) soon after its
+    client left, without each reader waking up on its own."""
+
+    INTERVAL_S = 1.0
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _DisconnectSweep] = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._watches: set[_Watch] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _DisconnectSweep:
+        sweep = cls._by_loop.get(loop)
+        if sweep is None:
+            sweep = cls._by_loop[loop] = cls(loop)
+        return sweep
+
+    def add(self, watch: _Watch) -> None:
+        self._watches.add(watch)
+        if self._timer is None:
+            self._timer = self._loop.call_later(self.INTERVAL_S, self._tick)
+
+    def discard(self, watch: _Watch) -> None:
+        self._watches.discard(watch)
+
+    def _tick(self) -> None:
+        self._timer = None
+        for watch in self._watches:
+            if _disconnected(watch.request):
+                watch.wake()
+        if self._watches:
+            self._timer = self._loop.call_later(self.INTERVAL_S, self._tick)
 
 
 def _disconnected(request: web.Request) -> bool:
@@ -314,7 +377,7 @@ async def read_stream(
     *,
     not_found: HttpError,
     long_poll_timeout: float = DEFAULT_LONG_POLL_TIMEOUT,
-    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    poll_interval: float | None = None,
     sse_max_duration: float = DEFAULT_SSE_MAX_DURATION,
     sse_keepalive: float = DEFAULT_SSE_KEEPALIVE,
     batch_limit: int = DEFAULT_BATCH_LIMIT,
@@ -382,7 +445,7 @@ async def read_stream(
         return reader.data_response(result, start=start, created_at=meta.created_at, cursor=None)
 
     cursor = response_cursor(query.cursor)
-    watch = _Watch(store, path, poll_interval)
+    watch = _Watch(store, path, live_poll_interval(store) if poll_interval is None else poll_interval, request)
     try:
         if query.live == "long-poll":
             return await _long_poll(reader, watch, offset, start, meta.created_at, cursor, long_poll_timeout)
@@ -398,8 +461,8 @@ async def _long_poll(
 ) -> web.Response:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
+    result = await reader.read(offset)
     while True:
-        result = await reader.read(offset)
         if result.events:
             return reader.data_response(result, start=start, created_at=created_at, cursor=cursor)
         if result.closed:
@@ -410,7 +473,8 @@ async def _long_poll(
         if _disconnected(reader.request):
             # nobody to answer; the seeds' "long-poll abort" status, security headers only
             return web.Response(status=499, headers=SECURITY_HEADERS)
-        await watch.wait(remaining)
+        if await watch.wait(remaining):
+            result = await reader.read(offset)
 
 
 def _control(next_offset: str, cursor: str, *, up_to_date: bool, closed: bool) -> bytes:
@@ -441,28 +505,30 @@ async def _sse(
     ends_at = loop.time() + max_duration
     last_write = loop.time()
     announced = False  # the first control frame goes out even when there is no data
+    read_again = True
     try:
         while True:
-            result = await reader.read(offset)
-            closed = result.closed and result.up_to_date
-            if result.events or closed or not announced:
-                out = b""
-                if result.events:
-                    out += sse.frame(codec.sse_data(result.events), event="data")
-                out += _control(result.next_offset, cursor, up_to_date=result.up_to_date, closed=closed)
-                await response.write(out)
-                offset, announced, last_write = result.next_offset, True, loop.time()
-                if closed:
-                    break
-                if not result.up_to_date:
-                    continue  # more history to send before waiting
+            if read_again:
+                result = await reader.read(offset)
+                closed = result.closed and result.up_to_date
+                if result.events or closed or not announced:
+                    out = b""
+                    if result.events:
+                        out += sse.frame(codec.sse_data(result.events), event="data")
+                    out += _control(result.next_offset, cursor, up_to_date=result.up_to_date, closed=closed)
+                    await response.write(out)
+                    offset, announced, last_write = result.next_offset, True, loop.time()
+                    if closed:
+                        break
+                    if not result.up_to_date:
+                        continue  # more history to send before waiting
             now = loop.time()
             if now >= ends_at or _disconnected(reader.request):
                 break
             if now - last_write >= keepalive:
                 await response.write(sse.comment())
                 last_write = now
-            await watch.wait(min(ends_at - now, keepalive - (now - last_write)))
+            read_again = await watch.wait(min(ends_at - now, keepalive - (now - last_write)))
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client went away; nothing to clean up beyond the watch

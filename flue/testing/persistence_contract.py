@@ -626,6 +626,38 @@ class PersistenceContract:
         await asyncio.sleep(0)
         assert seen == ["agents/a/1", "agents/a/1"]
 
+    # -- fast recovery (optional methods: flue.runtime.replica) ---------------------------
+
+    async def test_expire_leases_frees_a_dead_process_s_claims_only(self, stores: Any) -> None:
+        sub = stores.submissions
+        if not hasattr(sub, "expire_leases"):
+            pytest.skip("the adapter has no expire_leases (restarts wait for leases to run out)")
+        dead, _ = await sub.admit("agents/a/1", "x", now=at(0))
+        other, _ = await sub.admit("agents/a/2", "x", now=at(0))
+        mine, _ = await sub.admit("agents/a/3", "x", now=at(0))
+        assert (await sub.claim(dead.submission_id, "r1~old", lease_s=30, now=at(0))) is not None
+        assert (await sub.claim(other.submission_id, "r1x~old", lease_s=30, now=at(0))) is not None
+        assert (await sub.claim(mine.submission_id, "r1~new", lease_s=30, now=at(0))) is not None
+        assert await sub.expire_leases("r1~", keep="r1~new", now=at(1)) == [dead.submission_id]
+        taken = await sub.claim_next("r1~new", now=at(1))
+        assert taken.submission_id == dead.submission_id and taken.attempts == 2
+        assert await sub.claim_next("r1~new", now=at(1)) is None  # the others' leases still hold
+        assert await sub.renew("r1~new", [mine.submission_id], now=at(2)) == [mine.submission_id]
+        assert await sub.expire_leases("r1~", keep="r1~new", now=at(2)) == []
+
+    async def test_expire_run_leases_frees_a_dead_process_s_runs_only(self, stores: Any) -> None:
+        runs = stores.runs
+        if not hasattr(runs, "expire_run_leases"):
+            pytest.skip("the adapter has no expire_run_leases (restarts wait for leases to run out)")
+        await runs.create_run(_run("run_dead", "hello", 0), owner="r1~old", lease_s=30, now=at(0))
+        await runs.create_run(_run("run_other", "hello", 0), owner="r2~old", lease_s=30, now=at(0))
+        await runs.create_run(_run("run_mine", "hello", 0), owner="r1~new", lease_s=30, now=at(0))
+        await runs.create_run(_run("run_free", "hello", 0))
+        assert await runs.expire_run_leases("r1~", keep="r1~new", now=at(1)) == ["run_dead"]
+        taken = await runs.claim_interrupted_run("r1~new", now=at(1))
+        assert taken is not None and taken.run_id == "run_dead"
+        assert await runs.claim_interrupted_run("r1~new", now=at(1)) is None
+
     async def test_admission_rejects_bad_input(self, stores: Any) -> None:
         sub = stores.submissions
         with pytest.raises((TypeError, ValueError)):

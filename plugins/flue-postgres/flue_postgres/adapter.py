@@ -5,9 +5,9 @@ transaction serialized per agent instance, claims are atomic
 (``FOR UPDATE SKIP LOCKED``), leases expire and are taken over, and stream
 appends lock the stream row so concurrent writers get consecutive offsets.
 ``subscribe`` listeners are woken by writes from this process directly and
-by writes from other replicas through ``LISTEN``/``NOTIFY`` (readers should
-still poll now and then: a notification can be lost while the listening
-connection reconnects).
+by writes from other replicas through ``LISTEN``/``NOTIFY``; when the
+listening connection (re)connects every listener is woken once, for what was
+sent while nobody listened. So live readers need no timer of their own.
 
 All tables live in one schema (default ``public``), so one database can hold
 several independent Flue deployments.
@@ -52,7 +52,9 @@ class PostgresAdapter:
         self._s = f'"{schema}"'
         self._pool = ConnectionPool(url, size=pool_size, connect_timeout=connect_timeout)
         self._notifier = Notifier(url, schema, connect_timeout)
+        self._connect_timeout = connect_timeout
         self._stores: PostgresStores | None = None
+        self._replica_conns: list[Any] = []
 
     @property
     def description(self) -> str:
@@ -120,8 +122,31 @@ class PostgresAdapter:
         ``asyncio.timeout`` to bound the wait."""
         await self._notifier.wait_listening()
 
+    async def lock_replica(self, replica_id: str) -> bool:
+        """Hold ``replica_id`` for this process's lifetime: False when a live process already holds
+        it. The lock is a session advisory lock on a connection of its own, which PostgreSQL
+        releases when the connection ends, so when its process dies (:mod:`flue.runtime.replica`)."""
+        import psycopg
+
+        conn = await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
+        )
+        # if this host dies the server must notice soon to release the lock: keepalives every few seconds
+        await conn.execute("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3")
+        cur = await conn.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (f"flue-replica:{self.schema}:{replica_id}",)
+        )
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            await conn.close()
+            return False
+        self._replica_conns.append(conn)
+        return True
+
     async def close(self) -> None:
         """Stop listening and close pooled connections. Idempotent."""
+        while self._replica_conns:
+            await self._replica_conns.pop().close()
         await self._notifier.close()
         await self._pool.close()
 

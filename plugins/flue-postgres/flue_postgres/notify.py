@@ -6,10 +6,14 @@ background task per adapter holds a dedicated connection that ``LISTEN``\\s
 and hands each notification to the local listeners, so a long-poll reader on
 replica B wakes when replica A appends, without waiting for its next poll.
 
-It is an optimisation: readers still poll, so a dropped notification (the
-listening connection reconnecting) only costs latency. The task starts on the
-first ``subscribe`` and stops on ``adapter.close()``. A replica ignores its
-own notifications; its stores already woke local listeners directly.
+Notifications sent while nobody listens are lost. So when the listening
+connection comes back after a failure, each kind's handler is called with the
+empty key, "anything may have changed" (a key too long for a payload is sent
+empty too), and until the first ``LISTEN`` is active :attr:`Notifier.listening`
+is false: readers that start then poll (``PgEventStreamStore.live_poll_interval``).
+The task starts on the first ``subscribe`` and stops on ``adapter.close()``.
+A replica ignores its own notifications; its stores already woke local
+listeners directly.
 """
 
 from __future__ import annotations
@@ -39,14 +43,21 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._closed = False
+        self._listened = False
+
+    @property
+    def listening(self) -> bool:
+        """Whether other replicas' notifications reach this process now."""
+        return self._ready is not None and self._ready.is_set()
 
     def on(self, kind: str, handler: Callable[[str], None]) -> None:
         self._handlers[kind] = handler
 
     async def send(self, conn: psycopg.AsyncConnection[Any], kind: str, key: str) -> None:
         payload = f"{self.origin}|{kind}|{key}"
-        if len(payload.encode()) <= MAX_PAYLOAD:
-            await conn.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
+        if len(payload.encode()) > MAX_PAYLOAD:
+            payload = f"{self.origin}|{kind}|"  # "wake every listener of this kind"
+        await conn.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
 
     def ensure_started(self) -> None:
         """Start listening in the background (needs a running event loop; a no-op without one)."""
@@ -75,6 +86,9 @@ class Notifier:
                 async with conn:
                     await conn.execute(f'LISTEN "{self.channel}"')
                     self._ready.set()
+                    if self._listened:
+                        self._resync()  # back after a failure: wake everyone for what was missed
+                    self._listened = True
                     async for note in conn.notifies():
                         self._dispatch(note.payload)
             except asyncio.CancelledError:
@@ -83,6 +97,14 @@ class Notifier:
                 self._ready.clear()
                 log.warning("flue-postgres: LISTEN connection failed (%s); retrying", exc)
                 await asyncio.sleep(RECONNECT_DELAY_S)
+
+    def _resync(self) -> None:
+        """Listening (again): what was sent while nobody listened is lost, so wake everyone."""
+        for handler in list(self._handlers.values()):
+            try:
+                handler("")
+            except Exception:
+                log.exception("flue-postgres: wake-up handler failed")
 
     def _dispatch(self, payload: str) -> None:
         origin, _, rest = payload.partition("|")

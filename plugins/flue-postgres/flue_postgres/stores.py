@@ -148,6 +148,18 @@ class PgRunStore:
             row = await cur.fetchone()
         return None if row is None else _run(row)
 
+    async def expire_run_leases(self, owner_prefix: str, *, keep: str, now: datetime | None = None) -> list[str]:
+        """End at once the leases of active runs whose owner starts with ``owner_prefix``, except
+        ``keep``'s (a restarted replica's previous process is known dead); returns their ids."""
+        t = now_ms(now)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"UPDATE {self._s}.flue_runs SET lease_expires_ms = %s WHERE status = 'active' "
+                "AND lease_expires_ms >= %s AND left(owner, %s) = %s AND owner <> %s RETURNING run_id",
+                (t - 1, t, len(owner_prefix), owner_prefix, keep),
+            )
+            return [r["run_id"] for r in await cur.fetchall()]
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(f"SELECT {_RUN_COLUMNS} FROM {self._s}.flue_runs WHERE run_id = %s", (run_id,))
@@ -233,7 +245,14 @@ class PgEventStreamStore:
         self._pool, self._s = pool, schema
         self._listeners = Listeners()
         self._notifier = notifier
-        notifier.on("s", self._listeners.notify)
+        # the empty key: notifications may have been lost, wake every reader
+        notifier.on("s", lambda path: self._listeners.notify(path) if path else self._listeners.notify_all())
+
+    @property
+    def live_poll_interval(self) -> float | None:
+        """Live readers need no timer once ``LISTEN`` is active (every replica's appends reach
+        ``subscribe``; a reconnect wakes everyone); before that, they re-read every second."""
+        return None if self._notifier.listening else 1.0
 
     def appended(self, path: str) -> None:
         """Wake this process's subscribers of ``path`` after an append made in another store's transaction."""

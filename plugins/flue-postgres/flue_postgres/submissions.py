@@ -323,6 +323,25 @@ class PgSubmissionStore:
             )
             return [r["entry"] for r in await cur.fetchall()]
 
+    async def expire_leases(self, owner_prefix: str, *, keep: str, now: datetime | None = None) -> list[str]:
+        """End at once the leases of running submissions whose owner starts with ``owner_prefix``,
+        except ``keep``'s (a restarted replica's previous process is known dead); returns their ids."""
+        t = now_ms(now)
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                f"UPDATE {self._s}.flue_submissions SET lease_expires_ms = %s WHERE status = 'running' "
+                "AND left(lease_owner, %s) = %s AND lease_owner <> %s AND lease_expires_ms >= %s "
+                "RETURNING submission_id, instance",
+                (t - 1, len(owner_prefix), owner_prefix, keep, t),
+            )
+            rows = await cur.fetchall()
+            instances = list(dict.fromkeys(r["instance"] for r in rows))
+            for instance in instances:
+                await self._notifier.send(conn, "q", instance)  # every replica's coordinator: claim them
+        for instance in instances:
+            self._listeners.notify("*", instance)
+        return [r["submission_id"] for r in rows]
+
     def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
         self._notifier.ensure_started()
         return self._listeners.add("*", listener)
