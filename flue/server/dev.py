@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 from flue.project import Project, load_project, resolve_source_root
 from flue.redaction import scrub
-from flue.server.serve import Listener, is_loopback, shutdown_runtime
+from flue.server.serve import Listener, bind_error, is_loopback, shutdown_runtime
 from flue.server.state import ServerState
 
 WATCHED_DIRS = ("agents", "workflows", "skills", "channels", "plugins")
@@ -146,7 +146,7 @@ class DevServer:
         try:
             self.listener.bind()
         except OSError as exc:
-            self.say(f"flue dev: cannot listen on {self.host}:{port}: {exc.strerror or exc}")
+            self.say(bind_error("flue dev", self.host, port, exc))
             return 1
         try:
             self.runtime = await Runtime.open(project, dev=True)
