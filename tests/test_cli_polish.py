@@ -136,3 +136,19 @@ async def test_client_reads_wire_names_and_shows_error_details(tmp_path: Path, s
         assert text.startswith("FlueClientError(status=404, type='workflow_not_found', message=")
         assert "details='Verify the workflow name is correct.'" in text
         assert re.search(r"dev='Workflow \"private\" exists .* add `http = True`", text)
+
+
+def test_readme_in_process_example_runs(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## From Python, in process"):]
+    code = section[section.index("```python\n") + len("```python\n"):section.index("\n```", 10)]
+    env = {k: v for k, v in os.environ.items() if k != "FLUE_MODEL"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Hello, Ada! It is a real pleasure to meet you.\n"
