@@ -147,7 +147,8 @@ def test_readme_in_process_example_runs(tmp_path: Path) -> None:
 
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## From Python, in process"):]
-    code = section[section.index("```python\n") + len("```python\n"):section.index("\n```", 10)]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start:section.index("\n```", start)]
     env = {k: v for k, v in os.environ.items() if k != "FLUE_MODEL"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
