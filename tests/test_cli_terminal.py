@@ -60,13 +60,22 @@ def env_for(tmp_path: Path) -> dict[str, str]:
     return {**env, "XDG_STATE_HOME": str(tmp_path / "state"), "TERM": "xterm-256color", "COLUMNS": "100"}
 
 
+def _own_terminal() -> None:
+    """In the child: a new session whose controlling terminal is the pty, as in a shell (Ctrl+C is SIGINT)."""
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class Terminal:
     """A subprocess whose stdin, stdout and stderr are one pseudo-terminal; output read with timestamps."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]):
         self.main, child = os.openpty()
         self.proc = subprocess.Popen([sys.executable, "-m", "flue", *args], cwd=cwd, env=env, stdin=child,
-                                     stdout=child, stderr=child, start_new_session=True)
+                                     stdout=child, stderr=child, preexec_fn=_own_terminal)
         os.close(child)
         self.chunks: list[tuple[float, bytes]] = []
 
@@ -196,6 +205,21 @@ def test_connect_history_recalls_the_last_prompt_with_the_up_arrow(tmp_path: Pat
     assert code == 0, term.text
     prompts = [r["messages"][-1]["content"] for r in slow_model.requests]
     assert prompts == ["remember me", "remember me"]
+
+
+def test_connect_ctrl_c_at_the_prompt_exits_130_and_restores_the_terminal(tmp_path: Path) -> None:
+    import termios
+
+    term = Terminal(["connect", "assistant", f"c-{os.getpid()}"], REPO, env_for(tmp_path))
+    try:
+        term.read_until(r"assistant> $")
+        term.type(b"\x03")  # Ctrl+C while readline waits
+        code = term.proc.wait(timeout=15)
+        lflag = termios.tcgetattr(term.main)[3]
+    finally:
+        term.close()
+    assert code == 130
+    assert lflag & termios.ECHO and lflag & termios.ICANON  # not left in readline's mode
 
 
 def test_connect_in_a_pipe_is_plain(tmp_path: Path, slow_model) -> None:

@@ -127,6 +127,8 @@ async def _connect(project, agent: str, instance_id: str, session: str, *, as_js
                 printer.line(f"flue connect: prompt failed: {err.get('type') or err.get('name')}: "
                              f"{err.get('message')}", "red")
     except asyncio.CancelledError:
+        if interactive:
+            print(file=sys.stderr)  # past the ^C, so the shell's prompt starts a line
         return 130 if signalled and signalled[0] == signal.SIGINT else 143
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
