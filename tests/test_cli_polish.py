@@ -48,6 +48,8 @@ def tools_project(root: Path) -> Path:
             """),
         "agents/default.md": "---\ndescription: the default tools\n---\nHi.\n",
         "agents/none.md": "---\ndescription: no tools\ntools: []\n---\nHi.\n",
+        "agents/child.md": "---\ndescription: picky's tools, by its profile\nprofile: picky\n---\nHi.\n",
+        "agents/coded.py": "description = 'built in code'\n\n\ndef init_agent(ctx):\n    return {'tools': []}\n",
         "plugins/shouter.py": SHOUT_PLUGIN,
     })
 
@@ -64,6 +66,8 @@ def test_flue_info_lists_each_agents_tools(tmp_path: Path) -> None:
     ]
     assert [t["name"] for t in tools["default"]] == ["bash", "read", "write", "edit", "grep", "glob", "task"]
     assert tools["none"] == []
+    assert tools["child"] == tools["picky"]  # a profile's tools and MCP servers are the agent's
+    assert tools["coded"] == [{"name": "(set by init_agent)", "source": "code"}]
 
     proc = run_flue("info", cwd=root, timeout=60)  # the readable report, in a pipe
     assert proc.returncode == 0, proc.stderr

@@ -57,17 +57,28 @@ def main(args: argparse.Namespace) -> int:
 
 def agent_tools(project: Any) -> dict[str, list[dict[str, str]]]:
     """The tools each agent has, by agent name: ``{name, source}`` with ``source`` one of
-    ``builtin``, ``plugin`` (and ``plugin``: which), ``mcp`` or ``unknown`` (a name nothing
-    defines: its diagnostic says so). Found without running anything: an MCP server's tools
+    ``builtin``, ``plugin`` (and ``plugin``: which), ``mcp``, ``code`` (a Python agent's
+    initializer chooses) or ``unknown`` (a name nothing defines: its diagnostic says so); a
+    profile's tools and servers count as the agent's. Found without running anything: an MCP server's tools
     are listed as ``mcp__<server>__*``, since naming them would mean connecting to it."""
+    from flue.agent import resolve_agent
+    from flue.harness.errors import AgentResolutionError
     from flue.plugins import collect_named
     from flue.tools import BUILTIN_TOOL_NAMES
 
     named = collect_named(project.pm, "flue_tools", "tool")[0] if project.pm is not None else {}
     out: dict[str, list[dict[str, str]]] = {}
-    for name, agent in project.agents.items():
+    for name, definition in project.agents.items():
+        if definition.module is not None:  # agents/<name>.py: its initializer decides, at init
+            out[name] = [{"name": "(set by init_agent)", "source": "code"}]
+            continue
+        try:
+            agent: Any = resolve_agent(definition, project)  # a profile's tools and servers count
+        except AgentResolutionError:
+            agent = definition  # a broken profile chain: its diagnostic says why
         rows: list[dict[str, str]] = []
         for tool in agent.tools if agent.tools is not None else BUILTIN_TOOL_NAMES:
+            tool = tool if isinstance(tool, str) else getattr(tool, "name", str(tool))
             if tool in BUILTIN_TOOL_NAMES:
                 rows.append({"name": tool, "source": "builtin"})
             elif tool in named:
@@ -80,7 +91,7 @@ def agent_tools(project: Any) -> dict[str, list[dict[str, str]]]:
 
 
 def _tools_cell(tools: list[dict]) -> str:
-    marks = {"plugin": " (plugin)", "mcp": " (mcp)", "unknown": " (unknown)"}
+    marks = {"plugin": " (plugin)", "mcp": " (mcp)", "unknown": " (unknown)", "code": ""}
     return ", ".join(t["name"] + marks.get(t["source"], "") for t in tools) or "(none)"
 
 
