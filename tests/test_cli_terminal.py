@@ -183,7 +183,8 @@ def test_connect_on_a_terminal_shows_a_spinner_tools_and_streamed_tokens(tmp_pat
     answer_at = next(i for i, x in enumerate(lines) if x == ANSWER)
     assert lines[answer_at + 1].startswith("✔ completed in ")
     # history in the user's state directory, not the project
-    assert (tmp_path / "state" / "flue" / "connect_history").read_text().splitlines()[-1] == "list it"
+    history = tmp_path / "state" / "flue" / "connect_history"
+    assert history.read_text().splitlines()[-1] == "list it" and history.stat().st_mode & 0o077 == 0
     assert not any("history" in p.name for p in (tmp_path / "p").rglob("*"))
 
 
@@ -266,7 +267,7 @@ def test_run_on_a_terminal_shows_the_shell_step_with_a_spinner(tmp_path: Path, s
     code, term = in_terminal(["run", "slow"], root, env_for(tmp_path), session)
     assert code == 0, term.text
     plain = ANSI.sub("", term.text)
-    assert re.search(r"running shell step 0\.[1-9]s", plain)  # elapsed time goes up while it runs
+    assert re.search(r"running shell step (0\.[1-9]|[1-9]\d*\.\d)s", plain)  # the elapsed time goes up
     assert "│ shell-said-hi" in plain and '"shell-said-hi"' in plain
     assert "● shell [default]" in plain  # not the internal harness name
     assert plain.count("run_") == 1  # the run id, once

@@ -221,6 +221,7 @@ def _save_history() -> None:
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         readline.write_history_file(path)
+        path.chmod(0o600)  # prompts are the user's own: not for other accounts to read
 
 
 async def _line_reader(loop: asyncio.AbstractEventLoop) -> Callable[[], Awaitable[str]]:
