@@ -31,6 +31,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -223,6 +224,10 @@ def _direct_url(dist: metadata.Distribution) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
+_NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "node_modules", "__pycache__", "*.egg-info",
+                                     ".pytest_cache", ".ruff_cache", ".mypy_cache", ".flue-state")
+
+
 def build_wheel(name: str, source: Path, wheels: Path) -> str:
     """Build a wheel of the local source folder of ``name`` into ``wheels``; return its file name.
 
@@ -232,16 +237,21 @@ def build_wheel(name: str, source: Path, wheels: Path) -> str:
     environment lacks that backend does pip build in an isolated environment, which
     installs the backend from the index.
     """
-    base = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
-            "--wheel-dir", str(wheels), str(source)]
     errors: list[str] = []
-    for command in ([*base, "--no-index", "--no-build-isolation", "--check-build-dependencies"], base):
-        before = set(wheels.glob("*.whl"))
-        proc = subprocess.run(command, capture_output=True, text=True)
-        made = sorted(set(wheels.glob("*.whl")) - before)
-        if proc.returncode == 0 and made:
-            return made[-1].name
-        errors.append("\n".join(proc.stderr.strip().splitlines()[-12:]))
+    with tempfile.TemporaryDirectory(prefix="flue-build-") as scratch:
+        # Build from a clean copy: setuptools reuses a source folder's build/lib, so a module deleted
+        # since the last build would otherwise ship in the wheel (and the build litters the checkout).
+        copy = Path(scratch) / source.name
+        shutil.copytree(source, copy, ignore=_NOT_SOURCE)
+        base = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
+                "--wheel-dir", str(wheels), str(copy)]
+        for command in ([*base, "--no-index", "--no-build-isolation", "--check-build-dependencies"], base):
+            before = set(wheels.glob("*.whl"))
+            proc = subprocess.run(command, capture_output=True, text=True)
+            made = sorted(set(wheels.glob("*.whl")) - before)
+            if proc.returncode == 0 and made:
+                return made[-1].name
+            errors.append("\n".join(proc.stderr.strip().splitlines()[-12:]))
     raise BuildError(f"could not build a wheel of {name} from {source}. With this environment's build backend "
                      f"(install what its pyproject.toml [build-system] requires here to build without an index):\n"
                      f"{errors[0]}\nIn an isolated build environment, from the package index:\n{errors[1]}")

@@ -3,7 +3,7 @@
 ``flue.yaml`` keys (unknown keys are errors naming the key path)::
 
     port: 3583                     # flue dev / flue start port (CLI --port wins)
-    model: anthropic/claude-sonnet-4-6   # default model for agents without one
+    model: anthropic/claude-sonnet-4-6   # default model for agents without one (else $FLUE_MODEL)
     persistence:                   # where sessions, submissions, runs and streams live
       kind: sqlite                 # built in; plugins add others (e.g. postgres)
       path: .flue-state/state.db   # omit for in-memory; never under .flue/ or src/
@@ -22,6 +22,7 @@
     admin:                         # read-only inspection routes (agents, runs); off unless set
       path: /admin
       auth: {bearer_env: FLUE_ADMIN_TOKEN}
+    playground: true               # flue start serves the /_flue/ page (needs admin:, uses its token)
     coordinator:                   # how this process runs agent submissions
       lease: 30                    # seconds a claim lasts without renewal (crash takeover time)
       concurrency: 64              # submissions run at once by this process
@@ -174,6 +175,19 @@ class AdminConfig(BaseModel):
         if not v.bearer_env:
             raise ValueError("admin auth needs 'bearer_env': the environment variable holding the token")
         return v
+
+
+class PlaygroundConfig(BaseModel):
+    """The playground page at ``/_flue/`` (:mod:`flue.server.playground`).
+
+    ``flue dev`` serves it whenever it serves the admin API (always on loopback);
+    ``flue start`` only with ``playground: true`` (or ``{enabled: true}``), which
+    needs ``admin:``: the page reads the admin API with that section's token."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+
+
 class ServerConfig(BaseModel):
     """How ``flue dev`` / ``flue start`` treat connections (defaults as a reverse proxy's),
     and how the server is reached from outside, for the absolute URLs it answers with
@@ -206,11 +220,22 @@ class FlueConfig(BaseModel):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     admin: AdminConfig | None = None
+    playground: PlaygroundConfig = Field(default_factory=PlaygroundConfig)
 
     @field_validator("persistence", mode="before")
     @classmethod
     def _persistence_shorthand(cls, v: Any) -> Any:
         return {"kind": v} if isinstance(v, str) else v
+
+    def default_model(self) -> str | None:
+        """The model of agents that name none: ``model:`` here, else ``$FLUE_MODEL`` (read now,
+        so ``.env`` counts), else None. An agent's own ``model:`` and a call's ``model=`` win."""
+        return self.model or os.environ.get("FLUE_MODEL") or None
+
+    @field_validator("playground", mode="before")
+    @classmethod
+    def _playground_shorthand(cls, v: Any) -> Any:
+        return {"enabled": v} if isinstance(v, bool) else v
 
     def plugin_options(self, name: str) -> dict[str, Any]:
         opts = self.plugins.get(name)
@@ -279,8 +304,20 @@ def load_config(root: Path) -> tuple[FlueConfig, Path | None, list[Diagnostic]]:
     try:
         config = FlueConfig.model_validate(data)
     except Exception as exc:
-        return FlueConfig(), path, pydantic_diagnostics(exc, file=rel, code_prefix="config", line_of=key_lines)
-    return config, path, _check_builtin_persistence(config, rel, key_lines.get("persistence"))
+        return FlueConfig(), path, pydantic_diagnostics(
+            exc, file=rel, code_prefix="config", line_of=key_lines, schema=FlueConfig, docs="getting-started")
+    return config, path, [*_check_builtin_persistence(config, rel, key_lines.get("persistence")),
+                          *_check_playground(config, rel, key_lines.get("playground"))]
+
+
+def _check_playground(config: FlueConfig, rel: str, line: int | None) -> list[Diagnostic]:
+    if not config.playground.enabled or config.admin is not None:
+        return []
+    return [Diagnostic(
+        code="config.playground-needs-admin", file=rel, line=line,
+        message="'playground' is enabled but there is no admin: section: the page reads the admin API",
+        hint="add admin: {auth: {bearer_env: FLUE_ADMIN_TOKEN}}; the playground asks for that token",
+    )]
 
 
 def _check_builtin_persistence(config: FlueConfig, rel: str, line: int | None) -> list[Diagnostic]:

@@ -7,7 +7,11 @@ Codes are stable strings (``agent.unknown-key``) that tools may match on.
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -39,10 +43,30 @@ class ProjectError(Exception):
         super().__init__(f"the project has errors:\n{lines}")
 
 
+def did_you_mean(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    """The closest of ``choices`` to a misspelt ``word`` (difflib), or None."""
+    found = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def suggestion(word: str, choices: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for a hint, or an empty string."""
+    match = did_you_mean(word, choices)
+    return f"did you mean '{match}'? " if match else ""
+
+
+def docs_hint(page: str) -> str:
+    """Where the valid keys are listed: a page of ``flue docs``."""
+    return f"`flue docs read {page}` lists the valid keys"
+
+
 def pydantic_diagnostics(
-    exc: Exception, *, file: str | None, code_prefix: str, line_of: dict[str, int] | None = None
+    exc: Exception, *, file: str | None, code_prefix: str, line_of: dict[str, int] | None = None,
+    schema: type[BaseModel] | None = None, docs: str | None = None,
 ) -> list[Diagnostic]:
-    """Turn a pydantic ValidationError into diagnostics naming each key path."""
+    """Turn a pydantic ValidationError into diagnostics naming each key path. With ``schema``
+    (the validated model) an unknown key gets a "did you mean" among the keys valid there;
+    ``docs`` names the ``flue docs`` page that lists them."""
     from pydantic import ValidationError
 
     if not isinstance(exc, ValidationError):
@@ -54,13 +78,17 @@ def pydantic_diagnostics(
         path = ".".join(p for p in loc if not _is_type_tag(p))
         line = line_of_path(line_of or {}, path)
         if err["type"] == "extra_forbidden":
+            *parent, key = path.split(".") if path else [""]
+            valid = keys_at(schema, parent) if schema is not None else []
+            hint = suggestion(key, valid) + "remove it or check its spelling"
+            hint += f"; {docs_hint(docs)}" if docs else " against the documented keys"
             out.append(
                 Diagnostic(
                     code=f"{code_prefix}.unknown-key",
                     file=file,
                     line=line,
                     message=f"unknown key '{path}'",
-                    hint="remove it or check its spelling against the documented keys",
+                    hint=hint,
                 )
             )
         elif err["type"] == "missing":
@@ -84,6 +112,42 @@ def pydantic_diagnostics(
                 )
             )
     return _dedupe(out)
+
+
+def keys_at(schema: type[BaseModel], parts: list[str]) -> list[str]:
+    """The keys a model accepts at a key path, following nested models (a ``dict[str, Model]``
+    level is a name the user chose, then the model's keys)."""
+    model: Any = schema
+    named = False  # the next part is a key of a dict of models
+    for part in parts:
+        if named:
+            named = False
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        model, named = _model_in(field.annotation)
+        if model is None:
+            return []
+    if named:
+        return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> tuple[Any, bool]:
+    """The model an annotation holds (itself, a union member, a dict's values: ``True``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            model, named = _model_in(arg)
+            if model is not None:
+                return model, named
+    if (origin is dict and len(args) == 2) or (origin is list and len(args) == 1):
+        model, _ = _model_in(args[-1])
+        return model, model is not None  # the next part is a name or an index
+    return None, False
 
 
 def line_of_path(lines: dict[str, int], path: str) -> int | None:

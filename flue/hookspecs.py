@@ -150,6 +150,13 @@ class FlueSpec:
         arrives as a copy with ``[redacted]`` in its place (``flue.redaction``); a
         plugin with secrets of its own declares them with
         ``flue.redaction.declare(env="NAME")``.
+
+        An implementation may carry a ``skip_types`` attribute: event types it
+        does not want (any container, read at every event), such as
+        ``flue_observe.skip_types = {"text_delta", "turn_request"}``. It is not
+        called for them, and ``turn_request`` (the whole model input) is not
+        built when every observer skips it. ``flue-opentelemetry`` skips
+        everything until it is configured.
         """
 
     @hookspec

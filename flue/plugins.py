@@ -23,7 +23,7 @@ from flue.hookspecs import plugin_manager
 ENTRY_POINT_GROUP = "flue"
 # Framework built-ins: modules with hookimpls, imported cheaply (heavy imports
 # live inside the hook bodies).
-BUILTIN_PLUGINS: tuple[str, ...] = ("flue.sandbox.plugin", "flue.persistence.plugin")
+BUILTIN_PLUGINS: tuple[str, ...] = ("flue.sandbox.plugin", "flue.persistence.plugin", "flue.models.offline")
 
 
 class PluginInfo(BaseModel):

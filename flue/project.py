@@ -19,7 +19,7 @@ from flue.authoring.skills import SkillDefinition, parse_skill_dir
 from flue.authoring.templates import check_template, template_strings
 from flue.authoring.workflows import WorkflowDefinition, parse_python_workflow, parse_yaml_workflow
 from flue.config import FlueConfig, load_config
-from flue.diagnostics import Diagnostic, ProjectError
+from flue.diagnostics import Diagnostic, ProjectError, suggestion
 from flue.plugins import PluginInfo, collect_named, load_plugins
 
 AGENT_SUFFIXES = (".md", ".yaml", ".yml", ".py")
@@ -47,6 +47,9 @@ class Project:
     plugins: list[PluginInfo] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     pm: pluggy.PluginManager | None = None
+    #: names of agents and skills whose files have errors ("agents", "skills" -> names): they
+    #: exist, so a reference to one is not a second error
+    broken: dict[str, set[str]] = field(default_factory=lambda: {"agents": set(), "skills": set()})
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -104,7 +107,7 @@ class Project:
                     "name": a.name,
                     "file": a.file,
                     "description": a.description,
-                    "model": a.model if a.model is not None else self.config.model,
+                    "model": a.model if a.model is not None else self.config.default_model(),
                     "profile": a.profile,
                     "http": a.exposed,
                 }
@@ -147,6 +150,9 @@ def load_project(root: str | Path = ".", *, extra_plugins: list[tuple[str, Any]]
     _check_source_root(project)
     _check_references(project)
     _check_channels(project)
+    from flue.preflight import run_checks
+
+    run_checks(project)
     return project
 
 
@@ -215,6 +221,8 @@ def _discover(project: Project, folder: str, suffixes: tuple[str, ...], parse, i
         project.diagnostics += diags
         if definition is not None:
             into[name] = definition
+        elif folder in project.broken:
+            project.broken[folder].add(name)
 
 
 def _discover_skills(project: Project) -> None:
@@ -238,6 +246,8 @@ def _discover_skills(project: Project) -> None:
         project.diagnostics += diags
         if skill is not None:
             project.skills[skill.name] = skill
+        else:
+            project.broken["skills"].add(folder.name)
 
 
 def _configure_plugins(project: Project) -> None:
@@ -280,12 +290,15 @@ def _missing(
     *, what: str | None = None,
 ) -> None:
     what = what or kind
+    folder = "skills" if kind == "skill" else "agents" if kind in ("agent", "subagent", "profile") else None
+    if folder is not None and name in project.broken[folder]:
+        return  # its file has errors of its own, reported there
     project.diagnostics.append(
         Diagnostic(
             code=f"reference.missing-{kind}",
             file=file,
             message=f"{field_name} refers to {what} '{name}', which does not exist",
-            hint=f"available {what}s: {', '.join(sorted(available)) or 'none'}",
+            hint=suggestion(name, [*available, *project.broken.get(folder or "", ())]) + f"available {what}s: {', '.join(sorted(available)) or 'none'}",
         )
     )
 
@@ -357,7 +370,7 @@ def _check_roles(project: Project, agent: AgentDefinition) -> None:
         project.diagnostics.append(Diagnostic(
             code="agent.unknown-role", file=agent.file,
             message=f"role '{agent.role}' is not declared under 'roles:'",
-            hint=f"declared roles: {', '.join(sorted(declared)) or 'none'}",
+            hint=suggestion(agent.role, declared) + f"declared roles: {', '.join(sorted(declared)) or 'none'}",
         ))
 
 
@@ -437,7 +450,7 @@ def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
                         hint="set 'agent:' on the step or at the top of the workflow",
                     )
                 )
-            elif agent not in project.agents:
+            elif agent not in project.agents and step.agent is not None:  # the default's is reported once
                 _missing(project, "agent", agent, wf.file, f"{where} agent", list(project.agents))
         if step.skill is not None and step.skill not in project.skills:
             _missing(project, "skill", step.skill, wf.file, f"{where} skill", list(project.skills))
@@ -449,7 +462,8 @@ def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
                 project.diagnostics.append(Diagnostic(
                     code="workflow.unknown-role", file=wf.file,
                     message=f"{where} uses role '{step.role}', which agent '{agent}' does not declare",
-                    hint=f"declared roles: {', '.join(sorted(declared_roles(project.agents, agent))) or 'none'}",
+                    hint=suggestion(step.role, declared_roles(project.agents, agent))
+                    + f"declared roles: {', '.join(sorted(declared_roles(project.agents, agent))) or 'none'}",
                 ))
         earlier = set(seen_ids[:-1] if step.id else seen_ids)
         for text in template_strings(step.model_dump(exclude={"id", "result", "agent", "session", "subagent", "skill",
@@ -507,7 +521,7 @@ def _check_step_template(project: Project, wf: WorkflowDefinition, where: str, t
                     code="workflow.unknown-step",
                     file=wf.file,
                     message=f"{where} refers to steps.{node.attr}, which is not an earlier step",
-                    hint=f"earlier step ids: {', '.join(sorted(known)) or 'none'}",
+                    hint=suggestion(node.attr, known) + f"earlier step ids: {', '.join(sorted(known)) or 'none'}",
                 )
             )
     for node in tree.find_all(nodes.Name):
@@ -517,7 +531,8 @@ def _check_step_template(project: Project, wf: WorkflowDefinition, where: str, t
                     code="workflow.unknown-variable",
                     file=wf.file,
                     message=f"{where} uses '{node.name}', which is not defined",
-                    hint="templates can use payload, steps.<id>, env and run_id",
+                    hint=suggestion(node.name, ["payload", "steps", "env", "run_id"])
+                    + "templates can use payload, steps.<id>, env and run_id",
                 )
             )
 

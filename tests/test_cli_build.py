@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 
 from flue.testing.server_process import free_port
 
-EXAMPLE = ["flue.yaml", "agents", "workflows", "skills", "sandbox", "plugins/offline_model.py"]
+EXAMPLE = ["flue.yaml", "agents", "workflows", "skills", "sandbox"]
 
 
 def example_project(root: Path) -> Path:
@@ -84,7 +84,7 @@ def test_the_example_project_builds_installs_in_a_fresh_venv_and_serves(tmp_path
 
     shipped = {p.relative_to(dist).as_posix() for p in dist.rglob("*") if p.is_file()}
     assert {"flue.yaml", "agents/assistant.md", "workflows/hello.py", "workflows/triage.yaml",
-            "skills/greet/SKILL.md", "skills/review/CHECKLIST.md", "plugins/offline_model.py",
+            "skills/greet/SKILL.md", "skills/review/CHECKLIST.md",
             "sandbox/support/articles/billing-and-invoices.md", "Dockerfile", "requirements.txt",
             "flue-build.json"} <= shipped
     assert not any("do-not-ship" in (dist / p).read_text(errors="ignore") for p in shipped if not p.endswith(".whl"))

@@ -64,7 +64,7 @@ def test_plugins_register_providers_and_flue_yaml_overrides_them(tmp_path):
     assert resolved.provider is plugin.INPROC and resolved.model == "anything"
     assert registry.registration("gateway").base_url == "http://plugin.invalid/v1"
     assert registry.registration("shadowed").api == "anthropic-messages"  # flue.yaml wins over the plugin
-    assert registry.registered == ["code", "gateway", "inproc", "shadowed"]
+    assert registry.registered == ["code", "gateway", "inproc", "offline", "shadowed"]  # offline: built in
     # Unregistered ids: the known ones get a native client, the rest pass through to litellm's catalog.
     assert isinstance(registry.resolve("anthropic/claude-sonnet-4-5").provider, AnthropicMessagesProvider)
     catalog = registry.resolve("bedrock/anthropic.claude-3")
@@ -91,7 +91,7 @@ def test_openai_completions_registration(litellm, monkeypatch):
     assert kw["extra_headers"] == {"X-Team": "core"}
     assert kw["stream"] is True and kw["stream_options"] == {"include_usage": True}
     monkeypatch.delenv("LOCAL_KEY")
-    with pytest.raises(ProviderConfigError, match=r"\$LOCAL_KEY, which is not set"):
+    with pytest.raises(ProviderConfigError, match=r"LOCAL_KEY is not set: add it to .env or the shell"):
         LiteLLMProvider("local", cfg).call_kwargs(request("local/x"), litellm)
 
 
@@ -235,10 +235,7 @@ def test_missing_api_keys_name_the_env_var(monkeypatch):
                              ("groq", "GROQ_API_KEY"), ("house", "HOUSE_KEY")):
         with pytest.raises(MissingApiKeyError) as info:
             registry.provider(provider_id).api_key()
-        assert str(info.value) == (
-            f"provider '{provider_id}' needs an API key: set {env} in the project's .env file or in the shell "
-            f"(or api_key_env: under providers.{provider_id} in flue.yaml)"
-        )
+        assert str(info.value) == f"{env} is not set: add it to .env or the shell (the API key of provider '{provider_id}')"
     assert registry.provider("local").api_key() is None  # a self-hosted server without a key
     assert registry.provider("ollama").api_key() is None
     monkeypatch.setenv("HOUSE_KEY", "sk-house")

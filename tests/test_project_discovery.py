@@ -113,7 +113,8 @@ def test_source_root_precedence(tmp_path):
 
 
 def test_agents_in_src_are_ignored_when_dot_flue_exists(write_tree, tmp_path):
-    write_tree({"agents/root.md": "x", "src/agents/src.md": "x", ".flue/agents/dot.md": "x"})
+    agent = "---\ndescription: x\n---\nx\n"
+    write_tree({"agents/root.md": agent, "src/agents/src.md": agent, ".flue/agents/dot.md": agent})
     assert list(load_project(tmp_path).agents) == ["dot"]
 
 
@@ -133,7 +134,7 @@ def test_entrypoint_and_project_plugins_listed(write_tree, tmp_path):
             "site/flue_hello_plugin-1.2.0.dist-info/entry_points.txt": "[flue]\nhello = flue_hello_plugin\n",
             "proj/plugins/local_thing.py": "from flue import hookimpl\n\n@hookimpl\ndef flue_tools():\n    return []\n",
             "proj/plugins/broken.py": "raise RuntimeError('boom')\n",
-            "proj/agents/a.md": "hi\n",
+            "proj/agents/a.md": "---\ndescription: a\n---\nhi\n",
         }
     )
     proc = run_flue("info", "--json", "--root", str(tmp_path / "proj"), env={"PYTHONPATH": str(site)})

@@ -190,6 +190,15 @@ def parse_agent_file(path: Path, *, rel: str) -> tuple[AgentDefinition | None, l
         meta, body, key_lines, body_line, diags = load_markdown(path, rel)
         if meta is None:
             return None, diags
+        if not meta and body_line == 1:  # no frontmatter at all: notes, a README...
+            return None, [
+                Diagnostic(
+                    severity="warning", code="agent.no-frontmatter", file=rel, line=1,
+                    message="this Markdown file has no frontmatter, so it is not read as an agent",
+                    hint="to make it an agent, start it with '---', a key such as 'description: ...', and '---'; "
+                    "otherwise move it out of agents/ (`flue docs read agents`)",
+                )
+            ]
         if "instructions" in meta:
             return None, [
                 Diagnostic(
@@ -234,7 +243,8 @@ def parse_agent_file(path: Path, *, rel: str) -> tuple[AgentDefinition | None, l
     try:
         agent = AgentDefinition.model_validate({**data, "name": name, "file": rel})
     except Exception as exc:  # pydantic.ValidationError
-        return None, pydantic_diagnostics(exc, file=rel, code_prefix="agent", line_of=key_lines) + tdiags
+        return None, pydantic_diagnostics(
+            exc, file=rel, code_prefix="agent", line_of=key_lines, schema=AgentDefinition, docs="agents") + tdiags
     return agent, tdiags
 
 

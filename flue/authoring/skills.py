@@ -168,7 +168,8 @@ def parse_skill_dir(folder: Path, *, rel: str) -> tuple[SkillDefinition | None, 
             {**meta, "body": body.strip(), "file": rel, "directory": str(folder), "files": siblings}
         )
     except Exception as exc:
-        for d in pydantic_diagnostics(exc, file=rel, code_prefix="skill", line_of=key_lines):
+        for d in pydantic_diagnostics(exc, file=rel, code_prefix="skill", line_of=key_lines,
+                                      schema=SkillDefinition, docs="skills"):
             if d.message.startswith("'name'"):
                 d.code = "skill.invalid-name"
             out.append(d)

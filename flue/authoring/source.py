@@ -82,6 +82,14 @@ def load_markdown(path: Path, file: str) -> tuple[dict[str, Any] | None, str, di
     if text is None:
         return None, "", {}, 1, diags
     raw, _, body_line = split_frontmatter(text)
+    if raw is None and re.match(r"---[ \t]*\r?\n", text):
+        return None, "", {}, 1, [
+            Diagnostic(
+                code="frontmatter.unclosed", file=file, line=1,
+                message="the frontmatter opened on line 1 is never closed",
+                hint="add a line holding only '---' after the last frontmatter key, before the body",
+            )
+        ]
     if raw is None:
         return {}, text, {}, 1, []
     data, key_lines, diags = load_yaml(raw, file=file, line_offset=1)

@@ -170,7 +170,8 @@ def parse_yaml_workflow(path: Path, *, rel: str) -> tuple[WorkflowDefinition | N
     try:
         wf = WorkflowDefinition.model_validate({**data, "name": path.stem, "file": rel, "path": str(path), "kind": "yaml"})
     except Exception as exc:
-        return None, pydantic_diagnostics(exc, file=rel, code_prefix="workflow", line_of=key_lines)
+        return None, pydantic_diagnostics(exc, file=rel, code_prefix="workflow", line_of=key_lines,
+                                         schema=WorkflowDefinition, docs="workflows")
     if not wf.steps:
         return None, [Diagnostic(code="workflow.no-steps", file=rel, line=key_lines.get("steps"), message="a YAML workflow needs at least one step")]
     return wf, []

@@ -116,6 +116,19 @@ class EventPrinter:
         self.spinner = _Spinner(self.out, color=not self.console.no_color) if spinner and self.terminal else None
         self._mid_line = False
         self.written = 0  # characters of streamed text written so far (callers may reset it)
+        self._shown: set[str] = set()  # error texts already printed: a failure is told once
+
+    def shown(self, err: Any) -> bool:
+        """Whether this error's text was already printed (the same failure reaches the operation,
+        the run and the submission)."""
+        return _error(err) in self._shown
+
+    def _once(self, err: Any) -> str:
+        text = _error(err)
+        if text in self._shown:
+            return "(the error above)"
+        self._shown.add(text)
+        return text
 
     # -- writing ----------------------------------------------------------------------
 
@@ -237,14 +250,14 @@ class EventPrinter:
         if t == "run_end":
             secs = (e.get("durationMs") or 0) / 1000
             if e.get("isError"):
-                return f"✘ run errored after {secs:.2f}s: {_error(e.get('error'))}"
+                return f"✘ run errored after {secs:.2f}s: {self._once(e.get('error'))}"
             return f"✔ run completed in {secs:.2f}s"
         if t == "operation_start":
             # a YAML shell step's harness is internal (__shell__): name only its session
             where = "/".join(x for x in (e.get("harness"), e.get("session")) if x and not x.startswith("__"))
             return f"● {e.get('operationKind')} [{where}]"
         if t == "operation" and e.get("isError"):
-            return f"  ✘ {e.get('operationKind')} failed: {_error(e.get('error'))}"
+            return f"  ✘ {e.get('operationKind')} failed: {self._once(e.get('error'))}"
         if t == "tool_start":
             return f"  → {e.get('toolName')} {_short(e.get('args'))}"
         if t == "tool":
@@ -260,7 +273,7 @@ class EventPrinter:
         if t == "submission_settled":
             failed = e.get("outcome") == "failed"
             return f"  ■ submission {e.get('submissionId')} {e.get('outcome')}" + (
-                f": {_error(e.get('error'))}" if failed else "")
+                f": {self._once(e.get('error'))}" if failed else "")
         if t == "compaction":
             return f"  ⟲ compacted {e.get('messagesBefore')} messages to {e.get('messagesAfter')}"
         return None

@@ -39,8 +39,10 @@ def load_cli_project(args: argparse.Namespace, *, serve: bool = False):
         print(f"flue: {exc}", file=sys.stderr)
         return None
     project = load_project(root)
+    from flue.preflight import RUN_REPORTS
+
     for d in project.diagnostics:
-        if d.severity == "warning":
+        if d.severity == "warning" and (serve or d.code not in RUN_REPORTS):
             print(d.render(), file=sys.stderr)
     errors = project.serving_errors if serve else project.errors
     if errors:
@@ -106,8 +108,9 @@ async def _run(project, name: str, payload) -> int:
         printer.close()
         if record.status != "completed":
             err = record.error or {}
-            print(f"flue run: workflow '{name}' failed: {err.get('type') or err.get('name')}: {err.get('message')}",
-                  file=sys.stderr)
+            if not printer.shown(err):  # told once: the events above may have said it
+                print(f"flue run: workflow '{name}' failed: {err.get('type') or err.get('name')}: {err.get('message')}",
+                      file=sys.stderr)
             return 1
         if record.result is not None:
             print(json.dumps(record.result, indent=2, ensure_ascii=False))

@@ -96,6 +96,8 @@ async def _serve(project, args: argparse.Namespace, port: int) -> int:
                   file=sys.stderr, flush=True)
         print(f"flue start: serving {project.root} on {listener.url}{prefix} (listening on {listener.bound})",
               file=sys.stderr, flush=True)
+        if project.config.playground.enabled:
+            print(f"flue start: playground at {listener.url}{prefix}/_flue/ (it asks for the admin token)", file=sys.stderr, flush=True)
         await stop.wait()
         print("flue start: shutting down", file=sys.stderr, flush=True)
     finally:

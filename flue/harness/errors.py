@@ -42,7 +42,7 @@ class ModelNotConfiguredError(FlueHarnessError):
         else:
             msg = (
                 f"agent '{agent}' has no model: set 'model: provider/model' in its frontmatter, "
-                "'model:' in flue.yaml, or pass model='provider/model' to the call"
+                "'model:' in flue.yaml or FLUE_MODEL in the environment, or pass model='provider/model' to the call"
             )
         super().__init__(msg)
 
@@ -64,9 +64,14 @@ class UnknownProviderError(FlueHarnessError):
     error_type = "model_not_configured"
 
     def __init__(self, provider: str, registered: list[str]):
+        from flue.diagnostics import did_you_mean
+        from flue.preflight import known_providers
+
         self.provider = provider
+        close = did_you_mean(provider, known_providers(registered), cutoff=0.8)
         super().__init__(
-            f"unknown model provider '{provider}': register it under 'providers:' in flue.yaml "
+            f"unknown model provider '{provider}'{f' (did you mean {close!r}?)' if close else ''}: "
+            "register it under 'providers:' in flue.yaml "
             f"(api: openai-completions, openai-responses or anthropic-messages, base_url: ...) or from a plugin's "
             f"flue_model_providers hook (registered: {', '.join(sorted(registered)) or 'none'})"
         )
@@ -155,13 +160,12 @@ class MissingApiKeyError(ProviderConfigError):
 
     error_type = "model_not_configured"
 
-    def __init__(self, provider: str, env_var: str):
+    def __init__(self, provider: str, env_var: str, *, model: str | None = None):
         self.provider = provider
         self.env_var = env_var
-        super().__init__(
-            f"provider '{provider}' needs an API key: set {env_var} in the project's .env file or in the shell "
-            f"(or api_key_env: under providers.{provider} in flue.yaml)"
-        )
+        self.model = model
+        which = f"provider '{provider}'" + (f", model '{model}'" if model else "")
+        super().__init__(f"{env_var} is not set: add it to .env or the shell (the API key of {which})")
 
 
 # -- the tool loop ----------------------------------------------------------------

@@ -275,7 +275,7 @@ class Harness:
         if candidate is False:
             raise ModelNotConfiguredError(agent.name, explicit_false=True)
         if candidate is None:
-            candidate = self.project.config.model if self.project is not None else None
+            candidate = self.project.config.default_model() if self.project is not None else None
             if candidate is None:
                 raise ModelNotConfiguredError(agent.name)
         if isinstance(candidate, str):

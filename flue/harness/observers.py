@@ -11,6 +11,12 @@ both paths: ``project``, ``scope`` (the harness's, or on the runtime path the
 event's run or agent instance) and the event's correlation ids
 (:func:`flue.events.event_context`). Observers get events without the process's
 known secrets (:func:`flue.redaction.observed`).
+
+An implementation may decline event types with a ``skip_types`` attribute on
+its function (any container of type names, read at every event, so a plugin
+can change its mind in ``flue_configure``): it is not called for those, and
+an event that every observer declines is not even built (``turn_request``)
+nor copied for them.
 """
 
 from __future__ import annotations
@@ -42,8 +48,22 @@ class _Every:
         return True
 
 
+class _AllOf:
+    """A ``skip_types`` that declines a type when every observer declines it."""
+
+    def __init__(self, skips: list[Any]):
+        self._skips = skips
+
+    def __contains__(self, item: object) -> bool:
+        return all(item in skip for skip in self._skips)
+
+
 _NONE: frozenset[str] = frozenset()
 _EVERY = _Every()
+
+
+def _wants(impl: Any, event_type: str) -> bool:
+    return event_type not in getattr(impl.function, "skip_types", _NONE)
 
 
 class observer_subscriber:  # noqa: N801 - used like a function
@@ -63,11 +83,17 @@ class observer_subscriber:  # noqa: N801 - used like a function
 
     @property
     def skip_types(self) -> Any:
-        """Nothing when an observer is installed, else everything (so costly events are not built)."""
-        return _NONE if self._impls()[1] else _EVERY
+        """What every installed observer declines (everything when there is none), so costly
+        events are not built for nobody."""
+        impls = self._impls()[1]
+        if not impls:
+            return _EVERY
+        skips = [getattr(impl.function, "skip_types", None) for impl in impls]
+        return _NONE if any(skip is None for skip in skips) else _AllOf(skips)
 
     async def __call__(self, event: FlueEvent) -> None:
         current, impls = self._impls()
+        impls = [impl for impl in impls if _wants(impl, event.type)]
         if not impls:
             return
         event = observed(event)  # a copy without the known secrets, if it had any

@@ -15,7 +15,9 @@ vllm, lmstudio) need no key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +70,24 @@ GENERIC = {
     "openai-responses": Endpoint("openai-responses", "", key_optional=True),
     "anthropic-messages": Endpoint("anthropic-messages", "", key_optional=True),
 }
+
+
+def find_api_key(endpoint: Endpoint, registration: Any, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """``(key, None)``, or ``(None, env var)`` when a key is needed and that variable is unset.
+
+    A registration's ``api_key_env`` (which must be set) or ``api_key`` wins; then the
+    endpoint's variables. A server of its own (``key_optional``, a registration's own
+    ``base_url``) may need no key. ``registration`` is a :class:`flue.config.ProviderConfig`."""
+    reg = registration
+    if reg is not None and reg.api_key_env:
+        value = environ.get(reg.api_key_env)
+        return (value, None) if value else (None, reg.api_key_env)
+    if reg is not None and reg.api_key:
+        return reg.api_key, None
+    for name in endpoint.key_env:
+        if environ.get(name):
+            return environ[name], None
+    own_url = reg is not None and bool(reg.base_url) and reg.base_url.rstrip("/") != endpoint.base_url.rstrip("/")
+    if endpoint.key_optional or own_url or not endpoint.key_env:
+        return None, None  # a self-hosted server or a gateway with its own auth
+    return None, endpoint.key_env[0]

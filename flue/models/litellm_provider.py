@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from flue.config import ProviderConfig
-from flue.harness.errors import ModelCallError, ProviderConfigError, UnknownProviderError
+from flue.harness.errors import MissingApiKeyError, ModelCallError, ProviderConfigError, UnknownProviderError
 from flue.models.base import ModelChunk, ModelRequest, ToolCallDelta
 from flue.usage import Usage
 
@@ -110,10 +110,7 @@ class LiteLLMProvider:
                     base = base[: -len("/v1")]  # litellm adds /v1/messages itself
                 kwargs["api_base"] = base
             if cfg.api_key_env and not os.environ.get(cfg.api_key_env):
-                raise ProviderConfigError(
-                    f"provider '{self.provider_id}' reads its API key from ${cfg.api_key_env}, which is not set: "
-                    f"set it in the environment or .env"
-                )
+                raise MissingApiKeyError(self.provider_id, cfg.api_key_env, model=request.spec)
             key = cfg.resolved_api_key()
             if key:
                 kwargs["api_key"] = key

@@ -27,7 +27,7 @@ from flue.config import ProviderConfig
 from flue.harness.errors import MissingApiKeyError, ModelCallError, ProviderConfigError
 from flue.models.base import ModelChunk, ModelRequest
 from flue.models.catalog import ModelInfo, model_info
-from flue.models.endpoints import Endpoint
+from flue.models.endpoints import Endpoint, find_api_key
 from flue.models.http import (
     RETRYABLE_STATUS,
     CallTarget,
@@ -127,24 +127,12 @@ class NativeProvider:
             self._proxy = (url, proxy_for(url))
         return self._proxy[1]
 
-    def api_key(self) -> str | None:
+    def api_key(self, model: str | None = None) -> str | None:
         """The key to send, read from the environment on each call (``.env`` may load late)."""
-        reg = self.registration
-        if reg is not None and reg.api_key_env:
-            value = os.environ.get(reg.api_key_env)
-            if not value:
-                raise MissingApiKeyError(self.provider_id, reg.api_key_env)
-            return value
-        if reg is not None and reg.api_key:
-            return reg.api_key
-        for name in self.endpoint.key_env:
-            value = os.environ.get(name)
-            if value:
-                return value
-        own_url = reg is not None and bool(reg.base_url) and self.base_url != self.endpoint.base_url.rstrip("/")
-        if self.endpoint.key_optional or own_url or not self.endpoint.key_env:
-            return None  # a self-hosted server or a gateway with its own auth
-        raise MissingApiKeyError(self.provider_id, self.endpoint.key_env[0])
+        key, missing = find_api_key(self.endpoint, self.registration, os.environ)
+        if missing is not None:
+            raise MissingApiKeyError(self.provider_id, missing, model=model)
+        return key
 
     def key_hint(self) -> str:
         reg = self.registration
@@ -168,7 +156,7 @@ class NativeProvider:
     # -- the call -----------------------------------------------------------------------------
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
-        key = self.api_key()
+        key = self.api_key(request.spec)
         url = self.url()
         info = self.model_info(request.model)
         headers = self.headers(key)

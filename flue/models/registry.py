@@ -191,13 +191,13 @@ def native_provider(provider_id: str, endpoint: Endpoint, registration: Provider
 
 def calls_litellm(project: Project) -> bool:
     """Whether any default model of the project (agents' and profiles' ``model:``, flue.yaml
-    ``model:``) goes through litellm rather than a native client or a plugin's provider object.
+    ``model:``, else ``$FLUE_MODEL``) goes through litellm rather than a native client or a plugin's provider object.
     (A model named only at call time in code is not known here; litellm is then imported on
     its first call.)"""
     registry = ModelRegistry.for_project(project)
     specs = {a.model for a in project.agents.values() if isinstance(a.model, str)}
-    if project.config.model:
-        specs.add(project.config.model)
+    if default := project.config.default_model():
+        specs.add(default)
     for spec in specs:
         provider_id, sep, _model = spec.partition("/")
         if sep and registry.uses_litellm(provider_id):

@@ -156,8 +156,23 @@ def input_to_prompt(sub: Submission) -> tuple[str, list[dict[str, Any]] | None, 
         return value["message"], value.get("images"), str(value.get("session") or "default")
     if isinstance(value, str):
         return value, None, "default"
-    text = "Dispatched input (JSON):\n" + json.dumps(value, indent=2, ensure_ascii=False)
-    return text, None, "default"
+    return dispatch_signal(sub, value), None, "default"
+
+
+def _xml_escape(text: str, *, quote: bool = False) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace('"', "&quot;") if quote else text
+
+
+def dispatch_signal(sub: Submission, value: Any) -> str:
+    """Structured dispatch input as Flue's ``dispatch_input`` signal (reference 5.6): a tag with the
+    delivery's identity and the input as key-sorted, 2-space JSON, escaped like Flue's signals."""
+    agent, instance_id = split_instance(sub.instance)
+    attrs = {"type": "dispatch_input", "agent": agent, "id": instance_id, "session": "default",
+             "dispatchId": sub.dispatch_id or sub.submission_id, "acceptedAt": sub.accepted_at}
+    head = " ".join(f'{k}="{_xml_escape(str(v), quote=True)}"' for k, v in attrs.items())
+    body = _xml_escape(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+    return f"<dispatch {head}>\n{body}\n</dispatch>"
 
 
 class Coordinator:

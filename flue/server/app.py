@@ -22,8 +22,10 @@ Routes (relative to the mount point): ``POST/GET/HEAD /agents/{name}/{id}``
 (GET with ``Upgrade: websocket`` opens a socket), ``POST /workflows/{name}``
 (and its socket), ``GET/HEAD /runs/{run_id}`` (``?meta`` for the run record),
 ``/channels/{name}/{suffix}``, ``GET /openapi.json``, ``GET /health`` (no auth, for
-load balancers and orchestrators), and the read-only admin
-mount when enabled (``flue.server.admin``). Each route answers other methods
+load balancers and orchestrators), the read-only admin
+mount when enabled (``flue.server.admin``), and the playground page at
+``/_flue/`` with it under ``flue dev`` or with ``playground: true``
+(``flue.server.playground``). Each route answers other methods
 with 405 ``method_not_allowed`` and ``Allow``.
 
 Plugins' ``flue_app(app, runtime)`` hooks run on the Flue application before
@@ -81,7 +83,8 @@ def build_flue_app(
     """Flue's routes as one application (mount it with ``add_subapp`` or serve it as is).
 
     The admin mount (:mod:`flue.server.admin`) is added when ``flue.yaml`` configures it,
-    or without a token when ``open_admin`` (``flue dev`` on a loopback address)."""
+    or without a token when ``open_admin`` (``flue dev`` on a loopback address); the
+    playground (:mod:`flue.server.playground`) with it in ``dev`` or when ``playground:`` enables it."""
     trimmer = MemoryTrimmer()  # large bodies: give the C heap back afterwards (flue.server.memory)
     app = web.Application(
         middlewares=[error_middleware, trim_middleware(trimmer)], client_max_size=client_max_size or body_limit(runtime)
@@ -101,11 +104,17 @@ def build_flue_app(
     router.add_route("*", "/runs/{run_id}", run_route, name=RUN_ROUTE)
     router.add_route("*", "/channels/{name}", channel_root)
     router.add_route("*", "/channels/{name}/{suffix:.*}", channel_route)
-    admin = runtime.project.config.admin
+    config = runtime.project.config
+    admin = config.admin
     if admin is not None or open_admin:
         from flue.server.admin import mount_admin
 
-        mount_admin(app, admin.path if admin is not None else "/admin", admin.auth if admin is not None else None)
+        admin_path = admin.path if admin is not None else "/admin"
+        mount_admin(app, admin_path, admin.auth if admin is not None else None)
+        if dev or config.playground.enabled:
+            from flue.server.playground import mount_playground
+
+            mount_playground(app, admin_path, auth=admin is not None)
     app.on_startup.append(_start_coordinator)
     app.on_shutdown.append(_cut_readers)
     return app

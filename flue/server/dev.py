@@ -68,10 +68,13 @@ def describe(project: Project) -> list[str]:
     ]
 
 
-def print_diagnostics(project: Project, out: TextIO) -> None:
+def _all_diagnostics(project: Project) -> list[Any]:
     """The project's diagnostics, and "no agent or workflow files found" when there is nothing to serve."""
-    extra = [d for d in project.serving_errors if d not in project.diagnostics]
-    for d in [*project.diagnostics, *extra]:
+    return [*project.diagnostics, *(d for d in project.serving_errors if d not in project.diagnostics)]
+
+
+def print_diagnostics(project: Project, out: TextIO) -> None:
+    for d in _all_diagnostics(project):
         print("  " + d.render().replace("\n", "\n  "), file=out)
 
 
@@ -172,6 +175,8 @@ class DevServer:
             for line in describe(project):
                 self.say(line)
             self.say(f"flue dev: listening on {self.listener.url}")
+            if is_loopback(self.host) or project.config.admin is not None:
+                self.say(f"flue dev: playground at {self.listener.url}/_flue/")
             watcher = asyncio.create_task(self._watch(), name="flue-dev-watch")
             await self._stop.wait()
             watcher.cancel()
@@ -217,6 +222,8 @@ class DevServer:
         if project.serving_errors:
             self.say("flue dev: the project has errors; still serving the last good version:")
             print_diagnostics(project, self.out)
+            if self.state is not None:  # the playground shows them (GET <admin>/project: loadErrors)
+                self.state.load_errors = scrub([d.model_dump() for d in _all_diagnostics(project)])
             return False
         old_runtime, old_state = self.runtime, self.state
         assert old_state is not None

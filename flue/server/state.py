@@ -30,6 +30,8 @@ class ServerState:
     readers: set[asyncio.Task[Any]] = field(default_factory=set)
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     cache: dict[str, Any] = field(default_factory=dict)  # per-project lookups, keyed by what they depend on
+    # flue dev: the diagnostics of the last reload that failed (the last good project keeps serving)
+    load_errors: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def project(self) -> Project:
