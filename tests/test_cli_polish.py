@@ -157,3 +157,19 @@ def test_readme_in_process_example_runs(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Hello, Ada! It is a real pleasure to meet you.\n"
+
+
+def test_connect_tells_a_failed_prompt_once(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = write_files(tmp_path, {"flue.yaml": "model: anthropic/claude-sonnet-4-6\n",
+                                  "agents/a.md": "---\ndescription: x\ntools: []\n---\nHi.\n"})
+    env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "FLUE_MODEL")}
+    proc = subprocess.run([sys.executable, "-m", "flue", "connect", "a", "x"], cwd=root, env=env, input="hi\n",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("ANTHROPIC_API_KEY is not set") == 1, proc.stderr
+    assert re.fullmatch(r"✘ failed after \d+\.\d\ds", proc.stderr.splitlines()[-1])
+    assert proc.stdout == ""

@@ -124,8 +124,11 @@ async def _connect(project, agent: str, instance_id: str, session: str, *, as_js
                 printer.line(f"✔ completed in {secs:.2f}s", "green")
             else:
                 err = done.error or {}
-                printer.line(f"flue connect: prompt failed: {err.get('type') or err.get('name')}: "
-                             f"{err.get('message')}", "red")
+                if printer.shown(err):  # told once: the operation's line above said it
+                    printer.line(f"✘ failed after {secs:.2f}s", "red")
+                else:
+                    printer.line(f"flue connect: prompt failed: {err.get('type') or err.get('name')}: "
+                                 f"{err.get('message')}", "red")
     except asyncio.CancelledError:
         if interactive:
             print(file=sys.stderr)  # past the ^C, so the shell's prompt starts a line

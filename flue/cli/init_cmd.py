@@ -71,7 +71,9 @@ def next_steps(target: Path, flue_yaml: str) -> list[str]:
     import shlex
 
     model = re.search(r"^model:\s*(\S+)", flue_yaml, re.M)
-    offline = model is not None and model.group(1).startswith("offline/")
+    value = model.group(1) if model else ""
+    default = re.fullmatch(r"\$\{[A-Za-z_]\w*:-([^}]*)\}", value)  # ${FLUE_MODEL:-offline/rules}
+    offline = (default.group(1) if default else value).startswith("offline/")
     steps: list[tuple[str, str]] = []
     if target.resolve() != Path.cwd().resolve():
         steps.append((f"cd {shlex.quote(str(target))}", "enter the project"))
