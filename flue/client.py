@@ -52,7 +52,14 @@ back as they are. :meth:`FlueClient.read` yields ``(event, offset)`` pairs
 where ``offset`` resumes right after that event.
 
 Every error response raises :class:`FlueClientError` carrying the server's
-envelope (``status``, ``type``, ``message``, ``details``).
+envelope (``status``, ``type``, ``message``, ``details``, and ``dev`` hints from
+``flue dev``); its ``repr`` shows them all, so a traceback says what went wrong.
+
+Results and records use the wire's names as well as Python's: ``run.run_id``
+and ``run.runId``, ``admitted.stream_url`` and ``admitted.streamUrl``,
+``record.workflow_name`` and ``record.workflowName`` are the same fields (the
+models of :mod:`flue.server.wire` and :class:`~flue.persistence.base.RunRecord`).
+Events are the wire's dicts (``event["runId"]``).
 """
 
 from __future__ import annotations
@@ -113,6 +120,8 @@ class FlueClientError(Exception):
         parts = [f"status={self.status!r}", f"type={self.type!r}", f"message={self.message!r}"]
         if self.details:
             parts.append(f"details={self.details!r}")
+        if self.dev:
+            parts.append(f"dev={self.dev!r}")
         if self.meta:
             parts.append(f"meta={self.meta!r}")
         return f"FlueClientError({', '.join(parts)})"

@@ -71,4 +71,4 @@ async def test_schemathesis_finds_no_mismatch(tmp_path: Path, scripted_model_ser
             "--phases", "examples,coverage,fuzzing", cwd=tmp_path, timeout=120,
         )
         assert code == 0, report[-8000:] + "\n--- server ---\n" + server.output()[-3000:]
-        assert "4 selected / 4 total" in report and "failed" not in report
+        assert "5 selected / 5 total" in report and "failed" not in report

@@ -98,6 +98,25 @@ async def test_unset_token_variable_refuses_everything(
     async with served(root) as srv:
         for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer anything"}):
             await unauthorized(await srv.client.post("/agents/guarded/g", json={"message": "x"}, headers=headers))
+            body = await (await srv.client.post("/agents/guarded/g", json={"message": "x"}, headers=headers)).json()
+            assert "dev" not in body["error"] and AGENT_TOKEN_ENV not in str(body)  # production says nothing more
+
+
+async def test_dev_mode_401_says_the_token_variable_is_unset(
+    tmp_path: Path, scripted_model_server: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(AGENT_TOKEN_ENV, raising=False)
+    root = scratch_project(tmp_path, scripted_model_server.url)
+    async with served(root, dev=True) as srv:
+        resp = await srv.client.post("/agents/guarded/g", json={"message": "x"})
+        await unauthorized(resp)
+        err = (await resp.json())["error"]
+        assert err["dev"].startswith(f"The environment variable {AGENT_TOKEN_ENV} (http.auth.bearer_env) is not set")
+        assert ".env" in err["dev"]
+        monkeypatch.setenv(AGENT_TOKEN_ENV, "agent-secret")  # set but the wrong token: no such hint
+        resp = await srv.client.post("/agents/guarded/g", json={"message": "x"}, headers={"Authorization": "Bearer no"})
+        await unauthorized(resp)
+        assert "dev" not in (await resp.json())["error"]
 
 
 async def test_workflow_auth_guards_invocation_and_runs(

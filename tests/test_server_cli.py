@@ -89,7 +89,9 @@ async def test_flue_dev_serves_the_example_project() -> None:
         # dev mode: 404s carry the dev hint (what is exposed)
         resp = await client.post(f"{dev.url}/agents/reviewer/{instance}", json={"message": "hi"})
         assert resp.status_code == 404
-        assert resp.json()["error"]["dev"] == 'Available agents: "assistant", "support".'
+        assert resp.json()["error"]["dev"] == (
+            'Agent "reviewer" exists (agents/reviewer.md) but is not exposed over HTTP: add `http: true` to its '
+            'frontmatter. Available agents: "assistant", "support".')
 
         # the run is readable by flue logs from the dev server
         code, out, err = await flue_cli("logs", body["runId"], "--server", dev.url, "--format", "ndjson", cwd=REPO)
@@ -178,7 +180,14 @@ async def test_flue_start_graceful_sigterm_and_prefix(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     async with flue_server("start", "--host", "127.0.0.1", "--prefix", "api/", cwd=root) as srv, \
             httpx.AsyncClient(timeout=30) as client:
-        await srv.wait_for_line(rf"flue start: serving .* on {re.escape(srv.url)}/api$")  # "api/" normalized
+        # "api/" normalized; the address really bound (--port 0: the port the system picked)
+        line = await srv.wait_for_line(rf"flue start: serving .* on {re.escape(srv.url)}/api \(listening on (.*)\)$")
+        assert line.group(1) == f"127.0.0.1:{srv.url.rsplit(':', 1)[1]}" and not srv.url.endswith(":0")
+        # no persistence: in flue.yaml: in memory, said once, before the address
+        warnings = [x for x in srv.lines if "persistence is in memory" in x]
+        assert len(warnings) == 1 and "flue.yaml" in warnings[0]
+        resp = await client.get(f"{srv.url}/api/health")
+        assert resp.status_code == 200 and resp.json()["status"] == "ok"
         resp = await client.post(f"{srv.url}/api/workflows/echo", json={"x": 1})
         assert resp.status_code == 202
         assert resp.json()["streamUrl"] == f"{srv.url}/api/runs/{resp.json()['runId']}"
@@ -206,14 +215,27 @@ async def test_flue_start_graceful_sigterm_and_prefix(tmp_path: Path) -> None:
         assert await srv.wait() == 0
 
 
-async def test_flue_dev_port_in_use(tmp_path: Path) -> None:
+async def test_port_in_use_suggests_another_port(tmp_path: Path) -> None:
     import socket
 
     root = scratch_project(tmp_path, "http://127.0.0.1:9")
     with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = str(taken.getsockname()[1])
-        code, _out, err = await flue_cli("dev", "--port", port, cwd=root, timeout=20)
-    assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in err
+        port = taken.getsockname()[1]
+        for command in ("dev", "start"):
+            code, _out, err = await flue_cli(command, "--host", "127.0.0.1", "--port", str(port), cwd=root,
+                                             timeout=20)
+            assert code == 1, err
+            lines = [x for x in err.splitlines() if x.startswith(f"flue {command}:")]
+            assert lines == [f"flue {command}: port {port} is already in use on 127.0.0.1 (another server is "
+                             f"running?); pick another with --port, e.g. --port {port + 1} (0 picks a free one)"], err
+            assert "Traceback" not in err
+
+
+async def test_flue_start_with_a_database_does_not_warn(tmp_path: Path) -> None:
+    root = scratch_project(tmp_path, "http://127.0.0.1:9", config="persistence: {path: .flue-state/state.db}\n")
+    async with flue_server("start", "--host", "127.0.0.1", cwd=root) as srv:
+        await srv.wait_for_line(r"flue start: serving .* \(listening on 127\.0\.0\.1:\d+\)$")
+        assert "in memory" not in srv.output
 
 
 # -- flue logs ----------------------------------------------------------------------------------

@@ -135,12 +135,17 @@ async def test_not_found_types(project: Path, dev: bool, monkeypatch: pytest.Mon
             ):
                 err = await expect(resp, 404, "agent_not_found", dev=dev)
                 assert agent in err["message"]
-                if dev:
+                if dev and agent == "missing":
                     assert err["dev"] == 'Available agents: "assistant", "guarded".'
+                elif dev:  # dev mode only: the agent exists, and what exposes it
+                    assert err["dev"] == ('Agent "internal" exists (agents/internal.md) but is not exposed over '
+                                          'HTTP: add `http: true` to its frontmatter. '
+                                          'Available agents: "assistant", "guarded".')
         for workflow in ("missing", "private"):
             err = await expect(await c.post(f"/workflows/{workflow}", json={}), 404, "workflow_not_found", dev=dev)
             if dev:
-                assert '"echo"' in err["dev"] and "private" not in err["dev"]
+                assert '"echo"' in err["dev"] and '"private"' not in err["dev"].split("Available")[1]
+                assert ("add `http = True` at its top level" in err["dev"]) == (workflow == "private"), err
         for path in ("/nothing", "/agents/assistant", "/agents/assistant/a/b", "/workflows", "/runs"):
             await expect(await c.get(path), 404, "route_not_found")
         await expect(await c.get("/runs/run_01ARZ3NDEKTSV4RRFFQ69G5FAV", headers=token), 404, "run_not_found")

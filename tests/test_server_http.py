@@ -318,6 +318,25 @@ async def test_openapi_document(tmp_path: Path, scripted_model_server: ScriptedM
     wf_names = workflow_op["parameters"][0]["schema"]["enum"]
     assert "private" not in wf_names and {"echo", "boom", "gated", "guarded"} <= set(wf_names)
     assert agent_op["requestBody"]["required"] is True and workflow_op["requestBody"]["required"] is False
-    assert set(doc["paths"]) == {"/agents/{name}/{id}", "/workflows/{name}"}
+    assert set(doc["paths"]) == {"/agents/{name}/{id}", "/workflows/{name}", "/health"}
+    assert doc["paths"]["/health"]["get"]["operationId"] == "getHealth"
     assert "bearer" in doc["components"]["securitySchemes"]
+
+
+async def test_health(tmp_path: Path, scripted_model_server: ScriptedModelServer) -> None:
+    """``GET /health`` answers 200 without auth (the project has guarded agents), under a prefix too."""
+    from flue.version import __version__
+
+    root = scratch_project(tmp_path, scripted_model_server.url)
+    for prefix in ("", "/api"):
+        async with served(root, prefix=prefix) as srv:
+            resp = await srv.client.get(f"{prefix}/health")
+            assert resp.status == 200 and resp.headers["Cache-Control"] == "no-store"
+            assert await resp.json() == {"status": "ok", "version": __version__}
+            head = await srv.client.head(f"{prefix}/health")
+            assert head.status == 200 and head.headers["Content-Type"].startswith("application/json")
+            resp = await srv.client.post(f"{prefix}/health", json={})
+            assert resp.status == 405 and resp.headers["Allow"] == "GET, HEAD"
+            assert (await resp.json())["error"]["type"] == "method_not_allowed"
+    assert not scripted_model_server.requests  # a probe never reaches a model
 

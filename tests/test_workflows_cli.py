@@ -84,7 +84,7 @@ async def test_flue_run_python_workflow(tmp_path, scripted_model_server: Scripte
     assert result["greeting"] == "Hello, Ada! Lovely to meet you."
     assert result["run"].startswith("run_")
     first_line = err.splitlines()[0]
-    assert first_line == f"run {result['run']}"
+    assert first_line == f"▶ run {result['run']} (hello)" and err.count(result["run"]) == 1  # the id once
     assert "● prompt" in err and "[info] greeted name=Ada" in err and "✔ run completed" in err
     (request,) = server.requests
     assert request["messages"][-1] == {"role": "user", "content": "Greet Ada warmly."}

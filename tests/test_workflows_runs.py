@@ -300,7 +300,7 @@ async def test_flue_run_exits_130_on_sigint_and_143_on_sigterm(tmp_path: Path, s
     assert proc.returncode == code, (seen + err).decode()
     assert out == b""  # no result on stdout for an interrupted run
     text = (seen + err).decode()
-    assert text.splitlines()[0].startswith("run run_")
+    assert text.splitlines()[0].startswith("▶ run run_")
     assert "RunCancelled" in text  # run_end was still written: the run errored, it did not vanish
 
 

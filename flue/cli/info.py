@@ -1,4 +1,10 @@
-"""``flue info``: the project as found, for a person (rich) or a program (--json)."""
+"""``flue info``: the project as found, for a person (rich) or a program (--json).
+
+Each agent is listed with its tools (``tools`` in ``--json``: ``{name, source}``,
+``source`` ``builtin``, ``plugin`` with ``plugin``, ``mcp`` as
+``mcp__<server>__*``, or ``unknown``). In a pipe lines are not cut to 80
+columns; on a narrow terminal cells wrap.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +43,11 @@ def main(args: argparse.Namespace) -> int:
     project = load_for_cli(args)
     if project is None:
         return 1
-    doc = use_project(project).scrub(project.info())  # no known secret in the report (flue.redaction)
+    info = project.info()
+    tools = agent_tools(project)
+    for agent in info["agents"]:
+        agent["tools"] = tools.get(agent["name"], [])
+    doc = use_project(project).scrub(info)  # no known secret in the report (flue.redaction)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -45,12 +55,55 @@ def main(args: argparse.Namespace) -> int:
     return 1 if project.errors else 0
 
 
+def agent_tools(project: Any) -> dict[str, list[dict[str, str]]]:
+    """The tools each agent has, by agent name: ``{name, source}`` with ``source`` one of
+    ``builtin``, ``plugin`` (and ``plugin``: which), ``mcp``, ``code`` (a Python agent's
+    initializer chooses) or ``unknown`` (a name nothing defines: its diagnostic says so); a
+    profile's tools and servers count as the agent's. Found without running anything: an MCP server's tools
+    are listed as ``mcp__<server>__*``, since naming them would mean connecting to it."""
+    from flue.agent import resolve_agent
+    from flue.harness.errors import AgentResolutionError
+    from flue.plugins import collect_named
+    from flue.tools import BUILTIN_TOOL_NAMES
+
+    named = collect_named(project.pm, "flue_tools", "tool")[0] if project.pm is not None else {}
+    out: dict[str, list[dict[str, str]]] = {}
+    for name, definition in project.agents.items():
+        if definition.module is not None:  # agents/<name>.py: its initializer decides, at init
+            out[name] = [{"name": "(set by init_agent)", "source": "code"}]
+            continue
+        try:
+            agent: Any = resolve_agent(definition, project)  # a profile's tools and servers count
+        except AgentResolutionError:
+            agent = definition  # a broken profile chain: its diagnostic says why
+        rows: list[dict[str, str]] = []
+        for tool in agent.tools if agent.tools is not None else BUILTIN_TOOL_NAMES:
+            tool = tool if isinstance(tool, str) else getattr(tool, "name", str(tool))
+            if tool in BUILTIN_TOOL_NAMES:
+                rows.append({"name": tool, "source": "builtin"})
+            elif tool in named:
+                rows.append({"name": tool, "source": "plugin", "plugin": named[tool][0]})
+            else:
+                rows.append({"name": tool, "source": "unknown"})
+        rows += [{"name": f"mcp__{server}__*", "source": "mcp"} for server in agent.mcp]
+        out[name] = rows
+    return out
+
+
+def _tools_cell(tools: list[dict]) -> str:
+    marks = {"plugin": " (plugin)", "mcp": " (mcp)", "unknown": " (unknown)", "code": ""}
+    return ", ".join(t["name"] + marks.get(t["source"], "") for t in tools) or "(none)"
+
+
 def _render(doc: dict) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console(highlight=False)
+    # in a pipe rich would cut lines at 80 columns: lines there are as long as their content
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=100_000)
     console.print(f"[bold]root[/bold]        {doc['root']}")
     console.print(f"[bold]source root[/bold] {doc['sourceRoot']}")
     console.print(f"[bold]config[/bold]      {doc['config'] or '(none)'}")
@@ -59,18 +112,20 @@ def _render(doc: dict) -> None:
         if not rows:
             console.print(f"\n[bold]{title}[/bold]: none")
             return
-        t = Table(title=title, title_justify="left", title_style="bold", show_edge=False)
+        t = Table(show_edge=False, pad_edge=False)  # the title apart: rich pads it to the table's width
         for c in columns:
-            t.add_column(c)
+            t.add_column(c, overflow="fold")  # a narrow terminal wraps a cell, never cuts it
         for r in rows:
             t.add_row(*[escape(x or "") for x in r])
         console.print()
+        console.print(title, style="bold")
         console.print(t)
 
     table(
         "agents",
-        ["name", "model", "http", "description", "file"],
-        [[a["name"], str(a["model"] or "-"), "yes" if a["http"] else "", a["description"], a["file"]] for a in doc["agents"]],
+        ["name", "model", "http", "tools", "description", "file"],
+        [[a["name"], str(a["model"] or "-"), "yes" if a["http"] else "", _tools_cell(a.get("tools", [])),
+          a["description"], a["file"]] for a in doc["agents"]],
     )
     table(
         "workflows",

@@ -54,12 +54,35 @@ def main(args: argparse.Namespace) -> int:
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        print(f"  wrote {path}", file=sys.stderr)
-    print(
-        f"\nA Flue project is ready in {target}.\n"
-        f"  cd {target} && cp .env.example .env   # add your API key\n"
-        "  flue info                              # see what was found\n"
-        "  flue run hello --payload '{\"name\": \"Ada\"}'",
-        file=sys.stderr,
-    )
+    where = "the current directory" if target.resolve() == Path.cwd().resolve() else str(target)
+    print(f"flue init: a Flue project is ready in {where}:", file=sys.stderr)
+    for rel in sorted(files):
+        print(f"  {rel}", file=sys.stderr)
+    print("\nNext:", file=sys.stderr)
+    for line in next_steps(target, files.get("flue.yaml", b"").decode()):
+        print("  " + line, file=sys.stderr)
     return 0
+
+
+def next_steps(target: Path, flue_yaml: str) -> list[str]:
+    """The commands to type after ``flue init``, their comments aligned. The key step comes
+    before ``flue run`` only when the scaffold's default model needs one."""
+    import re
+    import shlex
+
+    model = re.search(r"^model:\s*(\S+)", flue_yaml, re.M)
+    value = model.group(1) if model else ""
+    default = re.fullmatch(r"\$\{[A-Za-z_]\w*:-([^}]*)\}", value)  # ${FLUE_MODEL:-offline/rules}
+    offline = (default.group(1) if default else value).startswith("offline/")
+    steps: list[tuple[str, str]] = []
+    if target.resolve() != Path.cwd().resolve():
+        steps.append((f"cd {shlex.quote(str(target))}", "enter the project"))
+    steps.append(("flue info", "see what was found"))
+    key = ("cp .env.example .env", "then add API keys for real models" if offline else "then add your API key")
+    if not offline:
+        steps.append(key)
+    steps.append(("flue run hello --payload '{\"name\": \"Ada\"}'", "run the hello workflow"))
+    if offline:
+        steps.append(key)
+    width = max(len(command) for command, _ in steps)
+    return [f"{command.ljust(width)}  # {why}" for command, why in steps]

@@ -1,6 +1,9 @@
 """``flue run <workflow>``: run one workflow in-process.
 
-Events on stderr (the run id first), the result as formatted JSON on stdout.
+Events on stderr (``▶ run <id> (<workflow>)`` first), the result as formatted JSON on
+stdout. On a terminal the events are coloured and a spinner with the elapsed
+time shows what the run waits for (the model, a tool, a shell step); in a pipe
+they are plain lines (:mod:`flue.cli.render`).
 Exit 0 on success, 1 on failure, 130 on SIGINT, 143 on SIGTERM.
 """
 
@@ -73,7 +76,7 @@ async def _run(project, name: str, payload) -> int:
     from flue.runtime.runtime import Runtime
     from flue.runtime.workflows import InvalidPayload, start_run
 
-    printer = EventPrinter()
+    printer = EventPrinter(spinner=True)
     loop = asyncio.get_running_loop()
     signalled: list[int] = []
     try:
@@ -88,7 +91,6 @@ async def _run(project, name: str, payload) -> int:
         except InvalidPayload as exc:
             print(f"flue run: {exc}", file=sys.stderr)
             return 1
-        print(f"run {handle.run_id}", file=sys.stderr, flush=True)
 
         def on_signal(signum: int) -> None:
             signalled.append(signum)
@@ -103,6 +105,7 @@ async def _run(project, name: str, payload) -> int:
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+        printer.close()
         if record.status != "completed":
             err = record.error or {}
             if not printer.shown(err):  # told once: the events above may have said it
@@ -113,4 +116,5 @@ async def _run(project, name: str, payload) -> int:
             print(json.dumps(record.result, indent=2, ensure_ascii=False))
         return 0
     finally:
+        printer.close()
         await runtime.close()

@@ -9,6 +9,11 @@ workflow runs and agent submissions in flight finish for ``--grace`` seconds
 (default 10), then cancels what is left: cancelled submissions stay in the
 store and are recovered by the next server once their lease expires; cancelled
 runs end ``errored``. Exit 0 after a graceful stop.
+
+It prints the URL to call and the address the socket really listens on (with
+``--port 0``, the port the system picked), warns when persistence is in memory
+(nothing survives a restart), and says to pick another ``--port`` when the
+port is taken. ``GET /health`` answers 200 for load balancers.
 """
 
 from __future__ import annotations
@@ -62,13 +67,13 @@ def main(args: argparse.Namespace) -> int:
 async def _serve(project, args: argparse.Namespace, port: int) -> int:
     from flue.runtime.runtime import Runtime
     from flue.server.app import flue_state, make_app, normalize_prefix
-    from flue.server.serve import Listener
+    from flue.server.serve import Listener, bind_error
 
     listener = Listener(args.host, port)
     try:
         listener.bind()
     except OSError as exc:
-        print(f"flue start: cannot listen on {args.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        print(bind_error("flue start", args.host, port, exc), file=sys.stderr)
         return 1
     try:
         runtime = await Runtime.open(project)
@@ -93,7 +98,12 @@ async def _serve(project, args: argparse.Namespace, port: int) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         await listener.start(app, shutdown_timeout=args.grace)
-        print(f"flue start: serving {project.root} on {listener.url}{prefix}", file=sys.stderr, flush=True)
+        if getattr(runtime.adapter, "in_memory", False):
+            print("flue start: warning: persistence is in memory: runs, sessions and queued prompts are lost "
+                  "when the server stops; set persistence: in flue.yaml (docs/persistence.md)",
+                  file=sys.stderr, flush=True)
+        print(f"flue start: serving {project.root} on {listener.url}{prefix} (listening on {listener.bound})",
+              file=sys.stderr, flush=True)
         if project.config.playground.enabled:
             print(f"flue start: playground at {listener.url}{prefix}/_flue/ (it asks for the admin token)", file=sys.stderr, flush=True)
         await stop.wait()

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from flue.strict_json import query_int
 
@@ -65,7 +65,18 @@ def parse_offset(offset: str) -> int:
 
 
 class Camel(BaseModel):
+    """A model whose wire names are camelCase; both names read a field (``record.run_id`` and
+    ``record.runId``), so code can use the names it sees in JSON and docs."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    if not TYPE_CHECKING:  # type checkers see the snake_case fields only
+
+        def __getattr__(self, name: str) -> Any:
+            snake = to_snake(name)
+            if snake != name and snake in type(self).model_fields:
+                return getattr(self, snake)
+            return super().__getattr__(name)
 
 
 # -- sessions -----------------------------------------------------------------

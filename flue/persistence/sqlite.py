@@ -212,6 +212,11 @@ class SQLiteAdapter:
         self._replica_locks: list[int] = []
 
     @property
+    def in_memory(self) -> bool:
+        """Whether state lives only as long as the process (``flue start`` warns)."""
+        return self.path is None
+
+    @property
     def description(self) -> str:
         return f"SQLite database {self.path}" if self.path else "in-memory SQLite database"
 

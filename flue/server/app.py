@@ -21,7 +21,8 @@ Three ways to get one:
 Routes (relative to the mount point): ``POST/GET/HEAD /agents/{name}/{id}``
 (GET with ``Upgrade: websocket`` opens a socket), ``POST /workflows/{name}``
 (and its socket), ``GET/HEAD /runs/{run_id}`` (``?meta`` for the run record),
-``/channels/{name}/{suffix}``, ``GET /openapi.json``, the read-only admin
+``/channels/{name}/{suffix}``, ``GET /openapi.json``, ``GET /health`` (no auth, for
+load balancers and orchestrators), the read-only admin
 mount when enabled (``flue.server.admin``), and the playground page at
 ``/_flue/`` with it under ``flue dev`` or with ``playground: true``
 (``flue.server.playground``). Each route answers other methods
@@ -48,7 +49,8 @@ from aiohttp import web
 
 from flue.server.channels import channel_root, channel_route
 from flue.server.errors import DEV_MODE, error_middleware, mark_prepared
-from flue.server.lookup import AGENT_ROUTE, OPENAPI_ROUTE, RUN_ROUTE, WORKFLOW_ROUTE
+from flue.server.health import health_route
+from flue.server.lookup import AGENT_ROUTE, HEALTH_ROUTE, OPENAPI_ROUTE, RUN_ROUTE, WORKFLOW_ROUTE
 from flue.server.memory import MemoryTrimmer, trim_middleware
 from flue.server.openapi import openapi_route
 from flue.server.routes_agents import agent_route
@@ -96,6 +98,7 @@ def build_flue_app(
         pm.hook.flue_app(app=app, runtime=runtime)
     router = app.router
     router.add_get("/openapi.json", openapi_route, name=OPENAPI_ROUTE)  # HEAD too
+    router.add_route("*", "/health", health_route, name=HEALTH_ROUTE)
     router.add_route("*", "/agents/{name}/{id}", agent_route, name=AGENT_ROUTE)
     router.add_route("*", "/workflows/{name}", workflow_route, name=WORKFLOW_ROUTE)
     router.add_route("*", "/runs/{run_id}", run_route, name=RUN_ROUTE)

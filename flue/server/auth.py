@@ -24,7 +24,8 @@ upgrades, and ``/runs/<runId>`` of its runs) must carry the token:
 The token is read from the environment on each request, so ``flue dev``'s
 ``.env`` reloads take effect. It is compared in constant time. When the
 variable is unset or empty every request is denied (never allowed) and the
-server logs a warning naming the variable once.
+server logs a warning naming the variable once; in dev mode the 401's ``dev``
+hint says the variable is unset (its name, never a value).
 
 Anything beyond a shared bearer token (sessions, signed URLs, rate limits)
 belongs in a plugin's ``flue_app`` middleware, which runs before Flue's
@@ -47,15 +48,25 @@ log = logging.getLogger("flue.server")
 _warned: set[str] = set()
 
 
-def unauthorized(details: str = "") -> HttpError:
-    """401 ``unauthorized`` with ``WWW-Authenticate: Bearer``."""
+def unauthorized(details: str = "", *, dev: str | None = None) -> HttpError:
+    """401 ``unauthorized`` with ``WWW-Authenticate: Bearer`` (``dev``: a hint for dev mode only)."""
     return HttpError(
         401,
         "unauthorized",
         "Authentication is required.",
         details or "Send the token as 'Authorization: Bearer <token>'.",
+        dev=dev,
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+def unset_hint(spec: AuthSpec | None) -> str | None:
+    """The dev-mode hint of a 401 whose token variable is unset on the server (the name only,
+    never a value), else None."""
+    if spec is None or not spec.bearer_env or os.environ.get(spec.bearer_env, ""):
+        return None
+    return (f"The environment variable {spec.bearer_env} (http.auth.bearer_env) is not set on the server, "
+            "so every request is refused: set it in .env or the shell, then send it as the bearer token.")
 
 
 def auth_of(http: HttpSpec | None) -> AuthSpec | None:
@@ -112,4 +123,4 @@ def accepts(request: web.Request, spec: AuthSpec | None, *, upgrade: bool = Fals
 def require(request: web.Request, spec: AuthSpec | None, *, upgrade: bool = False) -> None:
     """Raise 401 unless ``request`` satisfies ``spec`` (``upgrade`` as for :func:`accepts`)."""
     if not accepts(request, spec, upgrade=upgrade):
-        raise unauthorized()
+        raise unauthorized(dev=unset_hint(spec))

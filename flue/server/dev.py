@@ -4,7 +4,9 @@ Watched: the source root's ``agents/``, ``workflows/``, ``skills/``,
 ``channels/`` and ``plugins/`` (recursively), the project's ``flue.yaml`` /
 ``flue.yml`` and ``.env`` (or the ``--env`` file), and the creation of any of
 those directories (or of a ``.flue/`` or ``src/`` source root). Changes are
-debounced (150 ms) by watchfiles.
+debounced (150 ms) by watchfiles. Editor temp files (swap files, vim's
+``4913`` probe, backups, emacs lock files: :func:`editor_temp_file`) neither
+reload nor show in "changed:" messages.
 
 A reload loads the project again in this process. A project with errors is
 not served: its diagnostics are printed and the last good project keeps
@@ -31,13 +33,21 @@ from typing import Any, TextIO
 
 from flue.project import Project, load_project, resolve_source_root
 from flue.redaction import scrub
-from flue.server.serve import Listener, is_loopback, shutdown_runtime
+from flue.server.serve import Listener, bind_error, is_loopback, shutdown_runtime
 from flue.server.state import ServerState
 
 WATCHED_DIRS = ("agents", "workflows", "skills", "channels", "plugins")
 CONFIG_FILES = ("flue.yaml", "flue.yml")
 DEBOUNCE_MS = 150
-IGNORED_SUFFIXES = ("~", ".swp", ".swx", ".swo", ".tmp", ".pyc")
+IGNORED_SUFFIXES = ("~", ".swp", ".swx", ".swo", ".swn", ".tmp", ".pyc", ".bak", ".orig")
+
+
+def editor_temp_file(name: str) -> bool:
+    """Files editors write next to the one being saved, never a reason to reload: vim's swap
+    files and its ``4913`` write probe, backups (``x~``), emacs lock and autosave files
+    (``.#x``, ``#x#``), and others' ``.tmp`` files."""
+    return (name.endswith(IGNORED_SUFFIXES) or name.startswith(".#") or name == "4913"
+            or (len(name) > 1 and name.startswith("#") and name.endswith("#")) or name == ".DS_Store")
 DRAIN_GRACE_S = 60.0
 
 
@@ -149,7 +159,7 @@ class DevServer:
         try:
             self.listener.bind()
         except OSError as exc:
-            self.say(f"flue dev: cannot listen on {self.host}:{port}: {exc.strerror or exc}")
+            self.say(bind_error("flue dev", self.host, port, exc))
             return 1
         try:
             self.runtime = await Runtime.open(project, dev=True)
@@ -267,7 +277,7 @@ class DevServer:
 
     def relevant(self, path: str) -> bool:
         p = Path(path)
-        if p.name.endswith(IGNORED_SUFFIXES) or p.name.startswith(".#") or "__pycache__" in p.parts:
+        if editor_temp_file(p.name) or "__pycache__" in p.parts:
             return False
         if p in {self.root / n for n in CONFIG_FILES} or p == self.env.path:
             return True

@@ -149,21 +149,34 @@ def _listing(kind: str, names: Iterable[str] | None) -> str | None:
     return f"Available {kind}: " + (", ".join(f'"{n}"' for n in names) if names else "(none)") + "."
 
 
-def agent_not_found(name: str, available: Iterable[str] | None = None) -> HttpError:
+def _dev_hint(*parts: str | None) -> str | None:
+    return " ".join(p for p in parts if p) or None
+
+
+def agent_not_found(name: str, available: Iterable[str] | None = None, *, not_exposed: str | None = None) -> HttpError:
+    """``not_exposed``: the file of an agent that exists but is not HTTP-exposed (told in dev mode only)."""
+    hint = None
+    if not_exposed:
+        hint = f'Agent "{name}" exists ({not_exposed}) but is not exposed over HTTP: add `http: true` to its frontmatter.'
     return error(
         "agent_not_found",
         f'Agent "{name}" is not registered.',
         "Verify the agent name is correct.",
-        dev=_listing("agents", available),
+        dev=_dev_hint(hint, _listing("agents", available)),
     )
 
 
-def workflow_not_found(name: str, available: Iterable[str] | None = None) -> HttpError:
+def workflow_not_found(name: str, available: Iterable[str] | None = None, *, not_exposed: str | None = None) -> HttpError:
+    """``not_exposed``: the file of a workflow that exists but is not HTTP-exposed (told in dev mode only)."""
+    hint = None
+    if not_exposed:
+        how = "`http = True` at its top level" if not_exposed.endswith(".py") else "`http: true`"
+        hint = f'Workflow "{name}" exists ({not_exposed}) but is not exposed over HTTP: add {how}.'
     return error(
         "workflow_not_found",
         f'Workflow "{name}" is not registered.',
         "Verify the workflow name is correct.",
-        dev=_listing("workflows", available),
+        dev=_dev_hint(hint, _listing("workflows", available)),
     )
 
 

@@ -2,7 +2,8 @@
 
 Definitions that do not opt into HTTP get the same 404 as unknown names, so a
 caller cannot tell them apart. In dev mode the 404's ``dev`` hint lists the
-exposed names. Absolute URLs (``streamUrl``, ``Location``) start with
+exposed names and, for a definition that exists but is not exposed, says to
+add ``http: true``. Absolute URLs (``streamUrl``, ``Location``) start with
 ``server.public_url`` when flue.yaml sets it (its path is put before the
 request's), else with the request's scheme and ``Host``; forwarded headers
 count only with ``server.trust_forwarded: true``.
@@ -25,6 +26,7 @@ AGENT_ROUTE = "flue-agent"
 WORKFLOW_ROUTE = "flue-workflow"
 RUN_ROUTE = "flue-run"
 OPENAPI_ROUTE = "flue-openapi"
+HEALTH_ROUTE = "flue-health"
 
 MAX_INSTANCE_ID = 512
 
@@ -40,14 +42,16 @@ def exposed_workflows(state: ServerState) -> dict[str, WorkflowDefinition]:
 def exposed_agent(state: ServerState, name: str) -> AgentDefinition:
     agent = state.project.agents.get(name)
     if agent is None or not agent.exposed:
-        raise agent_not_found(name, exposed_agents(state))
+        hidden = (agent.file or f"agents/{name}.md") if agent is not None else None
+        raise agent_not_found(name, exposed_agents(state), not_exposed=hidden)
     return agent
 
 
 def exposed_workflow(state: ServerState, name: str) -> WorkflowDefinition:
     workflow = state.project.workflows.get(name)
     if workflow is None or not workflow.exposed:
-        raise workflow_not_found(name, exposed_workflows(state))
+        hidden = (workflow.file or f"workflows/{name}") if workflow is not None else None
+        raise workflow_not_found(name, exposed_workflows(state), not_exposed=hidden)
     return workflow
 
 

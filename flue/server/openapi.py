@@ -1,7 +1,7 @@
 """``GET /openapi.json``: the OpenAPI 3.1 document of the public invocation routes.
 
-Documents ``POST /agents/{name}/{id}`` (``invokeAgent``) and ``POST
-/workflows/{name}`` (``invokeWorkflow``), each with
+Documents ``POST /agents/{name}/{id}`` (``invokeAgent``), ``POST
+/workflows/{name}`` (``invokeWorkflow``) and ``GET /health`` (``getHealth``), the first two with
 ``x-flue-invocation-modes: ["accepted", "wait-result"]``, the 202 admission
 and 200 result bodies with their headers, and the error envelope for every
 status the server answers with: 400/401/404/405/408/413/415/429/500/501/503.
@@ -84,6 +84,25 @@ WAIT_PARAM = {
     "required": False,
     "description": "'result' waits for the terminal result (200); omit for a 202 admission",
     "schema": {"type": "string", "enum": ["result"]},
+}
+
+
+HEALTH_OPERATION: dict[str, Any] = {
+    "operationId": "getHealth",
+    "tags": ["server"],
+    "summary": "Liveness check (no auth)",
+    "responses": {
+        "200": {
+            "description": "The server is serving requests",
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "required": ["status", "version"],
+                "properties": {"status": {"const": "ok"}, "version": {"type": "string"}},
+            }}},
+        },
+        "405": {"description": ERROR_STATUSES["405"], "headers": HEADERS_OF["405"],
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}},
+    },
 }
 
 
@@ -256,6 +275,7 @@ def openapi_document(request: web.Request) -> dict[str, Any]:
             )
         },
     }
+    paths["/health"] = {"get": HEALTH_OPERATION}
     for name, schema in typed.items():
         paths[f"/workflows/{name}"] = {
             "post": invoke_workflow(f"invokeWorkflow_{name}", [], schema, _payload_required(schema))

@@ -139,6 +139,16 @@ def server_config(app: web.Application) -> ServerConfig:
     return state.project.config.server if state is not None else ServerConfig()
 
 
+def bind_error(command: str, host: str, port: int, exc: OSError) -> str:
+    """One line saying why ``command`` cannot listen; a taken port suggests ``--port``."""
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return (f"{command}: port {port} is already in use on {host} (another server is running?); "
+                f"pick another with --port, e.g. --port {port + 1 if 0 < port < 65535 else 0} (0 picks a free one)")
+    return f"{command}: cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
 class Listener:
     def __init__(self, host: str, port: int, *, access_log: logging.Logger | None = None):
         self.host = host
@@ -163,6 +173,13 @@ class Listener:
         elif ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def bound(self) -> str:
+        """The address the socket really listens on, ``host:port`` (``[::]:port`` for IPv6)."""
+        assert self._sock is not None, "not started"
+        host, port = self._sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @property
     def app(self) -> web.Application | None:

@@ -1,17 +1,20 @@
 """The JSON bodies of Flue's HTTP API, as pydantic models shared by the server and the client.
 
 Field names are camelCase on the wire (``streamUrl``, ``submissionId``);
-Python code uses snake_case. Only pydantic (and ``flue.usage``) is imported
-here, so the client can use these models without pulling in the server.
+Python code uses snake_case, and may read a field by its wire name too
+(``admission.streamUrl`` is ``admission.stream_url``). Only pydantic,
+``flue.usage`` and ``flue.persistence.base`` (plain models) are imported here,
+so the client can use these models without pulling in the server.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import ConfigDict, Field, StrictStr, field_validator
 from pydantic.alias_generators import to_camel
 
+from flue.persistence.base import Camel
 from flue.usage import Usage
 
 #: Longest accepted base64 ``data`` of one image by default, in characters (Flue's limit);
@@ -19,8 +22,8 @@ from flue.usage import Usage
 MAX_IMAGE_DATA_CHARS = 14 * 1024 * 1024
 
 
-class Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+class Wire(Camel):
+    """A body of the HTTP API: ``admission.run_id`` and ``admission.runId`` are the same field."""
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
