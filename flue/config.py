@@ -128,6 +128,14 @@ class PersistenceConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class SQLiteOptions(BaseModel):
+    """The options of the built-in ``sqlite`` kind (here, beside the config, so that checking
+    them needs nothing above it; :mod:`flue.persistence.plugin` opens the adapter)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str | None = None
+
+
 class CoordinatorConfig(BaseModel):
     """How a server process claims and runs durable agent submissions."""
 
@@ -288,8 +296,6 @@ def _check_builtin_persistence(config: FlueConfig, rel: str, line: int | None) -
     if config.persistence.kind != "sqlite":
         return []
     from pydantic import ValidationError
-
-    from flue.persistence.plugin import SQLiteOptions
 
     try:
         SQLiteOptions.model_validate(config.persistence.options)

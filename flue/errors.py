@@ -21,6 +21,10 @@ class FlueError(Exception):
         return serialize_error(self)
 
 
+class AgentNotFound(KeyError):
+    """No agent of that name in the project (the server answers 404 ``agent_not_found``)."""
+
+
 def error_type_of(exc: BaseException) -> str | None:
     """The wire type of one of Flue's own errors (anything with a string ``error_type``), else None."""
     value = getattr(exc, "error_type", None)

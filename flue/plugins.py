@@ -16,7 +16,7 @@ from typing import Any, Literal
 import pluggy
 from pydantic import BaseModel
 
-from flue.authoring.source import import_file
+from flue.authoring.source import import_file, traceback_line
 from flue.diagnostics import Diagnostic
 from flue.hookspecs import plugin_manager
 
@@ -115,18 +115,6 @@ def load_plugins(
     for name, obj in extra or []:
         register(obj, name, "project", "<code>")
     return pm, infos, diags
-
-
-def traceback_line(exc: BaseException, path: Path) -> int | None:
-    if isinstance(exc, SyntaxError):
-        return exc.lineno
-    tb = exc.__traceback__
-    line = None
-    while tb is not None:
-        if Path(tb.tb_frame.f_code.co_filename) == path:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
 
 
 def collect_named(

@@ -16,6 +16,7 @@ import pluggy
 from flue.authoring.agents import AgentDefinition, parse_agent_file, parse_python_agent
 from flue.authoring.channels import ChannelDefinition, parse_channel_file
 from flue.authoring.skills import SkillDefinition, parse_skill_dir
+from flue.authoring.source import resolve_source_root
 from flue.authoring.templates import check_template, template_strings
 from flue.authoring.workflows import WorkflowDefinition, parse_python_workflow, parse_yaml_workflow
 from flue.config import FlueConfig, load_config
@@ -25,13 +26,6 @@ from flue.plugins import PluginInfo, collect_named, load_plugins
 AGENT_SUFFIXES = (".md", ".yaml", ".yml", ".py")
 WORKFLOW_SUFFIXES = (".py", ".yaml", ".yml")
 CHANNEL_SUFFIXES = (".yaml", ".yml", ".py")
-
-
-def resolve_source_root(root: Path) -> Path:
-    for candidate in (root / ".flue", root / "src"):
-        if candidate.is_dir():
-            return candidate
-    return root
 
 
 @dataclass

@@ -13,9 +13,8 @@ from flue.events import EventSink
 from flue.harness.observers import observer_subscriber
 from flue.ids import new_id
 from flue.project import Project
-
-# The runtime most recently opened in this process (what ``dispatch`` uses by default).
-_CURRENT: list[Runtime] = []
+from flue.runtime.current import RUNNING as _CURRENT
+from flue.runtime.current import current_runtime
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:
@@ -104,9 +103,7 @@ class Runtime:
     @staticmethod
     def current() -> Runtime:
         """The runtime of this process (for ``dispatch`` from plugins, channels and workflows)."""
-        if not _CURRENT:
-            raise RuntimeError("no Flue runtime is running in this process (dispatch needs flue dev/start/run/connect)")
-        return _CURRENT[-1]
+        return current_runtime()
 
     async def close(self) -> None:
         if self._warming is not None and not self._warming.done():

@@ -17,17 +17,21 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flue import strict_json
 from flue.authoring.workflows import WorkflowDefinition
+from flue.errors import serialize_error as error_info
 from flue.events import RunEnd, RunStart
 from flue.ids import run_id as new_run_id
 from flue.persistence.base import RunRecord
 from flue.redaction import scrub
 from flue.runtime.context import FlueContext
-from flue.runtime.runtime import Runtime, error_info
 from flue.runtime.stream_writer import StreamWriter
+from flue.stream_paths import run_stream_path
+
+if TYPE_CHECKING:
+    from flue.runtime.runtime import Runtime
 
 log = logging.getLogger("flue.runtime")
 
@@ -46,10 +50,6 @@ class WorkflowResultError(TypeError):
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def run_stream_path(run_id: str) -> str:
-    return f"runs/{run_id}"
 
 
 @dataclass
