@@ -23,7 +23,7 @@ from flue.hookspecs import plugin_manager
 ENTRY_POINT_GROUP = "flue"
 # Framework built-ins: modules with hookimpls, imported cheaply (heavy imports
 # live inside the hook bodies).
-BUILTIN_PLUGINS: tuple[str, ...] = ("flue.sandbox.plugin", "flue.persistence.plugin")
+BUILTIN_PLUGINS: tuple[str, ...] = ("flue.builtin_tools.plugin", "flue.sandbox.plugin", "flue.persistence.plugin")
 
 
 class PluginInfo(BaseModel):
@@ -62,13 +62,7 @@ def load_plugins(
             )
 
     for mod in BUILTIN_PLUGINS:
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:  # TEMPORARY while subsystems land: skip only absent built-ins
-                raise
-            continue
-        register(module, mod, "builtin", mod)
+        register(importlib.import_module(mod), mod, "builtin", mod)
 
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if ep.name in disabled:

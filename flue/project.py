@@ -21,7 +21,8 @@ from flue.authoring.templates import check_template, template_strings
 from flue.authoring.workflows import WorkflowDefinition, parse_python_workflow, parse_yaml_workflow
 from flue.config import FlueConfig, load_config
 from flue.diagnostics import Diagnostic, ProjectError
-from flue.plugins import PluginInfo, collect_named, load_plugins
+from flue.plugins import PluginInfo, load_plugins
+from flue.registries import Registries
 
 AGENT_SUFFIXES = (".md", ".yaml", ".yml", ".py")
 WORKFLOW_SUFFIXES = (".py", ".yaml", ".yml")
@@ -41,6 +42,8 @@ class Project:
     plugins: list[PluginInfo] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     pm: pluggy.PluginManager | None = None
+    #: what the plugins' collecting hooks registered, collected once (see flue.registries)
+    registries: Registries = field(default_factory=Registries)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -137,6 +140,9 @@ def load_project(root: str | Path = ".", *, extra_plugins: list[tuple[str, Any]]
     project.pm, project.plugins = pm, infos
     project.diagnostics += pdiags
     _configure_plugins(project)
+    project.registries = registries = Registries(pm)
+    for registry in (registries.tools, registries.sandboxes, registries.model_providers):
+        project.diagnostics += registry.diagnostics
     _check_persistence_kind(project)
     _check_source_root(project)
     _check_references(project)
@@ -379,13 +385,13 @@ def _profile_cycle(agents: dict[str, AgentDefinition], start: str) -> bool:
 
 def _known_tool_names(project: Project) -> set[str] | None:
     """Built-in tool names plus plugin tools; None if plugins could not be asked."""
+    from flue.plugins import BUILTIN_PLUGINS
     from flue.tools import BUILTIN_TOOL_NAMES
 
     if project.pm is None:
         return None
-    named, diags = collect_named(project.pm, "flue_tools", "tool")
-    project.diagnostics += diags
-    clash = set(named) & set(BUILTIN_TOOL_NAMES)
+    named = project.registries.tools.entries
+    clash = {name for name, (plugin, _tool) in named.items() if name in BUILTIN_TOOL_NAMES and plugin not in BUILTIN_PLUGINS}
     project_files = {p.name: p.origin for p in project.plugins if p.source == "project"}
     for name in sorted(clash):
         plugin = named[name][0]
@@ -402,11 +408,7 @@ def _known_tool_names(project: Project) -> set[str] | None:
 
 def _known_sandbox_kinds(project: Project) -> set[str]:
     """Sandbox kinds registered through ``flue_sandboxes`` (empty: no sandbox plugin at all)."""
-    if project.pm is None:
-        return set()
-    named, diags = collect_named(project.pm, "flue_sandboxes", "sandbox")
-    project.diagnostics += diags
-    return set(named)
+    return set(project.registries.sandboxes.entries)
 
 
 def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
@@ -541,7 +543,7 @@ def _check_channels(project: Project) -> None:
         return
     from flue.channels.build import build_channel
 
-    kinds, diags = collect_named(project.pm, "flue_channel_kinds", "channel kind")
-    project.diagnostics += diags
+    kinds = project.registries.channel_kinds
+    project.diagnostics += kinds.diagnostics
     for ch in list(project.channels.values()):
-        project.diagnostics += build_channel(ch, {name: kind for name, (_plugin, kind) in kinds.items()}, project)
+        project.diagnostics += build_channel(ch, kinds.values(), project)

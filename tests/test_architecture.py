@@ -12,7 +12,8 @@ their package, e.g. ``flue.harness.errors`` holds error types the models share):
     project     flue.project (config + discovery + the registries its plugins filled),
                 flue.channels.build
     plugins     flue.plugins, flue.hookspecs, flue.blueprints, the built-in plugins
-                (flue.persistence.plugin, flue.sandbox.plugin)
+                (flue.persistence.plugin, flue.sandbox.plugin, flue.builtin_tools.plugin),
+                flue.registries (what the collecting hooks returned, once per project)
     components  flue.models, flue.sandbox, flue.tools, flue.builtin_tools, flue.instance,
                 flue.channels.keys / rules
     persistence flue.persistence (the contract and the SQLite adapter)
@@ -60,8 +61,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("flue.runtime",)),
     ("harness", ("flue.harness", "flue.agent")),
     ("project", ("flue.project", "flue.channels.build")),
-    ("plugins", ("flue.plugins", "flue.hookspecs", "flue.blueprints", "flue.persistence.plugin",
-                 "flue.sandbox.plugin")),
+    ("plugins", ("flue.plugins", "flue.registries", "flue.hookspecs", "flue.blueprints", "flue.persistence.plugin",
+                 "flue.sandbox.plugin", "flue.builtin_tools.plugin")),
     ("components", ("flue.models", "flue.sandbox", "flue.tools", "flue.builtin_tools", "flue.instance",
                     "flue.channels", "flue.channels.keys", "flue.channels.rules")),
     ("persistence", ("flue.persistence",)),
@@ -75,7 +76,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 LAZY_UPWARD: dict[tuple[str, str], str] = {
     ("flue.channels.build", "flue.channels.http"):
         "a Python channel's route runs inside the server and finds the runtime on its request",
-    ("flue.models.registry", "flue.plugins"): "the model registry collects flue_model_providers itself",
 }
 
 #: Upward imports under ``if TYPE_CHECKING:`` (annotations only). Shrink, don't grow.
