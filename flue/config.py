@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -235,7 +236,7 @@ class MissingEnvVar(ValueError):
     pass
 
 
-def interpolate_env(value: Any, environ: dict[str, str] | None = None, path: str = "") -> Any:
+def interpolate_env(value: Any, environ: Mapping[str, str] | None = None, path: str = "") -> Any:
     """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of a YAML tree."""
     env = os.environ if environ is None else environ
     if isinstance(value, str):

@@ -130,7 +130,7 @@ def collect_named(
                 Diagnostic(code="plugin.hook-failed", message=f"plugin '{plugin_name}' failed in {hook_name}: {exc!r}")
             )
             continue
-        items = result.items() if isinstance(result, dict) else ((getattr(v, "name", None), v) for v in result or [])
+        items: Any = result.items() if isinstance(result, dict) else ((getattr(v, "name", None), v) for v in result or [])
         for name, value in items:
             if name in out and out[name][0] != plugin_name:
                 diags.append(

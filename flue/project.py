@@ -7,6 +7,7 @@ exists, else ``<root>/src/``, else ``<root>/``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -471,7 +472,7 @@ def _inherited(agents: dict[str, AgentDefinition], name: str, key: str) -> list[
 def _check_step_lists(project: Project, wf: WorkflowDefinition, where: str, step: Any, agent: str) -> None:
     """A skill or task step only works if its agent lists that skill or subagent."""
     agents = project.agents
-    checks = [
+    checks: list[tuple[str, str | None, Mapping[str, Any], str, str]] = [
         ("skill", step.skill, project.skills, "skills", "uses skill"),
         ("subagent", step.subagent, agents, "subagents", "delegates to"),
     ]

@@ -40,8 +40,8 @@ def build_channel(ch: ChannelDefinition, kinds: Mapping[str, ChannelKind], proje
         try:
             options = kind.options.model_validate(ch.options)
         except Exception as exc:
-            diags = pydantic_diagnostics(exc, file=ch.file, code_prefix="channel", line_of=ch.lines)
-            return [d.model_copy(update={"line": d.line or ch.line("")}) for d in diags]  # file-wide: line 1
+            problems = pydantic_diagnostics(exc, file=ch.file, code_prefix="channel", line_of=ch.lines)
+            return [d.model_copy(update={"line": d.line or ch.line("")}) for d in problems]  # file-wide: line 1
     # Secrets (*_env) are not checked here: they often exist only where the server runs
     # (not in CI's `flue info`); an unset one is a logged 500 naming the variable at request time.
     diags: list[Diagnostic] = []

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 def builtin_tools(
     registry: Registry[Tool], subagents: dict[str, str | None] | None = None
 ) -> tuple[dict[str, Tool], list[str]]:
-    """The built-in tools (as ``flue.builtin_tools.plugin`` registered them) and the default names.
+    """The built-in tools (as ``flue.builtin_tools.plugin`` registered them) and the default names
+    (``plugins: {flue.builtin_tools.plugin: false}`` in flue.yaml leaves an agent none).
 
     ``subagents`` ({name: description}) makes a ``task`` tool that lists the agent's subagents.
     """
@@ -41,7 +42,7 @@ def builtin_tools(
     }
     if subagents and "task" in tools:
         tools["task"] = make_task(subagents)
-    return tools, list(DEFAULT_TOOLS)
+    return tools, [name for name in DEFAULT_TOOLS if name in tools]  # none if the plugin is disabled
 
 
 def plugin_tools(registry: Registry[Tool]) -> dict[str, Tool]:

@@ -243,11 +243,17 @@ class SnapshotStore(Protocol):
 
 
 class PersistenceStores(Protocol):
-    sessions: SessionStore
-    runs: RunStore
-    streams: EventStreamStore
-    submissions: SubmissionStore  # contract and invariants: flue.persistence.submissions
-    snapshots: SnapshotStore
+    # read-only members, so that an adapter's stores may be its own (narrower) classes
+    @property
+    def sessions(self) -> SessionStore: ...
+    @property
+    def runs(self) -> RunStore: ...
+    @property
+    def streams(self) -> EventStreamStore: ...
+    @property
+    def submissions(self) -> SubmissionStore: ...  # contract and invariants: flue.persistence.submissions
+    @property
+    def snapshots(self) -> SnapshotStore: ...
 
 
 @runtime_checkable

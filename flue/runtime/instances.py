@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -336,7 +337,7 @@ class Coordinator:
                     else:
                         task = asyncio.get_running_loop().create_task(self._run(sub), name=f"flue-{sub.submission_id}")
                         self._running[sub.submission_id] = task
-                        task.add_done_callback(lambda t, sid=sub.submission_id: self._forget(sid, t))
+                        task.add_done_callback(functools.partial(self._forget, sub.submission_id))
             if not claimed:
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):

@@ -26,7 +26,11 @@ async def follow_stream(
     and fully read. An open stream is followed until the caller stops iterating."""
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
-    unsubscribe = store.subscribe(path, lambda _path: loop.call_soon_threadsafe(wake.set))
+
+    def on_append(_path: str) -> None:
+        loop.call_soon_threadsafe(wake.set)
+
+    unsubscribe = store.subscribe(path, on_append)
     try:
         while True:
             wake.clear()  # before the read, so an append during it is not missed

@@ -96,10 +96,15 @@ class StreamCodec(Protocol):
     read path.
     """
 
-    #: ``Content-Type`` of catch-up/long-poll bodies and HEAD.
-    content_type: str
-    #: ``Stream-SSE-Data-Encoding`` for SSE (``"base64"`` for binary streams) or None.
-    sse_encoding: str | None
+    @property
+    def content_type(self) -> str:
+        """``Content-Type`` of catch-up/long-poll bodies and HEAD."""
+        ...
+
+    @property
+    def sse_encoding(self) -> str | None:
+        """``Stream-SSE-Data-Encoding`` for SSE (``"base64"`` for binary streams) or None."""
+        ...
 
     def body(self, events: list[dict[str, Any]]) -> bytes:
         """The catch-up body for these events (for none: the type's empty body, ``[]`` for JSON)."""
