@@ -225,9 +225,6 @@ class FlueConfig(BaseModel):
         opts = self.plugins.get(name)
         return opts if isinstance(opts, dict) else {}
 
-    def plugin_disabled(self, name: str) -> bool:
-        return self.plugins.get(name) is False
-
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

@@ -58,10 +58,6 @@ class RunHandle:
     record: RunRecord
     task: asyncio.Task[RunRecord]
 
-    @property
-    def stream_path(self) -> str:
-        return run_stream_path(self.run_id)
-
     async def wait(self) -> RunRecord:
         return await asyncio.shield(self.task)
 
