@@ -299,3 +299,24 @@ def test_the_checker_fails_on_cycles_within_a_layer(tmp_path):
     assert problems(root, TOY_LAYERS, {}, set()) == [
         "import cycle through lazy imports: flue.low.a <-> flue.low.b"
     ]
+
+
+def test_errors_with_a_wire_type_derive_from_flue_error():
+    """One error root: every class under flue/ that declares an ``error_type`` is a FlueError
+    (but OperationCancelledError, which must stay an asyncio.CancelledError)."""
+    import importlib
+
+    from flue.errors import FlueError
+
+    typed = []
+    for module, (path, _is_package) in modules_of(FLUE).items():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(stmt, ast.Assign | ast.AnnAssign)
+                and "error_type" in ast.unparse(stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target)
+                for stmt in node.body
+            ):
+                typed.append(getattr(importlib.import_module(module), node.name))
+    assert len(typed) > 30
+    outside = [cls.__qualname__ for cls in typed if not issubclass(cls, FlueError)]
+    assert outside == ["OperationCancelledError"]

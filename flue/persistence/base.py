@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from flue.errors import FlueError
 from flue.strict_json import query_int
 
 if TYPE_CHECKING:
@@ -39,8 +40,11 @@ class SchemaVersionError(RuntimeError):
     """The store was written by a newer or unknown version of Flue."""
 
 
-class StreamNotFound(KeyError):
+class StreamNotFound(FlueError, KeyError):
     """Appending to or closing a stream that does not exist."""
+
+    error_type = "stream_not_found"
+    http_status = 404
 
 
 class StreamClosed(RuntimeError):

@@ -8,18 +8,12 @@ import sys
 from typing import Any
 
 from flue import redaction
-from flue.errors import serialize_error
 from flue.events import EventSink
 from flue.harness.observers import observer_subscriber
 from flue.ids import new_id
 from flue.project import Project
 from flue.runtime.current import RUNNING as _CURRENT
 from flue.runtime.current import current_runtime
-
-
-def error_info(exc: BaseException) -> dict[str, Any]:
-    """The JSON shape of an error in events and run records (never a traceback)."""
-    return serialize_error(exc)
 
 
 class Runtime:

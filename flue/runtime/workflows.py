@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from flue import strict_json
 from flue.authoring.workflows import WorkflowDefinition
+from flue.errors import FlueError
 from flue.errors import serialize_error as error_info
 from flue.events import RunEnd, RunStart
 from flue.ids import run_id as new_run_id
@@ -36,12 +37,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("flue.runtime")
 
 
-class WorkflowNotFound(KeyError):
-    pass
+class WorkflowNotFound(FlueError, KeyError):
+    error_type = "workflow_not_found"
+    http_status = 404
 
 
-class InvalidPayload(ValueError):
-    pass
+class InvalidPayload(FlueError, ValueError):
+    """The payload does not match the workflow's schema."""
+
+    error_type = "invalid_request"
+    http_status = 400
 
 
 class WorkflowResultError(TypeError):
