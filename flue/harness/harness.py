@@ -496,7 +496,10 @@ async def init(
     if model is not None or sandbox is not None:
         updates = {k: v for k, v in {"model": model, "sandbox": sandbox}.items() if v is not None}
         resolved = resolved.model_copy(update=updates)
-    pm, registries = (project.pm, project.registries) if project is not None else _builtin_plugins()
+    if project is not None and project.pm is not None:
+        pm, registries = project.pm, project.registries
+    else:  # no project (or one whose root was missing): the framework's own plugins
+        pm, registries = _builtin_plugins()
     scope = scope or f"agents/{resolved.name}/{id}"
     hsink = (sink or EventSink()).child(harness=name, agent_name=resolved.name)
     if observe is None:
