@@ -85,6 +85,7 @@ from flue.models.base import ModelProvider
 from flue.models.registry import ModelRegistry, Registration, ResolvedModel
 from flue.persistence.base import SessionData, SessionStore
 from flue.sandbox.base import ExecResult, SandboxEnv
+from flue.stream_paths import instance_path
 from flue.tools import Tool
 
 if TYPE_CHECKING:
@@ -500,7 +501,7 @@ async def init(
         pm, registries = project.pm, project.registries
     else:  # no project (or one whose root was missing): the framework's own plugins
         pm, registries = _builtin_plugins()
-    scope = scope or f"agents/{resolved.name}/{id}"
+    scope = scope or instance_path(resolved.name, id)
     hsink = (sink or EventSink()).child(harness=name, agent_name=resolved.name)
     if observe is None:
         observe = sink is None

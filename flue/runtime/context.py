@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flue.events import EventSink, Log
+from flue.stream_paths import run_stream_path
 
 if TYPE_CHECKING:
     from flue.runtime.runtime import Runtime
@@ -90,7 +91,7 @@ class FlueContext:
             project=self.runtime.project,
             sink=self.sink,
             session_store=self.runtime.stores.sessions,
-            scope=f"runs/{self.id}",
+            scope=run_stream_path(self.id),
             **options,
         )
         self._harnesses[name] = harness
