@@ -11,6 +11,7 @@ from flue.events import EventSink, Log
 from flue.stream_paths import run_stream_path
 
 if TYPE_CHECKING:
+    from flue.harness.harness import Harness
     from flue.runtime.runtime import Runtime
 
 
@@ -75,7 +76,7 @@ class FlueContext:
     def run_id(self) -> str:
         return self.id
 
-    async def init(self, agent: Any, name: str = "default", **options: Any) -> Any:
+    async def init(self, agent: Any, name: str = "default", **options: Any) -> Harness:
         """Initialize an agent (a name from ``agents/``, an AgentDefinition or an Agent)
         as a harness for this run. Each harness name may be initialized once per run."""
         from flue.harness import init as harness_init
