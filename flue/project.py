@@ -547,4 +547,4 @@ def _check_channels(project: Project) -> None:
     kinds = project.registries.channel_kinds
     project.diagnostics += kinds.diagnostics
     for ch in list(project.channels.values()):
-        project.diagnostics += build_channel(ch, kinds.values(), project)
+        project.diagnostics += build_channel(ch, kinds.values(), project.agents)
