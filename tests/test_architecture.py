@@ -22,10 +22,12 @@ their package, e.g. ``flue.harness.errors`` holds error types the models share):
     foundation  flue.errors, flue.ids, flue.strict_json, flue.usage, flue.version,
                 flue.diagnostics, flue.stream_paths, flue.harness.errors, flue.models.endpoints
 
-A module may import its own layer and the layers below it. This is the order of
-``DESIGN.md`` read as imports: the runtime and the harness *run* a loaded project, so
-they import the ``Project`` value, while the project (and below it the plugin manager)
-knows nothing of what runs it.
+A module may import its own layer and the layers below it. This is ``DESIGN.md``'s
+diagram (CLI -> project -> plugins -> runtime -> harness -> models/sandbox/tools -> events
+-> persistence) read as imports, with two corrections to what the code is: the runtime and
+the harness *run* a loaded project, so they sit above it and import the ``Project`` value
+(the project, and the plugin manager below it, know nothing of what runs them); and the
+events sit below persistence, whose queue appends the admission and settlement events.
 
 The rules, by kind of import:
 
