@@ -67,7 +67,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Literal, overload
 from urllib.parse import quote
 
@@ -235,7 +235,9 @@ class FlueClient:
         except ValueError as exc:
             raise FlueClientError(f"{url} answered {response.status_code} without JSON", status=response.status_code) from exc
 
-    async def read(self, url: str, *, offset: str = "-1", live: bool = False) -> AsyncIterator[tuple[dict[str, Any], str]]:
+    async def read(
+        self, url: str, *, offset: str = "-1", live: bool = False
+    ) -> AsyncGenerator[tuple[dict[str, Any], str], None]:
         """Read the Durable Stream at ``url`` from ``offset``: ``(event, offset after it)`` pairs.
 
         ``live=False`` stops when caught up; ``live=True`` follows over SSE until the
@@ -246,7 +248,7 @@ class FlueClient:
         try:
             while True:
                 async with astream(
-                    url, offset=current, live="sse" if live else False, headers=self.headers, client=self._http
+                    url, offset=current, live="sse" if live else False, headers={**self.headers}, client=self._http
                 ) as res:
                     async for batch in res.iter_events(mode="json"):
                         items = batch.data if isinstance(batch.data, list) else [batch.data]
@@ -258,7 +260,7 @@ class FlueClient:
                     return
                 # The SSE response ended: the server's connection limit, or the stream closed.
                 # A catch-up read says which (and delivers anything appended meanwhile).
-                async with astream(url, offset=current, live=False, headers=self.headers, client=self._http) as res:
+                async with astream(url, offset=current, live=False, headers={**self.headers}, client=self._http) as res:
                     async for batch in res.iter_events(mode="json"):
                         items = batch.data if isinstance(batch.data, list) else [batch.data]
                         for item, after in zip(items, _offsets(current, batch.next_offset, len(items)), strict=True):
@@ -463,7 +465,7 @@ class Admin:
 
 
 def _failed(error: Any, fallback: str) -> FlueClientError:
-    err = error if isinstance(error, dict) else {"message": str(error or fallback)}
+    err: dict[str, Any] = error if isinstance(error, dict) else {"message": str(error or fallback)}
     return FlueClientError(str(err.get("message") or fallback), type=str(err.get("type") or err.get("name") or
                                                                          "execution_failed"),
                            details=str(err.get("details") or ""), meta=err.get("meta"))

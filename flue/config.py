@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -129,6 +130,14 @@ class PersistenceConfig(BaseModel):
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+class SQLiteOptions(BaseModel):
+    """The options of the built-in ``sqlite`` kind (here, beside the config, so that checking
+    them needs nothing above it; :mod:`flue.persistence.plugin` opens the adapter)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str | None = None
 
 
 class CoordinatorConfig(BaseModel):
@@ -262,9 +271,6 @@ class FlueConfig(BaseModel):
         opts = self.plugins.get(name)
         return opts if isinstance(opts, dict) else {}
 
-    def plugin_disabled(self, name: str) -> bool:
-        return self.plugins.get(name) is False
-
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -273,7 +279,7 @@ class MissingEnvVar(ValueError):
     pass
 
 
-def interpolate_env(value: Any, environ: dict[str, str] | None = None, path: str = "") -> Any:
+def interpolate_env(value: Any, environ: Mapping[str, str] | None = None, path: str = "") -> Any:
     """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of a YAML tree."""
     env = os.environ if environ is None else environ
     if isinstance(value, str):
@@ -346,8 +352,6 @@ def _check_builtin_persistence(config: FlueConfig, rel: str, line: int | None) -
     if config.persistence.kind != "sqlite":
         return []
     from pydantic import ValidationError
-
-    from flue.persistence.plugin import SQLiteOptions
 
     try:
         SQLiteOptions.model_validate(config.persistence.options)

@@ -13,12 +13,26 @@ from typing import Any, ClassVar
 
 
 class FlueError(Exception):
-    """Base class of Flue's own errors; subclasses set ``error_type``."""
+    """Base class of Flue's own errors; subclasses set ``error_type``.
+
+    Derive from it only where the message is caller-safe. The server answers an escaped
+    FlueError with its ``error_type`` and message, and ``http_status`` (default 500)."""
 
     error_type: ClassVar[str] = "internal_error"
+    http_status: ClassVar[int] = 500
+
+    def __str__(self) -> str:  # the message as given, also under KeyError (which would quote it)
+        return Exception.__str__(self)
 
     def to_dict(self) -> dict[str, Any]:
         return serialize_error(self)
+
+
+class AgentNotFound(FlueError, KeyError):
+    """No agent of that name in the project."""
+
+    error_type = "agent_not_found"
+    http_status = 404
 
 
 def error_type_of(exc: BaseException) -> str | None:

@@ -350,11 +350,6 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 STREAM_EXCLUDED: frozenset[str] = frozenset({"turn_request"})
 
 
-def parse_event(data: dict[str, Any]) -> FlueEvent:
-    """A wire event (dict) back to its typed model (for consumers in Python)."""
-    return EVENT_ADAPTER.validate_python(data)
-
-
 # -- content shaping ----------------------------------------------------------------------------
 
 

@@ -32,9 +32,12 @@ plugin under ``plugins: {<name>: {...}}`` (read them in ``flue_configure``) or
 disable it with ``plugins: {<name>: false}``.
 
 Hooks are called with keyword arguments; implement only the parameters you
-need. Return values of "collecting" hooks are merged; where two plugins provide
-the same name the later plugin (project plugins last) wins, and a diagnostic
-says so.
+need. Return values of "collecting" hooks (``flue_tools``, ``flue_sandboxes``,
+``flue_model_providers``, ``flue_channel_kinds``) are merged; where two plugins
+provide the same name the later plugin (project plugins last) wins, and a
+diagnostic says so. They run once per loaded project (``flue.registries``), not
+per ``init()``. ``docs/plugins.md`` has a section per hook: when it runs, an
+example, and the first-party implementation.
 
 This module is a stable promise: hooks may gain optional parameters, never lose
 them.

@@ -16,14 +16,15 @@ from typing import Any, Literal
 import pluggy
 from pydantic import BaseModel
 
-from flue.authoring.source import import_file
+from flue.authoring.source import import_file, traceback_line
 from flue.diagnostics import Diagnostic
 from flue.hookspecs import plugin_manager
 
 ENTRY_POINT_GROUP = "flue"
 # Framework built-ins: modules with hookimpls, imported cheaply (heavy imports
 # live inside the hook bodies).
-BUILTIN_PLUGINS: tuple[str, ...] = ("flue.sandbox.plugin", "flue.persistence.plugin", "flue.models.offline")
+BUILTIN_PLUGINS: tuple[str, ...] = ("flue.builtin_tools.plugin", "flue.sandbox.plugin", "flue.persistence.plugin",
+                                   "flue.models.offline")
 
 
 class PluginInfo(BaseModel):
@@ -62,13 +63,7 @@ def load_plugins(
             )
 
     for mod in BUILTIN_PLUGINS:
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:  # TEMPORARY while subsystems land: skip only absent built-ins
-                raise
-            continue
-        register(module, mod, "builtin", mod)
+        register(importlib.import_module(mod), mod, "builtin", mod)
 
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if ep.name in disabled:
@@ -117,18 +112,6 @@ def load_plugins(
     return pm, infos, diags
 
 
-def traceback_line(exc: BaseException, path: Path) -> int | None:
-    if isinstance(exc, SyntaxError):
-        return exc.lineno
-    tb = exc.__traceback__
-    line = None
-    while tb is not None:
-        if Path(tb.tb_frame.f_code.co_filename) == path:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
 def collect_named(
     pm: pluggy.PluginManager, hook_name: str, what: str
 ) -> tuple[dict[str, tuple[str, Any]], list[Diagnostic]]:
@@ -148,7 +131,7 @@ def collect_named(
                 Diagnostic(code="plugin.hook-failed", message=f"plugin '{plugin_name}' failed in {hook_name}: {exc!r}")
             )
             continue
-        items = result.items() if isinstance(result, dict) else ((getattr(v, "name", None), v) for v in result or [])
+        items: Any = result.items() if isinstance(result, dict) else ((getattr(v, "name", None), v) for v in result or [])
         for name, value in items:
             if name in out and out[name][0] != plugin_name:
                 diags.append(

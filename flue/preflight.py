@@ -80,6 +80,7 @@ def _models(project: Project) -> list[Diagnostic]:
             out += _unknown_provider(provider_id, spec, file, registry.registered)
             continue
         if endpoint is None:  # litellm reads its own variables, except a registration's api_key_env
+            assert registration is not None  # an unknown provider was reported above
             missing = registration.api_key_env if registration.api_key_env and not os.environ.get(
                 registration.api_key_env) else None
         else:
@@ -94,21 +95,13 @@ def _models(project: Project) -> list[Diagnostic]:
     return out
 
 
-def known_providers(registered: list[str]) -> set[str]:
-    """Provider ids that mean something without a registration: Flue's native endpoints, the
-    catalog's aliases and litellm's providers (from its catalog file), plus the registered ones."""
-    from flue.models.catalog import CATALOG_ALIASES, _entries
-    from flue.models.endpoints import ENDPOINTS
-
-    litellm_ids = {str(e.get("litellm_provider")) for e in _entries().values() if e.get("litellm_provider")}
-    return set(ENDPOINTS) | set(CATALOG_ALIASES) | litellm_ids | set(registered)
-
-
 def _unknown_provider(provider_id: str, spec: str, file: str | None, registered: list[str]) -> list[Diagnostic]:
     from flue.models.catalog import _entries
 
     if not _entries():
         return []  # no catalog to tell (litellm not installed): the first call says
+    from flue.models.catalog import known_providers
+
     known = known_providers(registered)
     if provider_id in known:
         return []
@@ -259,7 +252,9 @@ def _plugin_hooks(project: Project) -> list[Diagnostic]:
             continue
         module = project.pm.get_plugin(info.name)
         file = project.rel(project.source_root / info.origin)
-        for name, fn in vars(module).items() if module is not None else ():
+        if module is None:
+            continue
+        for name, fn in vars(module).items():
             if not name.startswith("flue_") or not inspect.isfunction(fn) or fn.__module__ != module.__name__:
                 continue
             line = fn.__code__.co_firstlineno

@@ -7,6 +7,7 @@ exists, else ``<root>/src/``, else ``<root>/``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,22 +17,17 @@ import pluggy
 from flue.authoring.agents import AgentDefinition, parse_agent_file, parse_python_agent
 from flue.authoring.channels import ChannelDefinition, parse_channel_file
 from flue.authoring.skills import SkillDefinition, parse_skill_dir
+from flue.authoring.source import resolve_source_root
 from flue.authoring.templates import check_template, template_strings
 from flue.authoring.workflows import WorkflowDefinition, parse_python_workflow, parse_yaml_workflow
 from flue.config import FlueConfig, load_config
 from flue.diagnostics import Diagnostic, ProjectError, suggestion
-from flue.plugins import PluginInfo, collect_named, load_plugins
+from flue.plugins import PluginInfo, load_plugins
+from flue.registries import Registries
 
 AGENT_SUFFIXES = (".md", ".yaml", ".yml", ".py")
 WORKFLOW_SUFFIXES = (".py", ".yaml", ".yml")
 CHANNEL_SUFFIXES = (".yaml", ".yml", ".py")
-
-
-def resolve_source_root(root: Path) -> Path:
-    for candidate in (root / ".flue", root / "src"):
-        if candidate.is_dir():
-            return candidate
-    return root
 
 
 @dataclass
@@ -50,6 +46,8 @@ class Project:
     #: names of agents and skills whose files have errors ("agents", "skills" -> names): they
     #: exist, so a reference to one is not a second error
     broken: dict[str, set[str]] = field(default_factory=lambda: {"agents": set(), "skills": set()})
+    #: what the plugins' collecting hooks registered, collected once (see flue.registries)
+    registries: Registries = field(default_factory=Registries)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -146,6 +144,9 @@ def load_project(root: str | Path = ".", *, extra_plugins: list[tuple[str, Any]]
     project.pm, project.plugins = pm, infos
     project.diagnostics += pdiags
     _configure_plugins(project)
+    project.registries = registries = Registries(pm)
+    for registry in (registries.tools, registries.sandboxes, registries.model_providers):
+        project.diagnostics += registry.diagnostics
     _check_persistence_kind(project)
     _check_source_root(project)
     _check_references(project)
@@ -398,13 +399,13 @@ def _profile_cycle(agents: dict[str, AgentDefinition], start: str) -> bool:
 
 def _known_tool_names(project: Project) -> set[str] | None:
     """Built-in tool names plus plugin tools; None if plugins could not be asked."""
+    from flue.plugins import BUILTIN_PLUGINS
     from flue.tools import BUILTIN_TOOL_NAMES
 
     if project.pm is None:
         return None
-    named, diags = collect_named(project.pm, "flue_tools", "tool")
-    project.diagnostics += diags
-    clash = set(named) & set(BUILTIN_TOOL_NAMES)
+    named = project.registries.tools.entries
+    clash = {name for name, (plugin, _tool) in named.items() if name in BUILTIN_TOOL_NAMES and plugin not in BUILTIN_PLUGINS}
     project_files = {p.name: p.origin for p in project.plugins if p.source == "project"}
     for name in sorted(clash):
         plugin = named[name][0]
@@ -421,11 +422,7 @@ def _known_tool_names(project: Project) -> set[str] | None:
 
 def _known_sandbox_kinds(project: Project) -> set[str]:
     """Sandbox kinds registered through ``flue_sandboxes`` (empty: no sandbox plugin at all)."""
-    if project.pm is None:
-        return set()
-    named, diags = collect_named(project.pm, "flue_sandboxes", "sandbox")
-    project.diagnostics += diags
-    return set(named)
+    return set(project.registries.sandboxes.entries)
 
 
 def _check_yaml_workflow(project: Project, wf: WorkflowDefinition) -> None:
@@ -489,7 +486,7 @@ def _inherited(agents: dict[str, AgentDefinition], name: str, key: str) -> list[
 def _check_step_lists(project: Project, wf: WorkflowDefinition, where: str, step: Any, agent: str) -> None:
     """A skill or task step only works if its agent lists that skill or subagent."""
     agents = project.agents
-    checks = [
+    checks: list[tuple[str, str | None, Mapping[str, Any], str, str]] = [
         ("skill", step.skill, project.skills, "skills", "uses skill"),
         ("subagent", step.subagent, agents, "subagents", "delegates to"),
     ]
@@ -562,7 +559,7 @@ def _check_channels(project: Project) -> None:
         return
     from flue.channels.build import build_channel
 
-    kinds, diags = collect_named(project.pm, "flue_channel_kinds", "channel kind")
-    project.diagnostics += diags
+    kinds = project.registries.channel_kinds
+    project.diagnostics += kinds.diagnostics
     for ch in list(project.channels.values()):
-        project.diagnostics += build_channel(ch, {name: kind for name, (_plugin, kind) in kinds.items()}, project)
+        project.diagnostics += build_channel(ch, kinds.values(), project.agents)

@@ -68,6 +68,7 @@ async def follow_until_settled(http: aiohttp.ClientSession, url: str, count: int
                 offset = resp.headers["Stream-Next-Offset"]
 
 
+@pytest.mark.slow
 async def test_sigkill_mid_work_every_submission_settles_once_in_order(tmp_path: Path) -> None:
     async with ScriptedModelServer([echo] * 1000) as model:
         project = make_project(tmp_path / "proj", model.url)

@@ -73,6 +73,7 @@ def make_project(root: Path, url: str, schema_name: str) -> Path:
     })
 
 
+@pytest.mark.slow
 async def test_two_replicas_share_the_work_and_survive_a_kill(tmp_path: Path, schema) -> None:  # noqa: F811
     url, name = schema
     work = tmp_path / "work"

@@ -3,7 +3,7 @@
 ``tests/conformance`` pins ``@durable-streams/server-conformance-tests`` and
 vitest (``package-lock.json``); ``.ci/run`` installs them with ``npm ci``
 (this test does too when ``node_modules`` is missing or older than the lock).
-The suite drives ``python -m flue.server.conformance``, a test-only app that
+The suite drives ``python -m flue.testing.stream_conformance``, a test-only app that
 adds the PUT/POST/DELETE the suite needs for setup around
 ``flue.server.streams.read_stream``; only the read-path groups are selected.
 Skipped when node/npm are not installed.
@@ -109,7 +109,7 @@ def test_durable_streams_conformance(tmp_path: Path) -> None:
     server_log = tmp_path / "server.log"
     with server_log.open("wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "flue.server.conformance", "--port", str(port),
+            [sys.executable, "-m", "flue.testing.stream_conformance", "--port", str(port),
              "--long-poll-timeout", str(SERVER_LONG_POLL_TIMEOUT_S)],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )

@@ -211,9 +211,10 @@ def parse_agent_file(path: Path, *, rel: str) -> tuple[AgentDefinition | None, l
             ]
         data = {**meta, "instructions": body.strip()}
     else:
-        data, key_lines, diags = load_yaml_mapping(path, rel, code="agent", what="an agent YAML file")
-        if data is None:
+        loaded, key_lines, diags = load_yaml_mapping(path, rel, code="agent", what="an agent YAML file")
+        if loaded is None:
             return None, diags
+        data = loaded
         body_line = key_lines.get("instructions", 1)
     reserved = [k for k in ("name", "file", "module") if k in data]
     if reserved:

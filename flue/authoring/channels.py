@@ -241,8 +241,7 @@ def _deep_lines(path: Path) -> dict[str, int]:
 
 
 def _parse_python_channel(path: Path, name: str, rel: str) -> tuple[ChannelDefinition | None, list[Diagnostic]]:
-    from flue.authoring.source import import_file
-    from flue.plugins import traceback_line
+    from flue.authoring.source import import_file, traceback_line
 
     line = _assignment_line(path, "channel")
     module_name = f"flue_project_channels.{name}"

@@ -153,11 +153,11 @@ def parse_skill_dir(folder: Path, *, rel: str) -> tuple[SkillDefinition | None, 
         f.relative_to(folder).as_posix() for f in sorted(folder.rglob("*"))
         if f.is_file() and f.name != "SKILL.md" and f.relative_to(folder).as_posix() not in refused
     ]
-    for path, reason in secrets:
+    for secret, reason in secrets:
         out.append(
             Diagnostic(
                 code="skill.secret-file",
-                file=f"{rel.rsplit('/', 1)[0]}/{path}",
+                file=f"{rel.rsplit('/', 1)[0]}/{secret}",
                 message=f"a skill folder must not hold secrets: {reason}",
                 hint="move credentials and private keys out of the skill folder (into .env at the project "
                 "root, or your secret manager); the project is not served while this file is there",

@@ -133,3 +133,24 @@ def parse_python(path: Path, rel: str, *, code: str) -> tuple[Any, list[Diagnost
         return ast.parse(text, filename=rel), []
     except SyntaxError as exc:
         return None, [Diagnostic(code=f"{code}.syntax", file=rel, line=exc.lineno, message=f"Python syntax error: {exc.msg}")]
+
+
+def traceback_line(exc: BaseException, path: Path) -> int | None:
+    """The line of ``path`` where loading it raised ``exc`` (the innermost frame in that file)."""
+    if isinstance(exc, SyntaxError):
+        return exc.lineno
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename) == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def resolve_source_root(root: Path) -> Path:
+    """Where a project's agents, workflows and skills live: ``.flue/``, else ``src/``, else the root."""
+    for candidate in (root / ".flue", root / "src"):
+        if candidate.is_dir():
+            return candidate
+    return root

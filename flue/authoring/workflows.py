@@ -112,7 +112,7 @@ def parse_python_workflow(path: Path, *, rel: str) -> tuple[WorkflowDefinition |
     tree, diags = parse_python(path, rel, code="workflow")
     if tree is None:
         return None, diags
-    run_node: ast.AST | None = None
+    run_node: ast.stmt | None = None
     http: Any = None
     for node in tree.body:
         if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef) and node.name == "run":

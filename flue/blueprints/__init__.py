@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -217,7 +217,8 @@ def load_catalog(source_root: Path | None = None) -> Catalog:
     for impl in pm.hook.flue_blueprints.get_hookimpls():
         plugin = pm.get_name(impl.plugin) or "?"
         try:
-            contributed = list(impl.function() or [])
+            returned: Any = impl.function()
+            contributed = list(returned or [])
         except Exception as exc:
             catalog.warnings.append(f"plugin '{plugin}' failed in flue_blueprints: {exc!r}")
             continue

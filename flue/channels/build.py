@@ -8,20 +8,18 @@ their routes and rules.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flue.authoring.channels import Channel, ChannelDefinition, ChannelKind, ChannelRoute, route_problems
 from flue.channels.rules import check_bindings
 from flue.diagnostics import Diagnostic, pydantic_diagnostics
 
-if TYPE_CHECKING:
-    from flue.project import Project
 
-
-def build_channel(ch: ChannelDefinition, kinds: Mapping[str, ChannelKind], project: Project) -> list[Diagnostic]:
-    """Check ``ch`` and set ``ch.channel`` to what serves it; return the diagnostics."""
+def build_channel(ch: ChannelDefinition, kinds: Mapping[str, ChannelKind], agents: Mapping[str, Any]) -> list[Diagnostic]:
+    """Check ``ch`` against the project's ``agents`` and set ``ch.channel`` to what serves it;
+    return the diagnostics."""
     if ch.source == "python":  # imported and its routes checked at discovery
-        return check_bindings(ch, ch.channel.rules, project.agents)
+        return check_bindings(ch, ch.channel.rules, agents)
     kind = kinds.get(ch.kind)
     if kind is None:
         return [
@@ -40,8 +38,8 @@ def build_channel(ch: ChannelDefinition, kinds: Mapping[str, ChannelKind], proje
         try:
             options = kind.options.model_validate(ch.options)
         except Exception as exc:
-            diags = pydantic_diagnostics(exc, file=ch.file, code_prefix="channel", line_of=ch.lines)
-            return [d.model_copy(update={"line": d.line or ch.line("")}) for d in diags]  # file-wide: line 1
+            problems = pydantic_diagnostics(exc, file=ch.file, code_prefix="channel", line_of=ch.lines)
+            return [d.model_copy(update={"line": d.line or ch.line("")}) for d in problems]  # file-wide: line 1
     # Secrets (*_env) are not checked here: they often exist only where the server runs
     # (not in CI's `flue info`); an unset one is a logged 500 naming the variable at request time.
     diags: list[Diagnostic] = []
@@ -59,7 +57,7 @@ def build_channel(ch: ChannelDefinition, kinds: Mapping[str, ChannelKind], proje
             Diagnostic(code="channel.invalid-route", file=ch.file, line=ch.line("path"), message=f"channel '{ch.name}' {p}")
             for p in route_problems(channel.routes)
         ]
-    diags += check_bindings(ch, channel.rules, project.agents)
+    diags += check_bindings(ch, channel.rules, agents)
     ch.channel = channel
     return diags
 

@@ -100,7 +100,8 @@ class GitHubIssue(ConversationRef):
 
 @runtime_checkable
 class ConversationFormat(Protocol):
-    provider: str
+    @property
+    def provider(self) -> str: ...
 
     def format(self, **fields: Any) -> str: ...
 

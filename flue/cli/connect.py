@@ -196,8 +196,13 @@ def _prompt_reader(loop: asyncio.AbstractEventLoop, agent: str, color: bool) -> 
 
         def work() -> None:
             line = read_blocking()
+
+            def deliver() -> None:
+                if not future.done():
+                    future.set_result(line)
+
             with contextlib.suppress(RuntimeError):  # the loop closed while we read
-                loop.call_soon_threadsafe(lambda: future.done() or future.set_result(line))
+                loop.call_soon_threadsafe(deliver)
 
         threading.Thread(target=work, name="flue-connect-input", daemon=True).start()
         return await future

@@ -68,4 +68,4 @@ async def _serve(args: argparse.Namespace) -> int:
     finally:
         for signum in EXIT_BY_SIGNAL:
             loop.remove_signal_handler(signum)
-    return EXIT_BY_SIGNAL[received[0]] if received else code
+    return EXIT_BY_SIGNAL[signal.Signals(received[0])] if received else code

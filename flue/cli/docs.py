@@ -135,8 +135,8 @@ def excerpt(page: Page, terms: list[str], width: int = 160) -> str:
         positions = [m.start() for t in terms for m in [re.search(rf"\b{re.escape(t)}", low)] if m]
         if positions and not line.startswith("```"):
             text = " ".join(line.strip().lstrip("#>-*| ").split())
-            at = max(0, min(re.search(rf"\b{re.escape(t)}", text.lower()).start()
-                            for t in terms if re.search(rf"\b{re.escape(t)}", text.lower())) - width // 3)
+            found = [m.start() for t in terms if (m := re.search(rf"\b{re.escape(t)}", text.lower()))]
+            at = max(0, min(found) - width // 3)
             cut = text[at:at + width]
             return ("…" if at else "") + cut + ("…" if at + width < len(text) else "")
     return page.summary

@@ -63,10 +63,9 @@ def agent_tools(project: Any) -> dict[str, list[dict[str, str]]]:
     are listed as ``mcp__<server>__*``, since naming them would mean connecting to it."""
     from flue.agent import resolve_agent
     from flue.harness.errors import AgentResolutionError
-    from flue.plugins import collect_named
     from flue.tools import BUILTIN_TOOL_NAMES
 
-    named = collect_named(project.pm, "flue_tools", "tool")[0] if project.pm is not None else {}
+    named = project.registries.tools.entries
     out: dict[str, list[dict[str, str]]] = {}
     for name, definition in project.agents.items():
         if definition.module is not None:  # agents/<name>.py: its initializer decides, at init

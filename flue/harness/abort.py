@@ -100,14 +100,26 @@ def link_signal(source: AbortSignal | asyncio.Event | None, target: AbortSignal)
     if source is None:
         return lambda: None
     if isinstance(source, AbortSignal):
-        return source.add_callback(lambda s: target.abort(s.reason))
+
+        def forward(signal: AbortSignal) -> None:
+            target.abort(signal.reason)
+
+        return source.add_callback(forward)
     if isinstance(source, asyncio.Event):
         if source.is_set():
             target.abort("the signal was set")
             return lambda: None
         watcher = asyncio.get_running_loop().create_task(source.wait(), name="flue-abort-watch")
-        watcher.add_done_callback(lambda t: t.cancelled() or target.abort("the signal was set"))
-        return watcher.cancel
+
+        def fire(task: asyncio.Task[Any]) -> None:
+            if not task.cancelled():
+                target.abort("the signal was set")
+
+        def unlink() -> None:
+            watcher.cancel()
+
+        watcher.add_done_callback(fire)
+        return unlink
     raise TypeError(f"signal= must be a flue.AbortSignal or an asyncio.Event, not {type(source).__name__}")
 
 

@@ -63,12 +63,9 @@ class UnknownProviderError(FlueHarnessError):
 
     error_type = "model_not_configured"
 
-    def __init__(self, provider: str, registered: list[str]):
-        from flue.diagnostics import did_you_mean
-        from flue.preflight import known_providers
-
+    def __init__(self, provider: str, registered: list[str], *, close: str | None = None):
+        """``close``: the known provider the name is a clear typo of (the raiser looks it up)."""
         self.provider = provider
-        close = did_you_mean(provider, known_providers(registered), cutoff=0.8)
         super().__init__(
             f"unknown model provider '{provider}'{f' (did you mean {close!r}?)' if close else ''}: "
             "register it under 'providers:' in flue.yaml "

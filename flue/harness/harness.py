@@ -42,6 +42,7 @@ dict store by default).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import os
 import shutil
@@ -84,12 +85,14 @@ from flue.models.base import ModelProvider
 from flue.models.registry import ModelRegistry, Registration, ResolvedModel
 from flue.persistence.base import SessionData, SessionStore
 from flue.sandbox.base import ExecResult, SandboxEnv
+from flue.stream_paths import instance_path
 from flue.tools import Tool
 
 if TYPE_CHECKING:
     import pluggy
 
     from flue.project import Project
+    from flue.registries import Registries
 
 
 class RoleView:
@@ -192,7 +195,7 @@ class Harness:
         scope: str,
         registry: ModelRegistry,
         extra_tools: list[Tool],
-        plugin_tools: dict[str, Tool],
+        registries: Registries,
         instance: InstanceInfo | None = None,
         id: str = "local",
     ):
@@ -210,7 +213,8 @@ class Harness:
         self.scope = scope
         self.registry = registry
         self._extra_tools = extra_tools
-        self._plugin_tools = plugin_tools
+        self.registries = registries  # the project's (or the built-ins') hook registrations
+        self._plugin_tools = plugin_tools(registries.tools)
         self._setups: dict[tuple[str, str], _AgentSetup] = {}
         self._roles: dict[tuple[str, str, str], RoleView] = {}
         self.cwd = env.cwd if env is not None and getattr(env, "cwd", None) else agent.working_dir
@@ -359,7 +363,7 @@ class Harness:
         key = (agent.name, cwd)
         if key in self._setups:
             return
-        builtins, defaults = builtin_tools(self._subagent_descriptions(agent))
+        builtins, defaults = builtin_tools(self.registries.tools, self._subagent_descriptions(agent))
         tools = agent_tools(agent.name, agent.tools, builtins=builtins, defaults=defaults, plugins=self._plugin_tools)
         add_tools(tools, self._extra_tools, "init(tools=...)")
         if agent.mcp:
@@ -493,15 +497,18 @@ async def init(
     if model is not None or sandbox is not None:
         updates = {k: v for k, v in {"model": model, "sandbox": sandbox}.items() if v is not None}
         resolved = resolved.model_copy(update=updates)
-    pm = project.pm if project is not None else _builtin_plugins()
-    scope = scope or f"agents/{resolved.name}/{id}"
+    if project is not None and project.pm is not None:
+        pm, registries = project.pm, project.registries
+    else:  # no project (or one whose root was missing): the framework's own plugins
+        pm, registries = _builtin_plugins()
+    scope = scope or instance_path(resolved.name, id)
     hsink = (sink or EventSink()).child(harness=name, agent_name=resolved.name)
     if observe is None:
         observe = sink is None
     if project is not None and project.pm is not None and observe:
         hsink.subscribe(observer_subscriber(project, scope=scope))
     env, missing = await create_env(
-        resolved, pm, request_id=f"{scope}/{name}", snapshot=snapshot,
+        resolved, registries.sandboxes, request_id=f"{scope}/{name}", snapshot=snapshot,
         source_root=project.source_root if project is not None else None,
     )
     harness = Harness(
@@ -516,7 +523,7 @@ async def init(
         scope=scope,
         registry=ModelRegistry.for_project(project, providers),
         extra_tools=list(tools or []),
-        plugin_tools=plugin_tools(pm),
+        registries=registries,
         instance=instance_info(resolved.name, id, project),
         id=id,
     )
@@ -535,9 +542,12 @@ def _on_host(env: SandboxEnv | None) -> bool:
     return isinstance(env, LocalSandboxEnv)
 
 
-def _builtin_plugins() -> pluggy.PluginManager:
-    """Without a project, the framework's own plugins (sandboxes, ...) still apply."""
+@functools.cache
+def _builtin_plugins() -> tuple[pluggy.PluginManager, Registries]:
+    """Without a project, the framework's own plugins (tools, sandboxes, ...) still apply:
+    loaded, and their hooks collected, once per process."""
     from flue.plugins import load_plugins
+    from flue.registries import Registries
 
     pm, _infos, _diags = load_plugins(None)
-    return pm
+    return pm, Registries(pm)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from flue.events import FlueEvent, event_context, report_failure
 from flue.redaction import observed
+from flue.stream_paths import instance_path, run_stream_path
 
 if TYPE_CHECKING:
     from flue.project import Project
@@ -35,9 +36,9 @@ def scope_of(event: FlueEvent) -> str | None:
     """The durable scope an event belongs to (``runs/<runId>``, ``agents/<name>/<id>``), as the
     harness path names it, so both paths hand observers the same context."""
     if event.run_id:
-        return f"runs/{event.run_id}"
+        return run_stream_path(event.run_id)
     if event.agent_name and event.instance_id:
-        return f"agents/{event.agent_name}/{event.instance_id}"
+        return instance_path(event.agent_name, event.instance_id)
     return None
 
 

@@ -1,7 +1,8 @@
 """Creating the one sandbox env of a harness.
 
 The agent's ``sandbox`` selects it: a kind name or ``{kind: ..., ...options}``
-looked up among the kinds plugins register through ``flue_sandboxes``
+looked up among the kinds plugins registered through ``flue_sandboxes`` (the
+project's :class:`~flue.registries.Registries`)
 (default kind ``virtual``), a factory object with ``create_session_env``, or a
 ready env. When no plugin registers any sandbox kind at all, the harness has
 no env: model work still runs, while shell and file operations raise
@@ -24,16 +25,15 @@ from flue.sandbox.base import SandboxEnv, SandboxRequest
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pluggy
-
     from flue.agent import Agent
+    from flue.registries import Registry
 
 DEFAULT_KIND = "virtual"
 
 
 async def create_env(
     agent: Agent,
-    pm: pluggy.PluginManager | None,
+    sandboxes: Registry[Any],
     *,
     request_id: str,
     snapshot: bytes | None = None,
@@ -57,16 +57,12 @@ async def create_env(
         kind, options = DEFAULT_KIND, {}
     else:
         raise TypeError(f"agent '{agent.name}': cannot use {type(spec).__name__} as a sandbox")
-    kinds: dict[str, tuple[str, Any]] = {}
-    if pm is not None:
-        from flue.plugins import collect_named
-
-        kinds, _diags = collect_named(pm, "flue_sandboxes", "sandbox")
+    kinds = sandboxes.values()
     if not kinds:
         return None, "no plugin registers a sandbox kind"
     if kind not in kinds:
         raise UnknownSandboxKindError(kind, list(kinds))
-    make = kinds[kind][1]
+    make = kinds[kind]
     # Makers may take the project's source root (relative workspace folders resolve against it).
     takes_root = source_root is not None and "source_root" in _parameters(make)
     # The maker gets its own copy: request.options stays what the agent asked for.

@@ -15,44 +15,39 @@ is rejected, as is a name used twice, or the reserved result tool name.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from typing import TYPE_CHECKING, Any
 
+from flue.builtin_tools import DEFAULT_TOOLS
+from flue.builtin_tools.task import make as make_task
 from flue.harness.errors import ToolNameCollisionError, UnknownToolError
 from flue.harness.results import RESULT_TOOL_NAME
+from flue.plugins import BUILTIN_PLUGINS
 from flue.tools import BUILTIN_TOOL_NAMES, Tool
 
 if TYPE_CHECKING:
-    import pluggy
+    from flue.registries import Registry
 
 
-def builtin_tools(subagents: dict[str, str | None] | None = None) -> tuple[dict[str, Tool], list[str]]:
-    """Built-in tools by name and the default names; empty if flue.builtin_tools is absent.
+def builtin_tools(
+    registry: Registry[Tool], subagents: dict[str, str | None] | None = None
+) -> tuple[dict[str, Tool], list[str]]:
+    """The built-in tools (as ``flue.builtin_tools.plugin`` registered them) and the default names
+    (``plugins: {flue.builtin_tools.plugin: false}`` in flue.yaml leaves an agent none).
 
-    ``subagents`` ({name: description}) lets the ``task`` tool list the agent's subagents.
+    ``subagents`` ({name: description}) makes a ``task`` tool that lists the agent's subagents.
     """
-    try:
-        module = importlib.import_module("flue.builtin_tools")
-    except ModuleNotFoundError as exc:
-        if exc.name != "flue.builtin_tools":
-            raise
-        return {}, []
-    make = module.builtin_tools
-    accepts = "subagents" in inspect.signature(make).parameters
-    tools = dict(make(subagents=subagents or None) if accepts else make())
-    defaults = list(getattr(module, "DEFAULT_TOOLS", tools))
-    return tools, defaults
+    tools = {
+        name: tool for name, (plugin, tool) in registry.entries.items()
+        if name in BUILTIN_TOOL_NAMES and plugin in BUILTIN_PLUGINS
+    }
+    if subagents and "task" in tools:
+        tools["task"] = make_task(subagents)
+    return tools, [name for name in DEFAULT_TOOLS if name in tools]  # none if the plugin is disabled
 
 
-def plugin_tools(pm: pluggy.PluginManager | None) -> dict[str, Tool]:
+def plugin_tools(registry: Registry[Tool]) -> dict[str, Tool]:
     """Tools registered by plugins; names that shadow built-ins are left out (reported by ``flue info``)."""
-    if pm is None:
-        return {}
-    from flue.plugins import collect_named
-
-    named, _diags = collect_named(pm, "flue_tools", "tool")
-    return {name: tool for name, (_plugin, tool) in named.items() if name not in BUILTIN_TOOL_NAMES}
+    return {name: tool for name, tool in registry.values().items() if name not in BUILTIN_TOOL_NAMES}
 
 
 def check_custom(tool: Any, where: str) -> Tool:
@@ -86,11 +81,8 @@ def agent_tools(
     out: dict[str, Tool] = {}
     for entry in defaults if spec is None else spec:
         if isinstance(entry, str):
-            if entry in BUILTIN_TOOL_NAMES:
-                # A built-in not installed yet is skipped rather than fatal, so agents
-                # written for the full framework still run where a subset is present.
-                if entry in builtins:
-                    out[entry] = builtins[entry]
+            if entry in builtins:
+                out[entry] = builtins[entry]
                 continue
             if entry not in plugins:
                 raise UnknownToolError(entry, agent_name, [*builtins, *plugins])

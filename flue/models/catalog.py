@@ -163,3 +163,12 @@ def model_info(provider_id: str, model: str, registration: Any = None) -> ModelI
             if value is not None:
                 update[key] = value
     return info.model_copy(update=update) if update else info
+
+
+def known_providers(registered: list[str]) -> set[str]:
+    """Provider ids that mean something without a registration: Flue's native endpoints, the
+    catalog's aliases and litellm's providers (from its catalog file), plus the registered ones."""
+    from flue.models.endpoints import ENDPOINTS
+
+    litellm_ids = {str(e.get("litellm_provider")) for e in _entries().values() if e.get("litellm_provider")}
+    return set(ENDPOINTS) | set(CATALOG_ALIASES) | litellm_ids | set(registered)

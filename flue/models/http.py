@@ -30,7 +30,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +117,7 @@ def proxy_for(url: str) -> str | None:
 # -- Server-Sent Events ------------------------------------------------------------------
 
 
-async def sse_batches(content: aiohttp.StreamReader) -> AsyncIterator[list[tuple[str, bytes]]]:
+async def sse_batches(content: aiohttp.StreamReader) -> AsyncGenerator[list[tuple[str, bytes]], None]:
     """``(event, data)`` pairs, batched per network read. ``event`` is ``""`` when unnamed;
     multi-line data is joined with newlines; comments and ``id:``/``retry:`` are ignored."""
     rest = b""

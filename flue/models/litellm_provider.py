@@ -82,7 +82,11 @@ class LiteLLMProvider:
         cfg = self.config
         api = cfg.api if cfg is not None else None
         if api is None and self.provider_id not in litellm.provider_list:
-            raise UnknownProviderError(self.provider_id, self._registered)
+            from flue.diagnostics import did_you_mean
+            from flue.models.catalog import known_providers
+
+            close = did_you_mean(self.provider_id, known_providers(self._registered), cutoff=0.8)
+            raise UnknownProviderError(self.provider_id, self._registered, close=close)
         if api == "openai-completions":
             target = "openai"
         elif api == "anthropic-messages":

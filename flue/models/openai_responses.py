@@ -167,7 +167,8 @@ class ResponsesParser(StreamParser):
             error = (obj.get("response") or {}).get("error") or {}
             raise _failure(error)
         if kind == "error":
-            raise _failure(obj.get("error") if isinstance(obj.get("error"), dict) else obj)
+            error = obj.get("error")
+            raise _failure(error if isinstance(error, dict) else obj)
         return None
 
     def _item_added(self, obj: dict[str, Any]) -> ModelChunk | None:

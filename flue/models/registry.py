@@ -99,11 +99,8 @@ class ModelRegistry:
         cls, project: Project | None, extra: dict[str, Registration] | None = None
     ) -> ModelRegistry:
         registry = cls()
-        if project is not None and project.pm is not None:
-            from flue.plugins import collect_named
-
-            named, _diags = collect_named(project.pm, "flue_model_providers", "model provider")
-            for provider_id, (_plugin, registration) in named.items():
+        if project is not None:
+            for provider_id, registration in project.registries.model_providers.values().items():
                 registry.register(provider_id, registration)
         if project is not None:
             for provider_id, config in project.config.providers.items():

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel, to_snake
 
+from flue.errors import FlueError
 from flue.strict_json import query_int
 
 if TYPE_CHECKING:
@@ -39,8 +40,11 @@ class SchemaVersionError(RuntimeError):
     """The store was written by a newer or unknown version of Flue."""
 
 
-class StreamNotFound(KeyError):
+class StreamNotFound(FlueError, KeyError):
     """Appending to or closing a stream that does not exist."""
+
+    error_type = "stream_not_found"
+    http_status = 404
 
 
 class StreamClosed(RuntimeError):
@@ -267,11 +271,17 @@ class SnapshotStore(Protocol):
 
 
 class PersistenceStores(Protocol):
-    sessions: SessionStore
-    runs: RunStore
-    streams: EventStreamStore
-    submissions: SubmissionStore  # contract and invariants: flue.persistence.submissions
-    snapshots: SnapshotStore
+    # read-only members, so that an adapter's stores may be its own (narrower) classes
+    @property
+    def sessions(self) -> SessionStore: ...
+    @property
+    def runs(self) -> RunStore: ...
+    @property
+    def streams(self) -> EventStreamStore: ...
+    @property
+    def submissions(self) -> SubmissionStore: ...  # contract and invariants: flue.persistence.submissions
+    @property
+    def snapshots(self) -> SnapshotStore: ...
 
 
 @runtime_checkable

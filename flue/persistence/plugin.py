@@ -15,8 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from flue.config import SQLiteOptions
 from flue.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -27,11 +28,6 @@ if TYPE_CHECKING:
 
 class PersistenceConfigError(ValueError):
     """``persistence:`` in flue.yaml names an unknown kind or carries bad options."""
-
-
-class SQLiteOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    path: str | None = None
 
 
 def options_or_error(model: type[BaseModel], kind: str, options: dict[str, Any]) -> Any:

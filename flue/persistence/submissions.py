@@ -100,6 +100,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from flue.errors import FlueError
 from flue.ids import new_id
 from flue.persistence.base import Camel
 from flue.persistence.kit import dumps, input_hash, ms_to_iso, now_ms
@@ -168,8 +169,11 @@ class QueueFull(RuntimeError):
         super().__init__(f"{instance} already holds {limit} unsettled submissions; retry once some have settled")
 
 
-class DispatchConflictError(ValueError):
+class DispatchConflictError(FlueError, ValueError):
     """A dispatch id was reused for a different instance or input."""
+
+    error_type = "dispatch_conflict"
+    http_status = 409
 
     def __init__(self, dispatch_id: str, existing: Submission) -> None:
         self.dispatch_id = dispatch_id

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flue.events import EventSink, Log
+from flue.stream_paths import run_stream_path
 
 if TYPE_CHECKING:
+    from flue.harness.harness import Harness
     from flue.runtime.runtime import Runtime
 
 
@@ -74,7 +76,7 @@ class FlueContext:
     def run_id(self) -> str:
         return self.id
 
-    async def init(self, agent: Any, name: str = "default", **options: Any) -> Any:
+    async def init(self, agent: Any, name: str = "default", **options: Any) -> Harness:
         """Initialize an agent (a name from ``agents/``, an AgentDefinition or an Agent)
         as a harness for this run. Each harness name may be initialized once per run."""
         from flue.harness import init as harness_init
@@ -90,7 +92,7 @@ class FlueContext:
             project=self.runtime.project,
             sink=self.sink,
             session_store=self.runtime.stores.sessions,
-            scope=f"runs/{self.id}",
+            scope=run_stream_path(self.id),
             **options,
         )
         self._harnesses[name] = harness

@@ -36,15 +36,20 @@ deletion. Markers stay (they are small) so a restart never loses a deletion.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flue.errors import AgentNotFound
 from flue.harness.errors import SessionDeletedError
 from flue.harness.session import mark_deleted
 from flue.ids import new_id
 from flue.persistence.base import SessionData
 from flue.persistence.kit import ms_to_iso, now_ms
 from flue.persistence.submissions import Submission
-from flue.runtime.runtime import Runtime
+from flue.runtime.current import current_runtime
+from flue.stream_paths import instance_path
+
+if TYPE_CHECKING:
+    from flue.runtime.runtime import Runtime
 
 MARKER_SUFFIX = "#deletion"
 HARNESS = "default"  # the harness every durable submission runs in
@@ -81,9 +86,7 @@ async def delete_session(
 ) -> None:
     """Delete one session of the agent instance ``agents/<agent>/<id>`` (see the module docstring).
     No-op for a session that never existed (beyond leaving its marker)."""
-    from flue.runtime.instances import AgentNotFound, instance_path
-
-    runtime = runtime or Runtime.current()
+    runtime = runtime or current_runtime()
     if agent not in runtime.project.agents:
         raise AgentNotFound(f"unknown agent '{agent}' (available: {', '.join(sorted(runtime.project.agents)) or 'none'})")
     if not id or "/" in id:

@@ -34,25 +34,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flue import strict_json
-from flue.errors import FlueError
+from flue.errors import AgentNotFound, FlueError
+from flue.errors import serialize_error as error_info
 from flue.events import FlueEvent, SubmissionAdmitted, SubmissionSettled, redact_images
 from flue.ids import new_id
 from flue.models.overrides import remember_for, use_admitted
 from flue.persistence.submissions import ERROR_DEADLINE_EXCEEDED, LEASE_S, QueueFull, Submission
-from flue.runtime.runtime import Runtime, error_info
 from flue.runtime.stream_writer import StreamWriter
+from flue.stream_paths import instance_path, split_instance
+
+if TYPE_CHECKING:
+    from flue.runtime.runtime import Runtime
 
 #: Seconds the process-wide backlog count may be reused before the store is asked again.
 BACKLOG_TTL_S = 0.5
-
-
-class AgentNotFound(KeyError):
-    pass
 
 
 class DeadlineExceeded(FlueError):
@@ -129,15 +130,6 @@ class SubmissionJournal:
             await self.save_snapshot()  # the files must be at least as new as the results replayed
         if not await self._runtime.stores.submissions.append_journal(self._sub.submission_id, self._sub.attempts, entry):
             raise LeaseLost(self._sub.submission_id)
-
-
-def instance_path(agent: str, instance_id: str) -> str:
-    return f"agents/{agent}/{instance_id}"
-
-
-def split_instance(path: str) -> tuple[str, str]:
-    _, agent, instance_id = path.split("/", 2)
-    return agent, instance_id
 
 
 def prompt_input(message: str, *, images: list[dict[str, Any]] | None = None, session: str = "default") -> dict[str, Any]:
@@ -363,7 +355,7 @@ class Coordinator:
                     else:
                         task = asyncio.get_running_loop().create_task(self._run(sub), name=f"flue-{sub.submission_id}")
                         self._running[sub.submission_id] = task
-                        task.add_done_callback(lambda t, sid=sub.submission_id: self._forget(sid, t))
+                        task.add_done_callback(functools.partial(self._forget, sub.submission_id))
             if not claimed:
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):

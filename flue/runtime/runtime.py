@@ -8,19 +8,12 @@ import sys
 from typing import Any
 
 from flue import redaction
-from flue.errors import serialize_error
 from flue.events import EventSink
 from flue.harness.observers import observer_subscriber
 from flue.ids import new_id
 from flue.project import Project
-
-# The runtime most recently opened in this process (what ``dispatch`` uses by default).
-_CURRENT: list[Runtime] = []
-
-
-def error_info(exc: BaseException) -> dict[str, Any]:
-    """The JSON shape of an error in events and run records (never a traceback)."""
-    return serialize_error(exc)
+from flue.runtime.current import RUNNING as _CURRENT
+from flue.runtime.current import current_runtime
 
 
 class Runtime:
@@ -136,9 +129,7 @@ class Runtime:
     @staticmethod
     def current() -> Runtime:
         """The runtime of this process (for ``dispatch`` from plugins, channels and workflows)."""
-        if not _CURRENT:
-            raise RuntimeError("no Flue runtime is running in this process (dispatch needs flue dev/start/run/connect)")
-        return _CURRENT[-1]
+        return current_runtime()
 
     async def close(self) -> None:
         if self._warming is not None and not self._warming.done():

@@ -17,27 +17,36 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flue import strict_json
 from flue.authoring.workflows import WorkflowDefinition
+from flue.errors import FlueError
+from flue.errors import serialize_error as error_info
 from flue.events import RunEnd, RunStart
 from flue.ids import run_id as new_run_id
 from flue.persistence.base import RunRecord
 from flue.redaction import scrub
 from flue.runtime.context import FlueContext
-from flue.runtime.runtime import Runtime, error_info
 from flue.runtime.stream_writer import StreamWriter
+from flue.stream_paths import run_stream_path
+
+if TYPE_CHECKING:
+    from flue.runtime.runtime import Runtime
 
 log = logging.getLogger("flue.runtime")
 
 
-class WorkflowNotFound(KeyError):
-    pass
+class WorkflowNotFound(FlueError, KeyError):
+    error_type = "workflow_not_found"
+    http_status = 404
 
 
-class InvalidPayload(ValueError):
-    pass
+class InvalidPayload(FlueError, ValueError):
+    """The payload does not match the workflow's schema."""
+
+    error_type = "invalid_request"
+    http_status = 400
 
 
 class WorkflowResultError(TypeError):
@@ -48,19 +57,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def run_stream_path(run_id: str) -> str:
-    return f"runs/{run_id}"
-
-
 @dataclass
 class RunHandle:
     run_id: str
     record: RunRecord
     task: asyncio.Task[RunRecord]
-
-    @property
-    def stream_path(self) -> str:
-        return run_stream_path(self.run_id)
 
     async def wait(self) -> RunRecord:
         return await asyncio.shield(self.task)

@@ -188,7 +188,7 @@ class Helper:
             while data := self._sock.recv(1 << 20):
                 for header, blobs in parser.feed(data):
                     with self._lock:
-                        rid = header.get("id")
+                        rid: int = header.get("id", -1)
                         p = self._pending.get(rid) if header.get("more") else self._pending.pop(rid, None)
                     if p is not None:
                         _call(p.loop, _deliver, p, header, blobs)

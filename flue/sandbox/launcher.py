@@ -38,7 +38,7 @@ class Launcher:
     def __init__(self) -> None:
         self.sock, parent = helper_args()
         die_with_parent(parent, signal.SIGTERM)
-        self.children: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}  # pid -> (request id, process)
+        self.children: dict[int, tuple[Any, subprocess.Popen[bytes]]] = {}  # pid -> (request id, process)
         self.fds: collections.deque[int] = collections.deque()  # received, not yet given to a request
         self.stopping = False
 

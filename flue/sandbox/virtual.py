@@ -167,7 +167,7 @@ def make_virtual_factory(options: dict[str, Any] | None = None, *, source_root: 
 def _default_source_root(source_root: str | Path | None) -> Path:
     if source_root is not None:
         return Path(source_root)
-    from flue.project import resolve_source_root  # lazy: flue.project imports the plugin machinery
+    from flue.authoring.source import resolve_source_root
 
     return resolve_source_root(Path.cwd())
 

@@ -125,7 +125,6 @@ class DevServer:
         self.runtime: Any = None
         self.state: ServerState | None = None
         self.project: Project | None = None
-        self.reloads = 0
         self._stop = asyncio.Event()
 
     def say(self, text: str) -> None:
@@ -250,7 +249,6 @@ class DevServer:
         self.state, self.runtime, self.project = state, new_runtime, project
         if new_runtime is not old_runtime:
             asyncio.get_running_loop().create_task(shutdown_runtime(old_state, grace=DRAIN_GRACE_S))
-        self.reloads += 1
         for d in project.diagnostics:
             self.say(d.render())
         self.say("flue dev: reloaded")

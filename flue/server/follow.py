@@ -26,7 +26,11 @@ async def follow_stream(
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     poll = live_poll_interval(store) if poll_interval is None else poll_interval
-    unsubscribe = store.subscribe(path, lambda _path: loop.call_soon_threadsafe(wake.set))
+
+    def on_append(_path: str) -> None:
+        loop.call_soon_threadsafe(wake.set)
+
+    unsubscribe = store.subscribe(path, on_append)
     try:
         while True:
             wake.clear()  # before the read, so an append during it is not missed

@@ -67,7 +67,7 @@ class MemoryTrimmer:
         while loop.time() < self._until:
             await asyncio.sleep(TRIM_EVERY_S)
             try:
-                await asyncio.to_thread(_TRIM, 0)  # type: ignore[misc]
+                await asyncio.to_thread(_TRIM, 0)  # type: ignore[arg-type]  # _TRIM is set: checked in note()
             except Exception as exc:  # never worth failing over
                 log.debug("malloc_trim failed: %r", exc)
                 return

@@ -56,7 +56,7 @@ ERROR_STATUSES = {
 }
 # statuses that say when to come back, and the method list of a 405
 RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait before retrying"}}
-HEADERS_OF = {"405": {"Allow": {"schema": {"type": "string"}, "required": True}}, "429": RETRY_AFTER,
+HEADERS_OF: dict[str, dict[str, Any]] = {"405": {"Allow": {"schema": {"type": "string"}, "required": True}}, "429": RETRY_AFTER,
               "503": RETRY_AFTER, "401": {"WWW-Authenticate": {"schema": {"type": "string"}}}}
 STRING = {"schema": {"type": "string"}}
 

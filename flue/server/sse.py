@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 
-from aiohttp import web
-
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 #: Headers every SSE response needs: the MIME type, no caching, no proxy buffering.
@@ -48,8 +46,3 @@ def frame(data: str, *, event: str | None = None, id: str | None = None) -> byte
 def comment(text: str = "") -> bytes:
     """A comment frame (ignored by parsers); used as a keep-alive."""
     return f":{_field('comment', text)}\n\n".encode()
-
-
-def last_event_id(request: web.Request) -> str | None:
-    """The ``Last-Event-ID`` an auto-reconnecting EventSource sends, if any."""
-    return request.headers.get("Last-Event-ID") or None

@@ -1,7 +1,7 @@
 """The Durable Streams read path: GET/HEAD on an event stream held by an ``EventStreamStore``.
 
 Agent routes (``GET /agents/<name>/<id>``) and run routes (``GET /runs/<runId>``)
-call :func:`read_stream` (or mount :func:`make_stream_handler`) with the stream
+call :func:`read_stream` with the stream
 path and the 404 they want for a stream that does not exist yet. The protocol
 (https://github.com/durable-streams/durable-streams, PROTOCOL.md):
 
@@ -56,7 +56,7 @@ import math
 import random
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -102,10 +102,15 @@ class StreamCodec(Protocol):
     read path.
     """
 
-    #: ``Content-Type`` of catch-up/long-poll bodies and HEAD.
-    content_type: str
-    #: ``Stream-SSE-Data-Encoding`` for SSE (``"base64"`` for binary streams) or None.
-    sse_encoding: str | None
+    @property
+    def content_type(self) -> str:
+        """``Content-Type`` of catch-up/long-poll bodies and HEAD."""
+        ...
+
+    @property
+    def sse_encoding(self) -> str | None:
+        """``Stream-SSE-Data-Encoding`` for SSE (``"base64"`` for binary streams) or None."""
+        ...
 
     def body(self, events: list[dict[str, Any]]) -> bytes:
         """The catch-up body for these events (for none: the type's empty body, ``[]`` for JSON)."""
@@ -534,22 +539,3 @@ async def _sse(
         pass  # the client went away; nothing to clean up beyond the watch
     return response
 
-
-def make_stream_handler(
-    store: EventStreamStore | Callable[[web.Request], EventStreamStore],
-    path_of: Callable[[web.Request], str],
-    not_found: HttpError | Callable[[web.Request], HttpError],
-    **options: Any,
-) -> Callable[[web.Request], Any]:
-    """An aiohttp handler serving :func:`read_stream` for the path ``path_of(request)`` computes.
-
-    ``store`` and ``not_found`` may be fixed or computed per request; ``options``
-    are :func:`read_stream`'s keyword arguments (``long_poll_timeout``...).
-    """
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        the_store = store if isinstance(store, EventStreamStore) else store(request)
-        error = not_found if isinstance(not_found, HttpError) else not_found(request)
-        return await read_stream(request, the_store, path_of(request), not_found=error, **options)
-
-    return handler

@@ -263,7 +263,7 @@ class ScriptedModelServer(LoopbackServer):
             return _error("openai", 400, "the scripted server streams Responses only (send stream: true)")
         n = self._counter
         encrypted = "reasoning.encrypted_content" in (body.get("include") or [])
-        response = {"id": f"resp_scripted_{n}", "object": "response", "created_at": int(time.time()),
+        response: dict[str, Any] = {"id": f"resp_scripted_{n}", "object": "response", "created_at": int(time.time()),
                     "model": body.get("model"), "status": "in_progress", "output": [], "usage": None}
         seq = 0
 

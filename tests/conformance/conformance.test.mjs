@@ -1,6 +1,6 @@
 // Runs the official Durable Streams server conformance suite against the
 // server named by CONFORMANCE_BASE_URL (started by tests/test_stream_conformance.py
-// with `python -m flue.server.conformance`). Select groups with `vitest -t`.
+// with `python -m flue.testing.stream_conformance`). Select groups with `vitest -t`.
 import { runConformanceTests } from "@durable-streams/server-conformance-tests"
 
 const baseUrl = process.env.CONFORMANCE_BASE_URL

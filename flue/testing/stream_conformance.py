@@ -26,7 +26,7 @@ offset, long-poll, SSE, ETag and closure logic as Flue's JSON event streams.
 Idempotent producers, forks and TTL expiry are not implemented: they are
 write-side features Flue does not serve.
 
-Run it with ``python -m flue.server.conformance --port 4437`` (in-memory
+Run it with ``python -m flue.testing.stream_conformance --port 4437`` (in-memory
 SQLite store); ``tests/test_stream_conformance.py`` does that for CI.
 """
 
@@ -342,7 +342,7 @@ async def _serve(host: str, port: int, long_poll_timeout: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m flue.server.conformance",
+        prog="python -m flue.testing.stream_conformance",
         description="Test-only Durable Streams server for the conformance suite (in-memory SQLite store).",
     )
     parser.add_argument("--host", default="127.0.0.1")
