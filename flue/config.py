@@ -60,7 +60,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from flue.authoring.agents import AuthSpec
 from flue.authoring.source import load_yaml_mapping
@@ -241,6 +241,7 @@ class ServerConfig(BaseModel):
 
 class FlueConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _key_lines: dict[str, int] = PrivateAttr(default_factory=dict)  # top-level key -> line in flue.yaml
     port: int | None = Field(None, ge=1, le=65535)
     model: str | None = None
     persistence: PersistenceConfig = Field(default_factory=PersistenceConfig)
@@ -256,6 +257,10 @@ class FlueConfig(BaseModel):
     @classmethod
     def _persistence_shorthand(cls, v: Any) -> Any:
         return {"kind": v} if isinstance(v, str) else v
+
+    def line_of(self, key: str) -> int | None:
+        """The line of a top-level key in the flue.yaml this was loaded from (for diagnostics)."""
+        return self._key_lines.get(key)
 
     def default_model(self) -> str | None:
         """The model of agents that name none: ``model:`` here, else ``$FLUE_MODEL`` (read now,
@@ -333,8 +338,8 @@ def load_config(root: Path) -> tuple[FlueConfig, Path | None, list[Diagnostic]]:
     except Exception as exc:
         return FlueConfig(), path, pydantic_diagnostics(
             exc, file=rel, code_prefix="config", line_of=key_lines, schema=FlueConfig, docs="getting-started")
-    return config, path, [*_check_builtin_persistence(config, rel, key_lines.get("persistence")),
-                          *_check_playground(config, rel, key_lines.get("playground"))]
+    config._key_lines = key_lines
+    return config, path, _check_playground(config, rel, key_lines.get("playground"))
 
 
 def _check_playground(config: FlueConfig, rel: str, line: int | None) -> list[Diagnostic]:
@@ -345,23 +350,6 @@ def _check_playground(config: FlueConfig, rel: str, line: int | None) -> list[Di
         message="'playground' is enabled but there is no admin: section: the page reads the admin API",
         hint="add admin: {auth: {bearer_env: FLUE_ADMIN_TOKEN}}; the playground asks for that token",
     )]
-
-
-def _check_builtin_persistence(config: FlueConfig, rel: str, line: int | None) -> list[Diagnostic]:
-    """The built-in ``sqlite`` kind's options are known here; other kinds are checked by their plugin."""
-    if config.persistence.kind != "sqlite":
-        return []
-    from pydantic import ValidationError
-
-    try:
-        SQLiteOptions.model_validate(config.persistence.options)
-    except ValidationError as exc:
-        out = pydantic_diagnostics(exc, file=rel, code_prefix="config")
-        for d in out:
-            d.line = line
-            d.message = d.message.replace("'", "'persistence.", 1)
-        return out
-    return []
 
 
 def load_env_file(root: Path, env_file: str | Path | None = None) -> Path | None:

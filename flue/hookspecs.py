@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from aiohttp import web
+    from pydantic import BaseModel
 
     from flue.authoring.channels import ChannelKind
     from flue.blueprints import Blueprint
@@ -117,6 +118,17 @@ class FlueSpec:
         result wins. See ``flue.persistence.base.PersistenceAdapter`` for the
         contract, and ``flue.testing.persistence_contract`` for the test suite
         every adapter should pass.
+        """
+
+    @hookspec
+    def flue_persistence_kinds(self) -> dict[str, type[BaseModel]]:
+        """Return ``{kind: options model}`` for the kinds your ``flue_persistence`` provides.
+
+        Collected once per loaded project. ``flue info`` and every load validate
+        ``persistence:`` options (every key but ``kind``) against the model, so a typo is a
+        diagnostic before a server starts, and name an unknown kind with a suggestion. A
+        persistence plugin without this hook still works; its options are then checked only
+        when it opens the adapter.
         """
 
     @hookspec

@@ -21,7 +21,7 @@ from flue.authoring.source import resolve_source_root
 from flue.authoring.templates import check_template, template_strings
 from flue.authoring.workflows import WorkflowDefinition, parse_python_workflow, parse_yaml_workflow
 from flue.config import FlueConfig, load_config
-from flue.diagnostics import Diagnostic, ProjectError, suggestion
+from flue.diagnostics import Diagnostic, ProjectError, pydantic_diagnostics, suggestion
 from flue.plugins import PluginInfo, load_plugins
 from flue.registries import Registries
 
@@ -265,25 +265,39 @@ def _configure_plugins(project: Project) -> None:
 
 
 def _check_persistence_kind(project: Project) -> None:
-    """A persistence kind that no plugin can provide (only the built-in ``sqlite`` is installed)."""
-    kind = project.config.persistence.kind
-    if kind == "sqlite" or project.pm is None:
+    """``persistence:`` against the kinds the plugins declare (``flue_persistence_kinds``): an
+    unknown kind (with a suggestion), or options its model rejects. A persistence plugin that
+    declares no kinds may provide any kind, so then an unknown kind is not reported here."""
+    if project.pm is None:
         return
-    from flue.plugins import BUILTIN_PLUGINS
+    config = project.config.persistence
+    file = project.rel(project.config_file) if project.config_file else None
+    kinds = project.registries.persistence_kinds
+    project.diagnostics.extend(kinds.diagnostics)
+    model = kinds.values().get(config.kind)
+    if model is None:
+        declaring = {project.pm.get_name(impl.plugin) for impl in project.pm.hook.flue_persistence_kinds.get_hookimpls()}
+        undeclared = [impl for impl in project.pm.hook.flue_persistence.get_hookimpls()
+                      if project.pm.get_name(impl.plugin) not in declaring]
+        if not undeclared:
+            known = sorted(kinds.values())
+            project.diagnostics.append(Diagnostic(
+                code="config.unknown-persistence", file=file, line=project.config.line_of("persistence"),
+                message=f"persistence kind '{config.kind}' is not provided by any installed plugin "
+                        f"(installed: {', '.join(known)})",
+                hint=f"{suggestion(config.kind, known)}install the plugin for '{config.kind}' "
+                     f"(e.g. pip install flue-{config.kind}) or set persistence.kind to one of those",
+            ))
+        return
+    from pydantic import ValidationError
 
-    others = [
-        impl for impl in project.pm.hook.flue_persistence.get_hookimpls()
-        if project.pm.get_name(impl.plugin) not in BUILTIN_PLUGINS
-    ]
-    if not others:
-        project.diagnostics.append(
-            Diagnostic(
-                code="config.unknown-persistence",
-                file=project.rel(project.config_file) if project.config_file else None,
-                message=f"persistence kind '{kind}' is not provided by any installed plugin (built in: sqlite)",
-                hint=f"install the plugin for '{kind}' (e.g. pip install flue-{kind}) or set persistence.kind to sqlite",
-            )
-        )
+    try:
+        model.model_validate(config.options)
+    except ValidationError as exc:
+        for d in pydantic_diagnostics(exc, file=file, code_prefix="config", schema=model, docs="persistence"):
+            d.message = d.message.replace("'", "'persistence.", 1)
+            d.line = project.config.line_of("persistence")
+            project.diagnostics.append(d)
 
 
 def _missing(

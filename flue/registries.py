@@ -1,6 +1,6 @@
 """What the collecting hooks registered, resolved once per loaded project.
 
-``flue_tools``, ``flue_sandboxes``, ``flue_model_providers`` and ``flue_channel_kinds``
+``flue_tools``, ``flue_sandboxes``, ``flue_model_providers``, ``flue_persistence_kinds`` and ``flue_channel_kinds``
 each return ``{name: value}`` (or a list of named objects). :class:`Registries` calls each
 of them once per loaded project (``Project.registries``, made by ``load_project``) or, for
 an agent initialized without a project, once per process for the built-in plugins alone;
@@ -24,6 +24,7 @@ from flue.plugins import collect_named
 
 if TYPE_CHECKING:
     import pluggy
+    from pydantic import BaseModel
 
     from flue.authoring.channels import ChannelKind
     from flue.tools import Tool
@@ -82,6 +83,11 @@ class Registries:
     def model_providers(self) -> Registry[Any]:
         """``flue_model_providers``: provider id -> a ``ProviderConfig`` mapping or a ``ModelProvider``."""
         return self._collect("flue_model_providers", "model provider")
+
+    @cached_property
+    def persistence_kinds(self) -> Registry[type[BaseModel]]:
+        """``flue_persistence_kinds``: persistence kind -> its options model."""
+        return self._collect("flue_persistence_kinds", "persistence kind")
 
     @cached_property
     def channel_kinds(self) -> Registry[ChannelKind]:

@@ -500,6 +500,22 @@ def test_persistence_options_are_validated_by_flue_info(write_tree, tmp_path):
     assert load_project(tmp_path).diagnostics == []
 
 
+def test_plugin_persistence_kinds_declare_their_options_and_typos_get_suggestions(write_tree, tmp_path):
+    # flue-postgres declares its kind and options model (flue_persistence_kinds): a typo is an error at load
+    write_tree({"flue.yaml": "persistence:\n  kind: postgres\n  pool_sise: 3\n"})
+    (diag,) = load_project(tmp_path).errors
+    assert (diag.code, diag.file, diag.line) == ("config.unknown-key", "flue.yaml", 1)
+    assert "persistence.pool_sise" in diag.message and "pool_size" in (diag.hint or "")
+
+    # every installed persistence plugin declares its kinds, so an unknown kind is known to be unknown
+    write_tree({"flue.yaml": "persistence:\n  kind: postgress\n"})
+    (diag,) = load_project(tmp_path).errors
+    assert diag.code == "config.unknown-persistence" and "did you mean 'postgres'" in (diag.hint or "")
+
+    write_tree({"flue.yaml": "persistence:\n  kind: postgres\n  url_env: MY_DB\n"})
+    assert load_project(tmp_path).errors == []
+
+
 def test_state_never_lands_in_a_source_root(write_tree, tmp_path):
     """A database under .flue/ would create .flue/ and hide every agent: it is an error that says
     where to put it instead; a .flue/ that holds nothing while agents/ does is a warning."""

@@ -42,6 +42,11 @@ def options_or_error(model: type[BaseModel], kind: str, options: dict[str, Any])
 
 
 @hookimpl
+def flue_persistence_kinds() -> dict[str, type[BaseModel]]:
+    return {"sqlite": SQLiteOptions}
+
+
+@hookimpl
 def flue_persistence(config: PersistenceConfig, root: Path) -> PersistenceAdapter | None:
     if config.kind != "sqlite":
         return None

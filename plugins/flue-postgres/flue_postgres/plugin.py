@@ -64,6 +64,12 @@ def parse_options(options: dict[str, Any]) -> PostgresOptions:
 
 
 @hookimpl
+def flue_persistence_kinds() -> dict[str, type[BaseModel]]:
+    """The options model, so ``flue info`` checks ``persistence:`` before a server starts."""
+    return {"postgres": PostgresOptions}
+
+
+@hookimpl
 def flue_persistence(config: Any, root: Path) -> Any:
     if config.kind != "postgres":
         return None
