@@ -2,7 +2,9 @@
 
 Where to find things (one hop):
 
-- plugin API (every hook):         ``flue.hookspecs``
+- plugin API (every hook):         ``flue.hookspecs`` (``ObserverContext``, ``AppRuntime``); the types
+  plugins implement are exported here: ``FlueConfig``, ``ModelProvider``, ``SandboxEnv``,
+  ``ChannelKind``, ``PersistenceAdapter``, ``FlueEvent``, ...
 - authoring formats (files):       ``flue.authoring`` (agents, skills, workflows, channels)
 - project discovery + diagnostics: ``flue.project``, ``flue.diagnostics``, ``flue.config``
 - events:                          ``flue.events`` (``flue.observe(fn)`` subscribes from code)
@@ -30,7 +32,9 @@ from flue.version import __version__
 
 if TYPE_CHECKING:
     from flue.agent import Agent, AgentContext, CreatedAgent, Role, create_agent, define_agent_profile
+    from flue.authoring.channels import Channel, ChannelKind
     from flue.authoring.skills import SkillDefinition, load_skill
+    from flue.config import FlueConfig, PersistenceConfig, ProviderConfig
     from flue.diagnostics import Diagnostic, ProjectError
     from flue.errors import FlueError
     from flue.events import IMAGE_DATA_OMITTED, FlueEvent, observe
@@ -49,13 +53,17 @@ if TYPE_CHECKING:
     from flue.harness.harness import Harness, init
     from flue.harness.mcp import McpServerConnection, connect_mcp_server
     from flue.harness.session import OperationResult, Session
+    from flue.hookspecs import AppRuntime, ObserverContext
+    from flue.models.base import ModelProvider, ModelRequest
     from flue.models.overrides import configure_provider
+    from flue.persistence.base import PersistenceAdapter, PersistenceStores
     from flue.persistence.submissions import DispatchConflictError, DispatchReceipt
     from flue.project import Project, load_project
     from flue.runtime.context import FlueContext
     from flue.runtime.deletion import delete_session
     from flue.runtime.dispatch import dispatch
     from flue.runtime.inspect import get_run, list_agents, list_runs
+    from flue.sandbox.base import SandboxEnv, SandboxFactory
     from flue.tools import BUILTIN_TOOL_NAMES, Tool, ToolContext, ToolError, create_tools, tool
     from flue.usage import Usage
 
@@ -109,6 +117,20 @@ _LAZY: dict[str, str] = {
     "list_runs": "flue.runtime.inspect",
     "get_run": "flue.runtime.inspect",
     "Usage": "flue.usage",
+    # the types a plugin author implements or receives (see flue.hookspecs)
+    "FlueConfig": "flue.config",
+    "ProviderConfig": "flue.config",
+    "PersistenceConfig": "flue.config",
+    "ModelProvider": "flue.models.base",
+    "ModelRequest": "flue.models.base",
+    "SandboxEnv": "flue.sandbox.base",
+    "SandboxFactory": "flue.sandbox.base",
+    "ChannelKind": "flue.authoring.channels",
+    "Channel": "flue.authoring.channels",
+    "PersistenceAdapter": "flue.persistence.base",
+    "PersistenceStores": "flue.persistence.base",
+    "ObserverContext": "flue.hookspecs",
+    "AppRuntime": "flue.hookspecs",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

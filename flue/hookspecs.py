@@ -45,7 +45,7 @@ them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 import pluggy
 
@@ -64,6 +64,44 @@ if TYPE_CHECKING:
     from flue.tools import Tool
 
 PROJECT_NAME = "flue"
+
+
+class ObserverContext(TypedDict, total=False):
+    """What ``flue_observe`` receives beside the event: where it came from.
+
+    ``project`` is the loaded project (absent for a harness made by ``flue.init()`` without
+    one), ``scope`` the stream the event belongs to (``runs/<runId>`` or
+    ``agents/<name>/<id>``); the ids are the event's own correlation ids, present when set.
+    """
+
+    project: Any  # flue.project.Project (a layer above the hooks)
+    scope: str
+    run_id: str
+    instance_id: str
+    agent_name: str
+    submission_id: str
+    dispatch_id: str
+    harness: str
+    session: str
+    parent_session: str
+    task_id: str
+    operation_id: str
+    turn_id: str
+
+
+@runtime_checkable
+class AppRuntime(Protocol):
+    """What ``flue_app`` receives as ``runtime`` (``flue.runtime.runtime.Runtime`` is one).
+
+    ``project`` is the loaded project (replaced on a ``flue dev`` reload: read it per
+    request), ``stores`` the persistence stores (``flue.persistence.base.PersistenceStores``),
+    ``dev`` whether this is ``flue dev``. ``flue.dispatch(agent, id=..., input=...)`` admits
+    work from a route.
+    """
+
+    project: Any  # flue.project.Project (a layer above the hooks)
+    stores: Any  # flue.persistence.base.PersistenceStores
+    dev: bool
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
@@ -153,11 +191,11 @@ class FlueSpec:
         """
 
     @hookspec
-    def flue_observe(self, event: BaseEvent, context: dict[str, Any]) -> None:
+    def flue_observe(self, event: BaseEvent, context: ObserverContext) -> None:
         """Observe every event (workflow runs and agent activity), as it happens.
 
-        ``context`` holds ``project`` (the loaded Project), ``scope`` (``runs/<runId>``
-        or ``agents/<name>/<id>``) and the ids of where the event came from, the same
+        ``context`` (an :class:`ObserverContext`) holds ``project`` (the loaded Project),
+        ``scope`` (``runs/<runId>`` or ``agents/<name>/<id>``) and the ids of where the event came from, the same
         on a server as in a harness made by ``flue.init()``. Each observer is called
         on its own: one that raises does not keep the others from the event. May be sync or async; it must be quick and must not
         raise (errors are reported once and ignored). Use it for tracing,
@@ -175,13 +213,13 @@ class FlueSpec:
         """
 
     @hookspec
-    def flue_app(self, app: web.Application, runtime: Any) -> None:
+    def flue_app(self, app: web.Application, runtime: AppRuntime) -> None:
         """Add aiohttp middleware or routes to the server (the ``app.ts`` seam).
 
         Called once while the application is assembled, before Flue's own
         routes are added; ``app.middlewares.append(...)`` and
-        ``app.router.add_get(...)`` are both fine. ``runtime`` gives access to
-        the project, ``dispatch`` and the stores. A middleware may call
+        ``app.router.add_get(...)`` are both fine. ``runtime`` (an
+        :class:`AppRuntime`) gives access to the project and the stores. A middleware may call
         ``flue.configure_provider(...)`` for the request it handles (a
         tenant's gateway key: see ``flue.models.overrides``); a route may call
         ``flue.delete_session(...)`` (see ``flue.runtime.deletion``).

@@ -85,3 +85,16 @@ async def test_plugin_hooks_run_once_per_loaded_project_not_per_init(tmp_path):
     load_project(tmp_path)  # loading again (flue dev's reload) imports the plugin afresh, asked once
     assert sys.modules["flue_project_plugins.counting"] is not first
     assert calls() == once
+
+
+async def test_flue_app_gets_a_runtime_that_satisfies_the_documented_protocol(tmp_path: Path) -> None:
+    from flue.runtime.runtime import Runtime
+
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "a.md").write_text("---\ndescription: d\n---\nHi.\n")
+    runtime = await Runtime.open(load_project(tmp_path))
+    try:
+        assert isinstance(runtime, flue.AppRuntime)
+        assert runtime.project.root == tmp_path and runtime.dev is False and runtime.stores is not None
+    finally:
+        await runtime.close()
