@@ -26,7 +26,8 @@ acting. The journal's writer decides what else to keep consistent with it
 (the coordinator saves the virtual sandbox's snapshot before each ``tool``
 and ``turn`` entry, so restored files match the replayed results).
 
-Entries are plain JSON; the structured-result value is not stored but
+Entries are the pydantic models below (:data:`JournalEntry`), stored as their JSON
+(camelCase, as written above); the structured-result value is not stored but
 re-validated from the recorded ``finish_result`` call, so it comes back as
 the same type (a pydantic model stays a model).
 """
@@ -34,10 +35,65 @@ the same type (a pydantic model stays a model).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
 
 from flue.events import Usage
 from flue.models.base import AssembledToolCall
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    index: int
+
+    def wire(self) -> dict[str, Any]:
+        """The stored JSON form."""
+        return self.model_dump(by_alias=True, mode="json")
+
+
+class ModelStep(_Entry):
+    """Turn ``index``'s complete model answer, recorded before any of its tools run."""
+
+    type: Literal["model"] = "model"
+    message: dict[str, Any] = Field(default_factory=lambda: {"role": "assistant", "content": None})
+    text: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    stop_reason: str | None = None
+
+
+class ToolStep(_Entry):
+    """One finished tool call of turn ``index``."""
+
+    type: Literal["tool"] = "tool"
+    tool_call_id: str
+    output: str = ""
+    is_error: bool = False
+
+
+class TurnState(BaseModel):
+    """The structured-result bookkeeping at the end of a turn."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    accepted: bool = False
+    failures: int = 0
+    last_error: str | None = None
+
+
+class TurnStep(_Entry):
+    """Turn ``index`` is over: every message it added, and whether the loop ended there."""
+
+    type: Literal["turn"] = "turn"
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    done: bool = False
+    text: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    state: TurnState = Field(default_factory=TurnState)
+
+
+JournalEntry = Annotated[ModelStep | ToolStep | TurnStep, Field(discriminator="type")]
+_ENTRY: TypeAdapter[ModelStep | ToolStep | TurnStep] = TypeAdapter(JournalEntry)
 
 
 @runtime_checkable
@@ -46,11 +102,12 @@ class Journal(Protocol):
 
     #: identifies the operation (the runtime uses the submission id)
     key: str
-    #: entries recorded by earlier attempts of the same operation, in order
+    #: entries recorded by earlier attempts of the same operation, in order (stored JSON)
     entries: list[dict[str, Any]]
 
     async def record(self, entry: dict[str, Any]) -> None:
-        """Persist one entry. Raise to stop the operation (e.g. the lease was lost)."""
+        """Persist one entry (a :data:`JournalEntry`'s JSON). Raise to stop the operation
+        (e.g. the lease was lost)."""
         ...
 
 
@@ -72,7 +129,7 @@ class PartialTurn:
 
 @dataclass
 class Replay:
-    turns: list[dict[str, Any]] = field(default_factory=list)  # finished turns, index 0..n-1
+    turns: list[TurnStep] = field(default_factory=list)  # finished turns, index 0..n-1
     partial: PartialTurn | None = None
 
     @property
@@ -81,7 +138,7 @@ class Replay:
 
     @property
     def tool_results(self) -> int:
-        done = sum(len(calls_of(m)) for t in self.turns for m in t.get("messages", []) if m.get("role") == "assistant")
+        done = sum(len(calls_of(m)) for t in self.turns for m in t.messages if m.get("role") == "assistant")
         return done + (len(self.partial.results) if self.partial else 0)
 
 
@@ -94,6 +151,17 @@ def calls_of(message: dict[str, Any]) -> list[AssembledToolCall]:
     return out
 
 
+def parse_entries(entries: list[dict[str, Any]]) -> list[ModelStep | ToolStep | TurnStep]:
+    """The stored entries as models; one that does not parse (another version's kind) is skipped."""
+    out = []
+    for raw in entries:
+        try:
+            out.append(_ENTRY.validate_python(raw))
+        except ValidationError:
+            continue
+    return out
+
+
 def read_replay(entries: list[dict[str, Any]]) -> Replay:
     """Group recorded entries into finished turns and the unfinished one after them.
 
@@ -101,32 +169,22 @@ def read_replay(entries: list[dict[str, Any]]) -> Replay:
     a gap (which a well-behaved writer never leaves) is ignored, so the turn is
     simply run again.
     """
-    models: dict[int, dict[str, Any]] = {}
+    models: dict[int, ModelStep] = {}
     tools: dict[int, dict[str, tuple[str, bool]]] = {}
-    turns: dict[int, dict[str, Any]] = {}
-    for entry in entries:
-        index = entry.get("index")
-        if not isinstance(index, int):
-            continue
-        kind = entry.get("type")
-        if kind == "model":
-            models.setdefault(index, entry)
-        elif kind == "tool":
-            tools.setdefault(index, {})[str(entry.get("toolCallId"))] = (str(entry.get("output", "")), bool(entry.get("isError")))
-        elif kind == "turn":
-            turns.setdefault(index, entry)
+    turns: dict[int, TurnStep] = {}
+    for entry in parse_entries(entries):
+        if isinstance(entry, ModelStep):
+            models.setdefault(entry.index, entry)
+        elif isinstance(entry, ToolStep):
+            tools.setdefault(entry.index, {})[entry.tool_call_id] = (entry.output, entry.is_error)
+        else:
+            turns.setdefault(entry.index, entry)
     replay = Replay()
     while len(replay.turns) in turns:
         replay.turns.append(turns[len(replay.turns)])
     nxt = len(replay.turns)
-    if nxt in models and not (replay.turns and replay.turns[-1].get("done")):
+    if nxt in models and not (replay.turns and replay.turns[-1].done):
         model = models[nxt]
-        replay.partial = PartialTurn(
-            index=nxt,
-            message=model.get("message") or {"role": "assistant", "content": None},
-            text=str(model.get("text") or ""),
-            usage=Usage.model_validate(model.get("usage") or {}),
-            stop_reason=model.get("stopReason"),
-            results=tools.get(nxt, {}),
-        )
+        replay.partial = PartialTurn(index=nxt, message=model.message, text=model.text, usage=model.usage,
+                                     stop_reason=model.stop_reason, results=tools.get(nxt, {}))
     return replay

@@ -54,7 +54,16 @@ from flue.events import (
 )
 from flue.harness.compaction import CompactionPolicy, compact
 from flue.harness.errors import FlueHarnessError, ModelCallError, ResultValidationError, TurnLimitError
-from flue.harness.journal import Journal, Replay, calls_of, read_replay
+from flue.harness.journal import (
+    Journal,
+    ModelStep,
+    Replay,
+    ToolStep,
+    TurnState,
+    TurnStep,
+    calls_of,
+    read_replay,
+)
 from flue.harness.messages import (
     ModelRef,
     agent_message,
@@ -194,10 +203,8 @@ async def _turns(
             if settings.prices is not None:
                 out.usage = settings.prices.price(out.usage)
             if out.calls:  # without tools the turn's own entry follows at once
-                await _record(journal, {
-                    "type": "model", "index": index, "message": out.message, "text": out.text,
-                    "usage": out.usage.model_dump(by_alias=True), "stopReason": out.finish,
-                })
+                await _record(journal, ModelStep(index=index, message=out.message, text=out.text, usage=out.usage,
+                                                 stop_reason=out.finish))
         stop = stop_reason(out.finish, has_calls=bool(out.calls))
         await turn_sink.emit(MessageEnd(message=agent_message(out.message, model=settings.ref, usage=out.usage,
                                                               stop=stop)))
@@ -230,11 +237,10 @@ async def _turns(
             elif settings.result is not None and state.failures >= settings.result.retries:
                 raise ResultValidationError(state.failures, state.last_error)
         await _end_turn(settings, turn_sink, new, mark, out, stop, started, errors)
-        await _record(journal, {
-            "type": "turn", "index": index, "messages": new[mark:], "done": done, "text": outcome.text,
-            "usage": out.usage.model_dump(by_alias=True),
-            "state": {"accepted": state.accepted, "failures": state.failures, "lastError": state.last_error},
-        })
+        await _record(journal, TurnStep(
+            index=index, messages=new[mark:], done=done, text=outcome.text, usage=out.usage,
+            state=TurnState(accepted=state.accepted, failures=state.failures, last_error=state.last_error),
+        ))
         if done:
             return outcome
     raise TurnLimitError(settings.max_turns)
@@ -294,9 +300,9 @@ def _failed_turn(settings: LoopSettings, started: float, exc: BaseException) -> 
     )
 
 
-async def _record(journal: Journal | None, entry: dict[str, Any]) -> None:
+async def _record(journal: Journal | None, entry: ModelStep | ToolStep | TurnStep) -> None:
     if journal is not None:
-        await journal.record(entry)
+        await journal.record(entry.wire())
 
 
 async def _emit_quietly(sink: EventSink, event: Any) -> None:
@@ -315,16 +321,15 @@ async def _restore(
     }))
     done = False
     for turn in replay.turns:
-        messages = list(turn.get("messages") or [])
+        messages = list(turn.messages)
         new.extend(messages)
         outcome.turns += 1
-        outcome.usage = outcome.usage + Usage.model_validate(turn.get("usage") or {})
-        outcome.text = str(turn.get("text") or outcome.text)
-        recorded = turn.get("state") or {}
-        state.failures = int(recorded.get("failures", 0))
-        state.last_error = str(recorded.get("lastError") or "")
-        done = bool(turn.get("done"))
-        if recorded.get("accepted") and settings.result is not None:
+        outcome.usage = outcome.usage + turn.usage
+        outcome.text = turn.text or outcome.text
+        state.failures = turn.state.failures
+        state.last_error = turn.state.last_error or ""
+        done = turn.done
+        if turn.state.accepted and settings.result is not None:
             state.accepted, state.data = True, _accepted_result(settings.result, messages)
     if done:
         outcome.data = state.data
@@ -412,8 +417,7 @@ async def _run_one(
         output, is_error = recorded[call.id]
     else:
         output, is_error = await _execute(settings, call, args, problem, state)
-        await _record(journal, {"type": "tool", "index": index, "toolCallId": call.id, "output": output,
-                                "isError": is_error})
+        await _record(journal, ToolStep(index=index, tool_call_id=call.id, output=output, is_error=is_error))
     await sink.emit(
         ToolEvent(
             tool_name=call.name, tool_call_id=call.id, is_error=is_error, result=tool_result(output),
