@@ -25,13 +25,14 @@ from typing import Any, TypeVar
 
 from flue.persistence.base import SCHEMA_VERSION
 from flue.persistence.kit import check_schema_version
-from flue.persistence.sqlite_stores import (
-    SQLiteEventStreamStore,
-    SQLiteRunStore,
-    SQLiteSessionStore,
-    SQLiteSnapshotStore,
+from flue.persistence.sql import (
+    SQLEventStreamStore,
+    SQLRunStore,
+    SQLSessionStore,
+    SQLSnapshotStore,
+    SQLSubmissionStore,
 )
-from flue.persistence.sqlite_submissions import SQLiteSubmissionStore
+from flue.persistence.sqlite_db import SQLiteChanges, SQLiteDatabase
 
 T = TypeVar("T")
 
@@ -195,11 +196,11 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
 
 @dataclass
 class SQLiteStores:
-    sessions: SQLiteSessionStore
-    runs: SQLiteRunStore
-    streams: SQLiteEventStreamStore
-    submissions: SQLiteSubmissionStore
-    snapshots: SQLiteSnapshotStore
+    sessions: SQLSessionStore
+    runs: SQLRunStore
+    streams: SQLEventStreamStore
+    submissions: SQLSubmissionStore
+    snapshots: SQLSnapshotStore
 
 
 class SQLiteAdapter:
@@ -208,6 +209,7 @@ class SQLiteAdapter:
     def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 10.0) -> None:
         self.path: Path | None = None if path is None or str(path) == ":memory:" else Path(path)
         self._worker = SQLiteWorker(self.path, busy_timeout_s)
+        self._changes = SQLiteChanges(self._worker)
         self._stores: SQLiteStores | None = None
         self._replica_locks: list[int] = []
 
@@ -255,14 +257,14 @@ class SQLiteAdapter:
 
         check_schema_version(await self._worker.read(op), where)
         if self._stores is None:
-            w = self._worker
-            streams = SQLiteEventStreamStore(w)
+            db, changes = SQLiteDatabase(self._worker), self._changes
+            streams = SQLEventStreamStore(db, changes)
             self._stores = SQLiteStores(
-                sessions=SQLiteSessionStore(w),
-                runs=SQLiteRunStore(w),
+                sessions=SQLSessionStore(db),
+                runs=SQLRunStore(db),
                 streams=streams,
-                submissions=SQLiteSubmissionStore(w, streams),
-                snapshots=SQLiteSnapshotStore(w),
+                submissions=SQLSubmissionStore(db, changes, streams),
+                snapshots=SQLSnapshotStore(db),
             )
         return self._stores
 
@@ -270,8 +272,7 @@ class SQLiteAdapter:
         """Close the connection and stop the worker thread. Idempotent."""
         while self._replica_locks:
             os.close(self._replica_locks.pop())  # closing the file releases its lock
-        if self._stores is not None:
-            await self._stores.streams.close()
+        await self._changes.close()
         await self._worker.close()
 
     async def lock_replica(self, replica_id: str) -> bool:
