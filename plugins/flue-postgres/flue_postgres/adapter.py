@@ -23,22 +23,28 @@ from psycopg.conninfo import conninfo_to_dict
 
 from flue.persistence.base import SCHEMA_VERSION
 from flue.persistence.kit import check_schema_version
+from flue.persistence.sql import (
+    SQLEventStreamStore,
+    SQLRunStore,
+    SQLSessionStore,
+    SQLSnapshotStore,
+    SQLSubmissionStore,
+)
+from flue_postgres.dialect import PgChanges, PgDatabase, PostgresDialect
 from flue_postgres.notify import Notifier
 from flue_postgres.pool import ConnectionPool
 from flue_postgres.schema import META_TABLE, TABLES
-from flue_postgres.stores import PgEventStreamStore, PgRunStore, PgSessionStore, PgSnapshotStore
-from flue_postgres.submissions import PgSubmissionStore
 
 SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 @dataclass
 class PostgresStores:
-    sessions: PgSessionStore
-    runs: PgRunStore
-    streams: PgEventStreamStore
-    submissions: PgSubmissionStore
-    snapshots: PgSnapshotStore
+    sessions: SQLSessionStore
+    runs: SQLRunStore
+    streams: SQLEventStreamStore
+    submissions: SQLSubmissionStore
+    snapshots: SQLSnapshotStore
 
 
 class PostgresAdapter:
@@ -85,7 +91,7 @@ class PostgresAdapter:
             cur = await conn.execute(f"SELECT value FROM {s}.flue_meta WHERE key = 'schema_version'")
             row = await cur.fetchone()
             if row is not None:
-                check_schema_version(row["value"], self.description)
+                check_schema_version(row[0], self.description)
             for statement in TABLES:
                 await conn.execute(statement.format(s=s))
             await conn.execute(
@@ -96,23 +102,24 @@ class PostgresAdapter:
     async def connect(self) -> PostgresStores:
         """Check the stamped version (fails at boot on a bad URL too) and return the stores."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute("SELECT to_regclass(%s) AS t", (f"{self._s}.flue_meta",))
+            cur = await conn.execute("SELECT to_regclass(%s)", (f"{self._s}.flue_meta",))
             row = await cur.fetchone()
             stored = None
-            if row is not None and row["t"] is not None:
+            if row is not None and row[0] is not None:
                 cur = await conn.execute(f"SELECT value FROM {self._s}.flue_meta WHERE key = 'schema_version'")
                 found = await cur.fetchone()
-                stored = None if found is None else found["value"]
+                stored = None if found is None else found[0]
         check_schema_version(stored, self.description)
         if self._stores is None:
-            p, s = self._pool, self._s
-            streams = PgEventStreamStore(p, s, self._notifier)
+            db = PgDatabase(self._pool, PostgresDialect(self._s), self._notifier)
+            changes = PgChanges(self._notifier)
+            streams = SQLEventStreamStore(db, changes)
             self._stores = PostgresStores(
-                sessions=PgSessionStore(p, s),
-                runs=PgRunStore(p, s),
+                sessions=SQLSessionStore(db),
+                runs=SQLRunStore(db),
                 streams=streams,
-                submissions=PgSubmissionStore(p, s, self._notifier, streams),
-                snapshots=PgSnapshotStore(p, s),
+                submissions=SQLSubmissionStore(db, changes, streams),
+                snapshots=SQLSnapshotStore(db),
             )
         return self._stores
 
