@@ -19,19 +19,12 @@ import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from flue.persistence.base import SCHEMA_VERSION
 from flue.persistence.kit import check_schema_version
-from flue.persistence.sql import (
-    SQLEventStreamStore,
-    SQLRunStore,
-    SQLSessionStore,
-    SQLSnapshotStore,
-    SQLSubmissionStore,
-)
+from flue.persistence.sql import SQLStores, open_stores
 from flue.persistence.sqlite_db import SQLiteChanges, SQLiteDatabase
 
 T = TypeVar("T")
@@ -194,13 +187,7 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
     return result
 
 
-@dataclass
-class SQLiteStores:
-    sessions: SQLSessionStore
-    runs: SQLRunStore
-    streams: SQLEventStreamStore
-    submissions: SQLSubmissionStore
-    snapshots: SQLSnapshotStore
+SQLiteStores = SQLStores  # the five stores (kept as a name for callers)
 
 
 class SQLiteAdapter:
@@ -257,15 +244,7 @@ class SQLiteAdapter:
 
         check_schema_version(await self._worker.read(op), where)
         if self._stores is None:
-            db, changes = SQLiteDatabase(self._worker), self._changes
-            streams = SQLEventStreamStore(db, changes)
-            self._stores = SQLiteStores(
-                sessions=SQLSessionStore(db),
-                runs=SQLRunStore(db),
-                streams=streams,
-                submissions=SQLSubmissionStore(db, changes, streams),
-                snapshots=SQLSnapshotStore(db),
-            )
+            self._stores = open_stores(SQLiteDatabase(self._worker), self._changes)
         return self._stores
 
     async def close(self) -> None:

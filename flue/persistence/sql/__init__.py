@@ -18,11 +18,13 @@ from flue.persistence.sql.core import (
     NoChanges,
     Notify,
     Op,
+    Steps,
     Stmt,
     run_dbapi,
     single,
     wake,
 )
+from flue.persistence.sql.factory import SQLStores, open_stores
 from flue.persistence.sql.stores import (
     SQLEventStreamStore,
     SQLRunStore,
@@ -47,8 +49,11 @@ __all__ = [
     "SQLSessionStore",
     "SQLSnapshotStore",
     "SQLSubmissionStore",
+    "SQLStores",
+    "Steps",
     "Stmt",
     "append_rows",
+    "open_stores",
     "run_dbapi",
     "single",
     "wake",

@@ -35,7 +35,7 @@ import enum
 import json
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from flue.persistence.kit import Listeners
 
@@ -169,6 +169,15 @@ class Dialect:
         out = out.replace("{skip:s}", skip_s).replace("{skip}", skip)
         return out if self.placeholder == "?" else out.replace("?", self.placeholder)
 
+    def upsert(self, table: str, key: str, values: dict[str, str]) -> str:
+        """Core-spelled SQL inserting a row of ``table`` (column -> value expression, the key first)
+        or, when ``key`` exists, replacing its other columns."""
+        updates = ", ".join(f"{c} = excluded.{c}" for c in values if c != key)
+        return (
+            f"INSERT INTO {{p}}{table} ({', '.join(values)}) VALUES ({', '.join(values.values())}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        )
+
     def json(self, text: str) -> Any:
         """The parameter for a JSON column holding ``text`` (JSON already encoded by ``kit.dumps``)."""
         return text
@@ -182,32 +191,59 @@ class Dialect:
         return f"{name}_ms", "?"
 
 
+class Steps:
+    """The steps of an operation, for a :class:`Database` to drive::
+
+        steps = Steps(op)
+        for step in steps:
+            steps.rows = execute(step)  # (or ``await``) the rows a Stmt fetched, None otherwise
+        return steps.result
+
+    Leaving the loop early (a statement raised) closes the operation.
+    """
+
+    def __init__(self, op: Op[Any]) -> None:
+        self._op = op
+        self.rows: Any = None
+        self.result: Any = None
+
+    def __iter__(self) -> Steps:
+        return self
+
+    def __next__(self) -> Stmt | Notify:
+        rows, self.rows = self.rows, None
+        try:
+            return self._op.send(rows)
+        except StopIteration as stop:
+            self.result = stop.value
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self._op.close()
+
+
 def run_dbapi(cursor: Any, op: Op[T]) -> T:
     """Drive ``op`` on a DB-API cursor, synchronously (SQLite's worker thread uses this).
 
     :class:`Notify` steps are dropped: a database with no cross-process notification
     follows other processes' writes another way (its :class:`Changes`).
     """
-    value: Any = None
+    steps = Steps(op)
     try:
-        while True:
-            try:
-                step = op.send(value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            value = None
-            if isinstance(step, Notify):
-                continue
-            if step.many:
-                cursor.executemany(step.sql, step.params)
-                continue
-            cursor.execute(step.sql, step.params)
-            if step.fetch == "one":
-                value = cursor.fetchone()
-            elif step.fetch == "all":
-                value = cursor.fetchall()
+        for step in steps:
+            if isinstance(step, Stmt):
+                steps.rows = _execute(cursor, step)
     finally:
-        op.close()
+        steps.close()
+    return cast(T, steps.result)
+
+
+def _execute(cursor: Any, step: Stmt) -> Any:
+    if step.many:
+        cursor.executemany(step.sql, step.params)
+        return None
+    cursor.execute(step.sql, step.params)
+    return cursor.fetchone() if step.fetch == "one" else cursor.fetchall() if step.fetch == "all" else None
 
 
 def single(sql: str, params: Sequence[Any] = (), fetch: Literal["none", "one", "all"] = "none") -> Op[Any]:

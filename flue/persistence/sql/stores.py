@@ -42,18 +42,20 @@ def _json_or_null(d: Dialect, value: Any) -> Any:
     return None if value is None else d.json(dumps(value))
 
 
+def _stamped_upsert(d: Dialect, table: str, key: str) -> str:
+    """Insert or replace a ``(key, data)`` row, stamping its write time (one parameter, epoch ms)."""
+    column, stamp = d.timestamp("updated")
+    return d.upsert(table, key, {key: "?", "data": "?", column: stamp})
+
+
 class SQLSessionStore:
     def __init__(self, db: Database) -> None:
         self._db, self._d = db, db.dialect
-        column, stamp = self._d.timestamp("updated")
-        self._save = (
-            f"INSERT INTO {{p}}flue_sessions (key, data, {column}) VALUES (?, ?, {stamp}) "
-            f"ON CONFLICT (key) DO UPDATE SET data = excluded.data, {column} = excluded.{column}"
-        )
+        self._save = self._d.sql(_stamped_upsert(self._d, "flue_sessions", "key"))
 
     async def save(self, key: str, data: SessionData) -> None:
         params = (key, self._d.json(dumps(data.model_dump(mode="json"))), now_ms())
-        await self._db.run(single(self._d.sql(self._save), params), Mode.WRITE)
+        await self._db.run(single(self._save, params), Mode.WRITE)
 
     async def load(self, key: str) -> SessionData | None:
         def op() -> Op[Any]:
@@ -335,14 +337,10 @@ class SQLEventStreamStore:
 class SQLSnapshotStore:
     def __init__(self, db: Database) -> None:
         self._db, self._d = db, db.dialect
-        column, stamp = self._d.timestamp("updated")
-        self._save = (
-            f"INSERT INTO {{p}}flue_snapshots (scope, data, {column}) VALUES (?, ?, {stamp}) "
-            f"ON CONFLICT (scope) DO UPDATE SET data = excluded.data, {column} = excluded.{column}"
-        )
+        self._save = self._d.sql(_stamped_upsert(self._d, "flue_snapshots", "scope"))
 
     async def save_snapshot(self, scope: str, data: bytes) -> None:
-        await self._db.run(single(self._d.sql(self._save), (scope, bytes(data), now_ms())), Mode.WRITE)
+        await self._db.run(single(self._save, (scope, bytes(data), now_ms())), Mode.WRITE)
 
     async def load_snapshot(self, scope: str) -> bytes | None:
         sql = self._d.sql("SELECT data FROM {p}flue_snapshots WHERE scope = ?")

@@ -128,16 +128,9 @@ class SQLSubmissionStore:
     # -- the contract ----------------------------------------------------------------
 
     async def admit(
-        self,
-        instance: str,
-        input: Any,
-        *,
-        kind: SubmissionKind = "prompt",
-        dispatch_id: str | None = None,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        max_queued: int | None = None,
-        now: datetime | None = None,
+        self, instance: str, input: Any, *, kind: SubmissionKind = "prompt", dispatch_id: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS, timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_queued: int | None = None, now: datetime | None = None,
     ) -> tuple[Submission, bool]:
         plan = plan_admission(
             instance, input, kind=kind, dispatch_id=dispatch_id, max_attempts=max_attempts,
@@ -239,15 +232,8 @@ class SQLSubmissionStore:
         return [i for i in ids if i in renewed]
 
     async def settle(
-        self,
-        submission_id: str,
-        owner: str,
-        *,
-        status: SettledStatus,
-        result: Any = None,
-        error: dict[str, Any] | None = None,
-        attempt: int | None = None,
-        now: datetime | None = None,
+        self, submission_id: str, owner: str, *, status: SettledStatus, result: Any = None,
+        error: dict[str, Any] | None = None, attempt: int | None = None, now: datetime | None = None,
         event_index: int | None = None,
     ) -> bool:
         check_settle_status(status)

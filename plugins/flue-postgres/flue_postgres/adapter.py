@@ -16,20 +16,13 @@ several independent Flue deployments.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
 from flue.persistence.base import SCHEMA_VERSION
 from flue.persistence.kit import check_schema_version
-from flue.persistence.sql import (
-    SQLEventStreamStore,
-    SQLRunStore,
-    SQLSessionStore,
-    SQLSnapshotStore,
-    SQLSubmissionStore,
-)
+from flue.persistence.sql import SQLStores, open_stores
 from flue_postgres.dialect import PgChanges, PgDatabase, PostgresDialect
 from flue_postgres.notify import Notifier
 from flue_postgres.pool import ConnectionPool
@@ -38,13 +31,7 @@ from flue_postgres.schema import META_TABLE, TABLES
 SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-@dataclass
-class PostgresStores:
-    sessions: SQLSessionStore
-    runs: SQLRunStore
-    streams: SQLEventStreamStore
-    submissions: SQLSubmissionStore
-    snapshots: SQLSnapshotStore
+PostgresStores = SQLStores  # the five stores (kept as a name for callers)
 
 
 class PostgresAdapter:
@@ -112,15 +99,7 @@ class PostgresAdapter:
         check_schema_version(stored, self.description)
         if self._stores is None:
             db = PgDatabase(self._pool, PostgresDialect(self._s), self._notifier)
-            changes = PgChanges(self._notifier)
-            streams = SQLEventStreamStore(db, changes)
-            self._stores = PostgresStores(
-                sessions=SQLSessionStore(db),
-                runs=SQLRunStore(db),
-                streams=streams,
-                submissions=SQLSubmissionStore(db, changes, streams),
-                snapshots=SQLSnapshotStore(db),
-            )
+            self._stores = open_stores(db, PgChanges(self._notifier))
         return self._stores
 
     async def listening(self) -> None:

@@ -11,13 +11,13 @@ listeners (:mod:`flue_postgres.notify`).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg.types.json import Json
 
 from flue.persistence.kit import Listeners
-from flue.persistence.sql import Dialect, Kind, Mode, Notify, Op, wake
+from flue.persistence.sql import Dialect, Kind, Mode, Notify, Op, Steps, Stmt, wake
 from flue_postgres.notify import Notifier
 from flue_postgres.pool import ConnectionPool
 
@@ -69,27 +69,25 @@ class PgDatabase:
             return await self._drive(conn, op)
 
     async def _drive(self, conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
-        value: Any = None
+        steps = Steps(op)
         try:
-            while True:
-                try:
-                    step = op.send(value)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                value = None
+            for step in steps:
                 if isinstance(step, Notify):
                     await self._notifier.send(conn, step.kind, step.key)
-                elif step.many:
-                    async with conn.cursor() as cur:
-                        await cur.executemany(step.sql, step.params)
                 else:
-                    cur = await conn.execute(step.sql, step.params)
-                    if step.fetch == "one":
-                        value = await cur.fetchone()
-                    elif step.fetch == "all":
-                        value = await cur.fetchall()
+                    steps.rows = await _execute(conn, step)
         finally:
-            op.close()
+            steps.close()
+        return cast(T, steps.result)
+
+
+async def _execute(conn: psycopg.AsyncConnection[Any], step: Stmt) -> Any:
+    if step.many:
+        async with conn.cursor() as cur:
+            await cur.executemany(step.sql, step.params)
+        return None
+    cur = await conn.execute(step.sql, step.params)
+    return await cur.fetchone() if step.fetch == "one" else await cur.fetchall() if step.fetch == "all" else None
 
 
 class PgChanges:
