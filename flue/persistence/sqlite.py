@@ -187,9 +187,6 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
     return result
 
 
-SQLiteStores = SQLStores  # the five stores (kept as a name for callers)
-
-
 class SQLiteAdapter:
     """Persistence in SQLite. ``path=None`` or ``":memory:"``: in memory for the process lifetime."""
 
@@ -197,7 +194,7 @@ class SQLiteAdapter:
         self.path: Path | None = None if path is None or str(path) == ":memory:" else Path(path)
         self._worker = SQLiteWorker(self.path, busy_timeout_s)
         self._changes = SQLiteChanges(self._worker)
-        self._stores: SQLiteStores | None = None
+        self._stores: SQLStores | None = None
         self._replica_locks: list[int] = []
 
     @property
@@ -232,7 +229,7 @@ class SQLiteAdapter:
 
         await self._worker.write(op)
 
-    async def connect(self) -> SQLiteStores:
+    async def connect(self) -> SQLStores:
         """Check the stamped schema version and return the stores (the same ones on every call)."""
         where = self.description
 

@@ -114,18 +114,6 @@ class Changes(Protocol):
         ...
 
 
-class NoChanges:
-    """A database no other process writes to: nothing to follow."""
-
-    live_poll_interval: float | None = None
-
-    def follow(self, kind: Kind, listeners: Listeners) -> None:
-        pass
-
-    def ensure_started(self, kind: Kind) -> None:
-        pass
-
-
 def wake(kind: Kind, listeners: Listeners, key: str) -> None:
     """Wake the local listeners for another process's change (``key`` empty: wake all of them)."""
     if kind == "q":
@@ -142,7 +130,6 @@ class Dialect:
     Subclasses set the class attributes and override the methods that differ.
     """
 
-    name = "sqlite"
     #: what each ``?`` becomes (``%s`` for psycopg, ``?`` for sqlite3)
     placeholder = "?"
     #: put before every table name (``'"flue".'`` for a PostgreSQL schema)
@@ -163,6 +150,8 @@ class Dialect:
         return out
 
     def spell(self, text: str) -> str:
+        """``text`` in this dialect's spelling, not memoized (core statements hold no ``?`` or ``%``
+        in literals, so placeholders can be replaced as text)."""
         lock = " FOR UPDATE" if self.row_locks else ""
         skip, skip_s = (" FOR UPDATE SKIP LOCKED", " FOR UPDATE OF s SKIP LOCKED") if self.skip_locked else (lock, lock)
         out = text.replace("{p}", self.prefix).replace("{lock}", lock)

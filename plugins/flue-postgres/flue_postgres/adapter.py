@@ -31,9 +31,6 @@ from flue_postgres.schema import META_TABLE, TABLES
 SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-PostgresStores = SQLStores  # the five stores (kept as a name for callers)
-
-
 class PostgresAdapter:
     """``PostgresAdapter("postgresql://user@host/db", schema="flue")``."""
 
@@ -46,7 +43,7 @@ class PostgresAdapter:
         self._pool = ConnectionPool(url, size=pool_size, connect_timeout=connect_timeout)
         self._notifier = Notifier(url, schema, connect_timeout)
         self._connect_timeout = connect_timeout
-        self._stores: PostgresStores | None = None
+        self._stores: SQLStores | None = None
         self._replica_conns: list[Any] = []
 
     @property
@@ -86,7 +83,7 @@ class PostgresAdapter:
                 (str(SCHEMA_VERSION),),
             )
 
-    async def connect(self) -> PostgresStores:
+    async def connect(self) -> SQLStores:
         """Check the stamped version (fails at boot on a bad URL too) and return the stores."""
         async with self._pool.connection() as conn:
             cur = await conn.execute("SELECT to_regclass(%s)", (f"{self._s}.flue_meta",))

@@ -36,7 +36,6 @@ class PostgresDialect(Dialect):
     PostgreSQL's json type would reject anyway).
     """
 
-    name = "postgresql"
     placeholder = "%s"
     row_locks = True
     skip_locked = True
