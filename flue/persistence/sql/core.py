@@ -90,7 +90,10 @@ class Mode(enum.Enum):
 class Database(Protocol):
     """Connection handling for one database."""
 
-    dialect: Dialect
+    @property
+    def dialect(self) -> Dialect:
+        """How this database spells the core's statements."""
+        ...
 
     async def run(self, op: Op[T], mode: Mode) -> T:
         """Drive ``op`` to its end on one connection (rolled back if it raises) and return its value."""

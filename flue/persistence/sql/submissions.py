@@ -320,7 +320,7 @@ class SQLSubmissionStore:
             ), (t - 1, len(owner_prefix), owner_prefix, keep, t), "all")
             for instance in dict.fromkeys(r[1] for r in rows):
                 yield Notify("q", instance)  # every process's coordinator: claim them now
-            return rows
+            return [(sid, instance) for sid, instance in rows]
 
         rows = await self._db.run(op(), Mode.TRANSACTION)
         for instance in dict.fromkeys(instance for _, instance in rows):
