@@ -14,14 +14,11 @@ serializes the transactions). Other processes' appends are found by
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from flue.persistence.kit import Listeners
 from flue.persistence.sql.core import Dialect, Kind, Mode, Op, run_dbapi
-from flue.persistence.sqlite_watch import ExternalAppendWatch
-
-if TYPE_CHECKING:
-    from flue.persistence.sqlite import SQLiteWorker
+from flue.persistence.sqlite_watch import ExternalAppendWatch, Worker
 
 T = TypeVar("T")
 
@@ -33,7 +30,7 @@ class SQLiteDialect(Dialect):
 class SQLiteDatabase:
     dialect: Dialect = SQLiteDialect()
 
-    def __init__(self, worker: SQLiteWorker) -> None:
+    def __init__(self, worker: Worker) -> None:
         self._worker = worker
 
     async def run(self, op: Op[T], mode: Mode) -> T:
@@ -55,7 +52,7 @@ class SQLiteChanges:
     #: process's directly and other processes' through :mod:`flue.persistence.sqlite_watch`.
     live_poll_interval: float | None = None
 
-    def __init__(self, worker: SQLiteWorker) -> None:
+    def __init__(self, worker: Worker) -> None:
         self._worker = worker
         self._watch: ExternalAppendWatch | None = None
 
