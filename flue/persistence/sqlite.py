@@ -19,19 +19,13 @@ import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from flue.persistence.base import SCHEMA_VERSION
 from flue.persistence.kit import check_schema_version
-from flue.persistence.sqlite_stores import (
-    SQLiteEventStreamStore,
-    SQLiteRunStore,
-    SQLiteSessionStore,
-    SQLiteSnapshotStore,
-)
-from flue.persistence.sqlite_submissions import SQLiteSubmissionStore
+from flue.persistence.sql import SQLStores, open_stores
+from flue.persistence.sqlite_db import SQLiteChanges, SQLiteDatabase
 
 T = TypeVar("T")
 
@@ -193,22 +187,14 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
     return result
 
 
-@dataclass
-class SQLiteStores:
-    sessions: SQLiteSessionStore
-    runs: SQLiteRunStore
-    streams: SQLiteEventStreamStore
-    submissions: SQLiteSubmissionStore
-    snapshots: SQLiteSnapshotStore
-
-
 class SQLiteAdapter:
     """Persistence in SQLite. ``path=None`` or ``":memory:"``: in memory for the process lifetime."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 10.0) -> None:
         self.path: Path | None = None if path is None or str(path) == ":memory:" else Path(path)
         self._worker = SQLiteWorker(self.path, busy_timeout_s)
-        self._stores: SQLiteStores | None = None
+        self._changes = SQLiteChanges(self._worker)
+        self._stores: SQLStores | None = None
         self._replica_locks: list[int] = []
 
     @property
@@ -243,7 +229,7 @@ class SQLiteAdapter:
 
         await self._worker.write(op)
 
-    async def connect(self) -> SQLiteStores:
+    async def connect(self) -> SQLStores:
         """Check the stamped schema version and return the stores (the same ones on every call)."""
         where = self.description
 
@@ -255,23 +241,14 @@ class SQLiteAdapter:
 
         check_schema_version(await self._worker.read(op), where)
         if self._stores is None:
-            w = self._worker
-            streams = SQLiteEventStreamStore(w)
-            self._stores = SQLiteStores(
-                sessions=SQLiteSessionStore(w),
-                runs=SQLiteRunStore(w),
-                streams=streams,
-                submissions=SQLiteSubmissionStore(w, streams),
-                snapshots=SQLiteSnapshotStore(w),
-            )
+            self._stores = open_stores(SQLiteDatabase(self._worker), self._changes)
         return self._stores
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread. Idempotent."""
         while self._replica_locks:
             os.close(self._replica_locks.pop())  # closing the file releases its lock
-        if self._stores is not None:
-            await self._stores.streams.close()
+        await self._changes.close()
         await self._worker.close()
 
     async def lock_replica(self, replica_id: str) -> bool:

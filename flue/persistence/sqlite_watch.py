@@ -24,12 +24,12 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from flue.persistence.kit import Listeners
 
-if TYPE_CHECKING:
-    from flue.persistence.sqlite import SQLiteWorker
+T = TypeVar("T")
 
 log = logging.getLogger("flue.persistence")
 
@@ -37,13 +37,30 @@ log = logging.getLogger("flue.persistence")
 WATCH_INTERVAL_S = 0.25
 _CHUNK = 500  # paths per IN (...) query, under SQLite's variable limit
 
+
+
+class Worker(Protocol):
+    """What the SQLite adapter's worker thread (:class:`flue.persistence.sqlite.SQLiteWorker`) offers."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes can write to the database (a file)."""
+        ...
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+
 State = tuple[int, int]  # (length, closed) of a stream; (-1, -1) for a missing one
 
 
 class ExternalAppendWatch:
     """Started by :meth:`ensure_started` (from ``subscribe``); stops by itself when nobody is subscribed."""
 
-    def __init__(self, worker: SQLiteWorker, listeners: Listeners, interval: float = WATCH_INTERVAL_S) -> None:
+    def __init__(self, worker: Worker, listeners: Listeners, interval: float = WATCH_INTERVAL_S) -> None:
         self._db = worker
         self._listeners = listeners
         self._interval = interval

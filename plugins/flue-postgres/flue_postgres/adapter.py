@@ -16,29 +16,19 @@ several independent Flue deployments.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
 from flue.persistence.base import SCHEMA_VERSION
 from flue.persistence.kit import check_schema_version
+from flue.persistence.sql import SQLStores, open_stores
+from flue_postgres.dialect import PgChanges, PgDatabase, PostgresDialect
 from flue_postgres.notify import Notifier
 from flue_postgres.pool import ConnectionPool
 from flue_postgres.schema import META_TABLE, TABLES
-from flue_postgres.stores import PgEventStreamStore, PgRunStore, PgSessionStore, PgSnapshotStore
-from flue_postgres.submissions import PgSubmissionStore
 
 SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-@dataclass
-class PostgresStores:
-    sessions: PgSessionStore
-    runs: PgRunStore
-    streams: PgEventStreamStore
-    submissions: PgSubmissionStore
-    snapshots: PgSnapshotStore
 
 
 class PostgresAdapter:
@@ -53,7 +43,7 @@ class PostgresAdapter:
         self._pool = ConnectionPool(url, size=pool_size, connect_timeout=connect_timeout)
         self._notifier = Notifier(url, schema, connect_timeout)
         self._connect_timeout = connect_timeout
-        self._stores: PostgresStores | None = None
+        self._stores: SQLStores | None = None
         self._replica_conns: list[Any] = []
 
     @property
@@ -85,7 +75,7 @@ class PostgresAdapter:
             cur = await conn.execute(f"SELECT value FROM {s}.flue_meta WHERE key = 'schema_version'")
             row = await cur.fetchone()
             if row is not None:
-                check_schema_version(row["value"], self.description)
+                check_schema_version(row[0], self.description)
             for statement in TABLES:
                 await conn.execute(statement.format(s=s))
             await conn.execute(
@@ -93,27 +83,20 @@ class PostgresAdapter:
                 (str(SCHEMA_VERSION),),
             )
 
-    async def connect(self) -> PostgresStores:
+    async def connect(self) -> SQLStores:
         """Check the stamped version (fails at boot on a bad URL too) and return the stores."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute("SELECT to_regclass(%s) AS t", (f"{self._s}.flue_meta",))
+            cur = await conn.execute("SELECT to_regclass(%s)", (f"{self._s}.flue_meta",))
             row = await cur.fetchone()
             stored = None
-            if row is not None and row["t"] is not None:
+            if row is not None and row[0] is not None:
                 cur = await conn.execute(f"SELECT value FROM {self._s}.flue_meta WHERE key = 'schema_version'")
                 found = await cur.fetchone()
-                stored = None if found is None else found["value"]
+                stored = None if found is None else found[0]
         check_schema_version(stored, self.description)
         if self._stores is None:
-            p, s = self._pool, self._s
-            streams = PgEventStreamStore(p, s, self._notifier)
-            self._stores = PostgresStores(
-                sessions=PgSessionStore(p, s),
-                runs=PgRunStore(p, s),
-                streams=streams,
-                submissions=PgSubmissionStore(p, s, self._notifier, streams),
-                snapshots=PgSnapshotStore(p, s),
-            )
+            db = PgDatabase(self._pool, PostgresDialect(self._s), self._notifier)
+            self._stores = open_stores(db, PgChanges(self._notifier))
         return self._stores
 
     async def listening(self) -> None:

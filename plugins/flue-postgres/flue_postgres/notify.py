@@ -10,7 +10,7 @@ Notifications sent while nobody listens are lost. So when the listening
 connection comes back after a failure, each kind's handler is called with the
 empty key, "anything may have changed" (a key too long for a payload is sent
 empty too), and until the first ``LISTEN`` is active :attr:`Notifier.listening`
-is false: readers that start then poll (``PgEventStreamStore.live_poll_interval``).
+is false: readers that start then poll (``PgChanges.live_poll_interval``).
 The task starts on the first ``subscribe`` and stops on ``adapter.close()``.
 A replica ignores its own notifications; its stores already woke local
 listeners directly.

@@ -18,9 +18,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flue.hookspecs import hookimpl
+from flue.persistence.plugin import options_or_error
 
 
 class PostgresOptions(BaseModel):
@@ -54,13 +55,9 @@ class PostgresOptions(BaseModel):
 
 
 def parse_options(options: dict[str, Any]) -> PostgresOptions:
-    try:
-        return PostgresOptions.model_validate(options)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(options)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ValueError(f"persistence (kind: postgres) options are invalid: {problems}") from None
+    """Validate ``persistence:`` options (one readable error naming every problem)."""
+    opts: PostgresOptions = options_or_error(PostgresOptions, "postgres", options)
+    return opts
 
 
 @hookimpl

@@ -14,7 +14,6 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
 
 
 class ConnectionPool:
@@ -25,21 +24,20 @@ class ConnectionPool:
         self._kwargs = kwargs
         self._connect_timeout = connect_timeout
         self._size = size
-        self._idle: list[psycopg.AsyncConnection[dict[str, Any]]] = []
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._slots: asyncio.Semaphore | None = None
         self._closed = False
 
-    async def _new(self) -> psycopg.AsyncConnection[dict[str, Any]]:
+    async def _new(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(
             self._conninfo,
             autocommit=True,
-            row_factory=dict_row,
             connect_timeout=max(1, int(self._connect_timeout)),
             **self._kwargs,
         )
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         if self._closed:
             raise RuntimeError("the PostgreSQL persistence adapter is closed")
         if self._slots is None:

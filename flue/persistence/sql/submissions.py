@@ -1,0 +1,333 @@
+"""The submission store on the SQL core (contract: :mod:`flue.persistence.submissions`).
+
+Each busy instance row keeps its head (``head_seq``, and ``head_ms`` its
+admission time; set by the first admission to an idle instance, advanced when
+the head settles), indexed by ``head_ms``: a claim walks busy instances oldest
+head first and stops at the first that is runnable, skipping only heads that
+are running now -- its cost does not grow with the backlog.
+
+Concurrency, process against process (every mutating method is one
+``Mode.TRANSACTION``):
+
+- admission upserts the instance's counter row, which serializes admissions to
+  one instance (a row lock until commit, or SQLite's write lock), so they
+  commit in ``seq`` order;
+- a claim selects the runnable head ``{skip:s}`` (``FOR UPDATE OF s SKIP
+  LOCKED``): a head being claimed elsewhere is skipped, and once that claim
+  commits the database re-checks the row (now ``running`` with a live lease)
+  and drops it, so two coordinators never both claim it;
+- settle and journal appends lock the submission row (``{lock}``), so they
+  cannot interleave with a takeover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from flue.persistence.base import StreamClosed
+from flue.persistence.kit import Listeners, dumps, iso_to_ms, now_ms
+from flue.persistence.sql.core import QUEUE_KEY, Changes, Database, Mode, Notify, Op, Stmt, single
+from flue.persistence.sql.stores import SQLEventStreamStore, append_rows
+from flue.persistence.submissions import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_TIMEOUT_S,
+    LEASE_S,
+    SUBMISSION_COLUMNS,
+    Admission,
+    SettledStatus,
+    Submission,
+    SubmissionKind,
+    admission_event,
+    check_replay,
+    check_settle_status,
+    exhaustion_error,
+    plan_admission,
+    settlement_events,
+    submission_from_row,
+)
+
+_COLS = ", ".join(SUBMISSION_COLUMNS)
+_JSON_COLUMNS = ("input", "result", "error")
+# The runnable heads: each busy instance's head, queued or with a dead lease.
+_HEADS = (
+    f"SELECT {', '.join('s.' + c for c in SUBMISSION_COLUMNS)} FROM {{p}}flue_instances i "
+    "JOIN {p}flue_submissions s ON s.instance = i.instance AND s.seq = i.head_seq "
+    "WHERE i.head_seq IS NOT NULL AND (s.status = 'queued' OR s.lease_expires_ms <= ?)"
+)
+_OLDEST = " ORDER BY i.head_ms, i.instance LIMIT 1{skip:s}"
+# Per busy instance, its head and everything admitted after it are unsettled.
+_UNSETTLED = "SELECT COALESCE(SUM(next_seq - head_seq + 1), 0) FROM {p}flue_instances WHERE head_seq IS NOT NULL"
+# The per-instance counter row orders admissions: the first to an idle instance becomes its head.
+_BUMP = (
+    "INSERT INTO {p}flue_instances AS i (instance, next_seq, head_seq, head_ms) VALUES (?, 1, 1, ?) "
+    "ON CONFLICT (instance) DO UPDATE SET next_seq = i.next_seq + 1, "
+    "head_ms = CASE WHEN i.head_seq IS NULL THEN excluded.head_ms ELSE i.head_ms END, "
+    "head_seq = COALESCE(i.head_seq, i.next_seq + 1) RETURNING next_seq, head_seq"
+)
+_INSERT = (
+    "INSERT INTO {p}flue_submissions (submission_id, instance, seq, kind, dispatch_id, input, input_hash, "
+    "status, attempts, max_attempts, accepted_ms, deadline_ms) "
+    f"VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?) ON CONFLICT (dispatch_id) DO NOTHING RETURNING {_COLS}"
+)
+
+
+class Replayed(Exception):
+    """Abort the admission transaction: a concurrent admission of the same dispatch id won."""
+
+
+class SQLSubmissionStore:
+    def __init__(self, db: Database, changes: Changes, streams: SQLEventStreamStore | None = None) -> None:
+        self._db, self._d = db, db.dialect
+        self._changes = changes
+        self._listeners = Listeners()
+        self._streams = streams  # lifecycle events go to these streams' subscribers too
+        changes.follow("q", self._listeners)
+
+    def _appended(self, instance: str) -> None:
+        self._listeners.notify(QUEUE_KEY, instance)
+        if self._streams is not None:
+            self._streams.appended(instance)
+
+    # -- operations shared by the methods ------------------------------------------
+
+    def _decode(self, row: tuple[Any, ...]) -> Submission:
+        data = dict(zip(SUBMISSION_COLUMNS, row, strict=True))
+        for col in _JSON_COLUMNS:
+            data[col] = self._d.loads(data[col])
+        return submission_from_row(data)
+
+    def _one(self, where: str, params: Any) -> Op[Submission | None]:
+        row = yield Stmt(self._d.sql(f"SELECT {_COLS} FROM {{p}}flue_submissions WHERE {where}"), params, "one")
+        return None if row is None else self._decode(row)
+
+    def _advance_head(self, instance: str) -> Op[None]:
+        """The head left the active set: point the instance at its next active submission.
+
+        With row locks the instance row is locked first, in a statement of its own: an
+        admission in flight holds it, and only a statement started after that admission
+        commits sees the new submission (READ COMMITTED snapshots are per statement).
+        Advancing in one UPDATE would wait for the lock but compute the next head from the
+        older snapshot, miss the admission, and let a later one overtake it."""
+        d = self._d
+        if d.row_locks:
+            yield Stmt(d.sql("SELECT 1 FROM {p}flue_instances WHERE instance = ?{lock}"), (instance,))
+        yield Stmt(d.sql(
+            "UPDATE {p}flue_instances SET (head_seq, head_ms) = (SELECT seq, accepted_ms FROM {p}flue_submissions "
+            "WHERE instance = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1) WHERE instance = ?"
+        ), (instance, instance))
+
+    def _record(self, sub: Submission, events: list[dict[str, Any]]) -> Op[None]:
+        """Append lifecycle events to the instance's stream in the current transaction."""
+        try:
+            yield from append_rows(self._d, sub.instance, [dumps(e) for e in events], create=True)
+        except StreamClosed:
+            pass  # a closed stream takes no more events; the state change still stands
+
+    # -- the contract ----------------------------------------------------------------
+
+    async def admit(
+        self, instance: str, input: Any, *, kind: SubmissionKind = "prompt", dispatch_id: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS, timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_queued: int | None = None, now: datetime | None = None,
+    ) -> tuple[Submission, bool]:
+        plan = plan_admission(
+            instance, input, kind=kind, dispatch_id=dispatch_id, max_attempts=max_attempts,
+            timeout_s=timeout_s, now=now, max_queued=max_queued,
+        )
+        try:
+            sub, created = await self._db.run(self._admit(plan), Mode.TRANSACTION)
+        except Replayed:
+            existing = await self._db.run(self._one("dispatch_id = ?", (plan.dispatch_id,)), Mode.READ)
+            assert existing is not None
+            check_replay(existing, plan)
+            sub, created = existing, False
+        if created:
+            self._appended(instance)
+        return sub, created
+
+    def _admit(self, plan: Admission) -> Op[tuple[Submission, bool]]:
+        d = self._d
+        if plan.dispatch_id is not None:
+            existing = yield from self._one("dispatch_id = ?", (plan.dispatch_id,))
+            if existing is not None:
+                check_replay(existing, plan)
+                return existing, False
+        seq, head = yield Stmt(d.sql(_BUMP), (plan.instance, plan.accepted_ms), "one")
+        # every seq from the head on is unsettled (only heads settle) and the instance row is
+        # held: the bound is exact; raising rolls the whole transaction back
+        plan.check_bound(seq - head + 1)
+        inserted = yield Stmt(d.sql(_INSERT), (
+            plan.submission_id, plan.instance, seq, plan.kind, plan.dispatch_id, d.json(plan.input_json),
+            plan.input_hash, plan.max_attempts, plan.accepted_ms, plan.deadline_ms,
+        ), "one")
+        if inserted is None:
+            raise Replayed  # roll back the seq bump; the caller reads the winner
+        yield Notify("q", plan.instance)
+        sub = self._decode(inserted)
+        yield from self._record(sub, [admission_event(sub)])
+        return sub, True
+
+    async def count_unsettled(self) -> int:
+        row = await self._db.run(single(self._d.sql(_UNSETTLED), (), "one"), Mode.READ)
+        return int(row[0])
+
+    def _claim(self, owner: str, lease_ms: int, now: int, extra: str, params: tuple[Any, ...]) -> Op[Submission | None]:
+        """Claim the oldest runnable head (matching ``extra``) for ``owner``, or settle it failed if exhausted."""
+        d = self._d
+        row = yield Stmt(d.sql(_HEADS + extra + _OLDEST), (now, *params), "one")
+        if row is None:
+            return None
+        head = self._decode(row)
+        error = exhaustion_error(attempts=head.attempts, max_attempts=head.max_attempts,
+                                 deadline_ms=iso_to_ms(head.deadline_at), now=now)
+        if error is not None:
+            row = yield Stmt(d.sql(
+                "UPDATE {p}flue_submissions SET status = 'failed', error = ?, settled_ms = ?, lease_owner = ?, "
+                f"lease_expires_ms = NULL WHERE submission_id = ? RETURNING {_COLS}"
+            ), (d.json(dumps(error)), now, owner, head.submission_id), "one")
+        else:
+            row = yield Stmt(d.sql(
+                "UPDATE {p}flue_submissions SET status = 'running', attempts = attempts + 1, lease_owner = ?, "
+                f"lease_expires_ms = ? WHERE submission_id = ? RETURNING {_COLS}"
+            ), (owner, now + lease_ms, head.submission_id), "one")
+        sub = self._decode(row)
+        if error is not None:
+            yield from self._advance_head(sub.instance)
+            yield from self._record(sub, settlement_events(sub))
+            yield Notify("q", sub.instance)  # the instance's next head became runnable
+        return sub
+
+    async def _claimed(self, op: Op[Submission | None]) -> Submission | None:
+        sub = await self._db.run(op, Mode.TRANSACTION)
+        if sub is not None and sub.status == "failed":
+            self._appended(sub.instance)  # the instance's next head became runnable
+        return sub
+
+    async def claim_next(
+        self, owner: str, *, lease_s: float = LEASE_S, now: datetime | None = None
+    ) -> Submission | None:
+        return await self._claimed(self._claim(owner, int(lease_s * 1000), now_ms(now), "", ()))
+
+    async def claim(
+        self, submission_id: str, owner: str, *, lease_s: float = LEASE_S, now: datetime | None = None
+    ) -> Submission | None:
+        op = self._claim(owner, int(lease_s * 1000), now_ms(now), " AND s.submission_id = ?", (submission_id,))
+        return await self._claimed(op)
+
+    async def renew(
+        self, owner: str, submission_ids: list[str], *, lease_s: float = LEASE_S, now: datetime | None = None
+    ) -> list[str]:
+        ids = list(dict.fromkeys(submission_ids))
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        sql = self._d.spell(  # not memoized: the statement varies with the number of ids
+            f"UPDATE {{p}}flue_submissions SET lease_expires_ms = ? WHERE submission_id IN ({marks}) "
+            "AND status = 'running' AND lease_owner = ? RETURNING submission_id"
+        )
+        rows = await self._db.run(single(sql, (now_ms(now) + int(lease_s * 1000), *ids, owner), "all"), Mode.WRITE)
+        renewed = {r[0] for r in rows}
+        return [i for i in ids if i in renewed]
+
+    async def settle(
+        self, submission_id: str, owner: str, *, status: SettledStatus, result: Any = None,
+        error: dict[str, Any] | None = None, attempt: int | None = None, now: datetime | None = None,
+        event_index: int | None = None,
+    ) -> bool:
+        check_settle_status(status)
+        d = self._d
+        result_doc, error_doc = d.json(dumps(result)), None if error is None else d.json(dumps(error))
+        t = now_ms(now)
+
+        def op() -> Op[tuple[bool, str | None]]:
+            row = yield Stmt(d.sql(
+                "SELECT status, lease_owner, attempts FROM {p}flue_submissions WHERE submission_id = ?{lock}"
+            ), (submission_id,), "one")
+            if row is None or row[1] != owner or (attempt is not None and row[2] != attempt):
+                return False, None
+            if row[0] != "running":
+                return row[0] == status, None  # a replayed settle by the same owner
+            row = yield Stmt(d.sql(
+                "UPDATE {p}flue_submissions SET status = ?, result = ?, error = ?, settled_ms = ?, "
+                f"lease_expires_ms = NULL WHERE submission_id = ? RETURNING {_COLS}"
+            ), (status, result_doc, error_doc, t, submission_id), "one")
+            settled = self._decode(row)
+            yield from self._advance_head(settled.instance)
+            yield from self._record(settled, settlement_events(settled, event_index=event_index))
+            yield Notify("q", settled.instance)
+            return True, settled.instance
+
+        ok, instance = await self._db.run(op(), Mode.TRANSACTION)
+        if instance is not None:
+            self._appended(instance)
+        return ok
+
+    async def get(self, submission_id: str) -> Submission | None:
+        return await self._db.run(self._one("submission_id = ?", (submission_id,)), Mode.READ)
+
+    async def get_by_dispatch_id(self, dispatch_id: str) -> Submission | None:
+        return await self._db.run(self._one("dispatch_id = ?", (dispatch_id,)), Mode.READ)
+
+    async def list_for_instance(self, instance: str) -> list[Submission]:
+        sql = self._d.sql(f"SELECT {_COLS} FROM {{p}}flue_submissions WHERE instance = ? ORDER BY seq")
+        return [self._decode(r) for r in await self._db.run(single(sql, (instance,), "all"), Mode.READ)]
+
+    async def append_journal(self, submission_id: str, attempt: int, entry: dict[str, Any]) -> bool:
+        if not isinstance(entry, dict):
+            raise TypeError("journal entries must be JSON objects (dicts)")
+        d = self._d
+        doc = d.json(dumps(entry))
+        column, stamp = d.timestamp("recorded")
+        t = now_ms()
+
+        def op() -> Op[bool]:
+            # Locking the submission row fences off takeovers and serializes appenders.
+            row = yield Stmt(d.sql(
+                "SELECT 1 FROM {p}flue_submissions WHERE submission_id = ? AND status = 'running' AND attempts = ?{lock}"
+            ), (submission_id, attempt), "one")
+            if row is None:
+                return False
+            yield Stmt(d.sql(
+                f"INSERT INTO {{p}}flue_journal (submission_id, seq, attempt, entry, {column}) VALUES (?, "
+                f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM {{p}}flue_journal WHERE submission_id = ?), ?, ?, {stamp})"
+            ), (submission_id, submission_id, attempt, doc, t))
+            return True
+
+        return await self._db.run(op(), Mode.TRANSACTION)
+
+    async def journal(self, submission_id: str) -> list[dict[str, Any]]:
+        sql = self._d.sql("SELECT entry FROM {p}flue_journal WHERE submission_id = ? ORDER BY seq")
+
+        def op() -> Op[list[dict[str, Any]]]:
+            return [self._d.loads(r[0]) for r in (yield Stmt(sql, (submission_id,), "all"))]
+
+        return await self._db.run(op(), Mode.READ)
+
+    async def expire_leases(self, owner_prefix: str, *, keep: str, now: datetime | None = None) -> list[str]:
+        """End at once the leases of running submissions whose owner starts with ``owner_prefix``,
+        except ``keep``'s: a restarted replica's previous process is known dead
+        (:mod:`flue.runtime.replica`), so its work is claimable now. Returns their ids."""
+        t = now_ms(now)
+        d = self._d
+
+        def op() -> Op[list[tuple[str, str]]]:
+            rows = yield Stmt(d.sql(
+                "UPDATE {p}flue_submissions SET lease_expires_ms = ? WHERE status = 'running' "
+                "AND substr(lease_owner, 1, ?) = ? AND lease_owner <> ? AND lease_expires_ms >= ? "
+                "RETURNING submission_id, instance"
+            ), (t - 1, len(owner_prefix), owner_prefix, keep, t), "all")
+            for instance in dict.fromkeys(r[1] for r in rows):
+                yield Notify("q", instance)  # every process's coordinator: claim them now
+            return [(sid, instance) for sid, instance in rows]
+
+        rows = await self._db.run(op(), Mode.TRANSACTION)
+        for instance in dict.fromkeys(instance for _, instance in rows):
+            self._listeners.notify(QUEUE_KEY, instance)  # coordinators here: claim them now
+        return [sid for sid, _ in rows]
+
+    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        self._changes.ensure_started("q")
+        return self._listeners.add(QUEUE_KEY, listener)
+
