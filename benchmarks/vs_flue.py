@@ -243,7 +243,7 @@ def write_py_project(root: Path, model_url: str) -> Path:
         model: mock/{MODEL}
         providers:
           mock: {{api: openai-completions, base_url: {model_url}, api_key: bench-key}}
-        persistence: {{kind: sqlite, path: {root / '.flue' / 'state.db'}}}
+        persistence: {{kind: sqlite, path: {root / 'state' / 'flue.db'}}}
         """
     for rel, text in files.items():
         path = root / rel

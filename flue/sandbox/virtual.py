@@ -179,6 +179,10 @@ class VirtualSandboxFactory:
 
     async def create_session_env(self, request: SandboxRequest) -> VirtualSandboxEnv:
         cwd = resolve("/", request.cwd or DEFAULT_CWD)
+        if request.snapshot is None and self.workspace is None and not request.files:
+            # Nothing to restore or seed: the filesystem is made when something first needs
+            # more than "does this path exist" (most prompts never touch it).
+            return VirtualSandboxEnv(None, cwd=cwd, options=self.options)
         if request.snapshot is not None:
             holder = await asyncio.to_thread(_restore, request.snapshot)
         else:
@@ -211,8 +215,11 @@ class VirtualSandboxEnv:
         options: VirtualOptions | None = None,
         snapshot: bytes | None = None,
     ) -> None:
-        self._holder = holder  # owns the filesystem; never runs a command (see module docs)
-        self._fs = holder.fs()
+        # ``holder`` owns the filesystem and never runs a command (see module docs); None: a
+        # fresh one holding only the cwd, made on first use (see _materialize)
+        self._holder_obj = holder
+        self._fs_obj = holder.fs() if holder is not None else None
+        self._lazy = holder is None
         self.cwd = cwd
         self.options = options or VirtualOptions()
         self._gen = 0  # bumped by every change to the filesystem
@@ -304,6 +311,35 @@ class VirtualSandboxEnv:
             return ExecResult(stdout, join_stderr(stderr, timeout_message(seconds)), TIMEOUT_EXIT_CODE)
         # With sinks, the result's stderr holds only bashkit's own message (a limit, a parse error).
         return ExecResult(stdout, join_stderr(stderr, _line(header.get("message"))), int(header["exit_code"]))
+
+    # -- the filesystem's holder ----------------------------------------------
+
+    @property
+    def _holder(self) -> Any:
+        if self._holder_obj is None:
+            self._materialize()
+        return self._holder_obj
+
+    @_holder.setter
+    def _holder(self, holder: Any) -> None:
+        self._holder_obj, self._fs_obj = holder, holder.fs()
+
+    @property
+    def _fs(self) -> Any:
+        if self._fs_obj is None:
+            self._materialize()
+        return self._fs_obj
+
+    def _materialize(self) -> None:
+        holder = bashkit.Bash()
+        holder.fs().mkdir(self.cwd, recursive=True)
+        self._holder = holder
+
+    @property
+    def pristine(self) -> bool:
+        """Made fresh (no snapshot, no seeds) and unchanged since: it holds only the cwd, so a
+        snapshot of it restores nothing a new env lacks (callers need not store one)."""
+        return self._lazy and self._gen == 0
 
     # -- the replica -----------------------------------------------------------
 
@@ -402,7 +438,6 @@ class VirtualSandboxEnv:
         """Apply what the replica reports changed (on the loop, in the order it was sent)."""
         if header.get("snapshot") is not None:  # it could not say what changed: take all of it
             self._holder = _restore(blobs[int(header["snapshot"])])
-            self._fs = self._holder.fs()
             self._gen += 1
             self._lose(self._box.link)  # the worker dropped it
             return
@@ -456,6 +491,9 @@ class VirtualSandboxEnv:
         return sorted(e["name"] for e in self._call(p, lambda: self._fs.read_dir(p)))
 
     async def exists(self, path: str) -> bool:
+        if self._fs_obj is None:  # not made yet: only the cwd and its parents exist
+            p = self._abs(path)
+            return p == "/" or p == self.cwd or self.cwd.startswith(p.rstrip("/") + "/")
         await self._catch_up()
         try:
             return bool(self._fs.exists(self._abs(path)))
