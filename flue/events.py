@@ -122,8 +122,12 @@ class FlueEvent(BaseModel):
 
     def stamp(self, ids: dict[str, Any]) -> None:
         """Fill in correlation ids the event does not have yet."""
+        fields = self.__dict__  # the declared id fields: set them without pydantic's __setattr__ (hot path)
         for key, value in ids.items():
-            if getattr(self, key, None) is None:
+            if key in fields:
+                if fields[key] is None:
+                    fields[key] = value
+            elif getattr(self, key, None) is None:
                 setattr(self, key, value)
         self._wire = None
 
