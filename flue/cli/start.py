@@ -9,6 +9,10 @@ workflow runs and agent submissions in flight finish for ``--grace`` seconds
 (default 10), then cancels what is left: cancelled submissions stay in the
 store and are recovered by the next server once their lease expires; cancelled
 runs end ``errored``. Exit 0 after a graceful stop.
+
+``--workers N`` runs N such servers as processes on one port (SO_REUSEPORT)
+sharing the project's store; it needs file SQLite or PostgreSQL persistence
+(see :mod:`flue.cli.workers`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,16 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="0.0.0.0", help="interface to listen on (default: 0.0.0.0)")
     p.add_argument("--prefix", default="", help="mount Flue's routes under this path, e.g. /api")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to let work in flight finish on shutdown")
+    p.add_argument("--workers", type=_positive, default=1, metavar="N",
+                   help="server processes sharing the port and the store (default 1; needs file SQLite or PostgreSQL)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def resolve_port(cli_port: int | None, config_port: int | None) -> int:
@@ -55,16 +69,23 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"flue start: {exc}", file=sys.stderr)
         return 1
+    if args.workers > 1:
+        from flue.cli.workers import supervise
+        from flue.server.app import normalize_prefix
+
+        args.prefix_path = normalize_prefix(args.prefix)
+        return supervise(args, project, port)
     configure_logging(access=False)
     return asyncio.run(_serve(project, args, port))
 
 
 async def _serve(project, args: argparse.Namespace, port: int) -> int:
+    from flue.cli.workers import WORKER, signal_ready
     from flue.runtime.runtime import Runtime
     from flue.server.app import flue_state, make_app, normalize_prefix
     from flue.server.serve import Listener
 
-    listener = Listener(args.host, port)
+    listener = Listener(args.host, port, reuse_port=args.reuse_port)
     try:
         listener.bind()
     except OSError as exc:
@@ -85,7 +106,10 @@ async def _serve(project, args: argparse.Namespace, port: int) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         await listener.start(app, shutdown_timeout=args.grace)
-        print(f"flue start: serving {project.root} on {listener.url}{prefix}", file=sys.stderr, flush=True)
+        worker = os.environ.get(WORKER)
+        who = f"worker {worker} (pid {os.getpid()}) serving" if worker else "serving"
+        print(f"flue start: {who} {project.root} on {listener.url}{prefix}", file=sys.stderr, flush=True)
+        signal_ready()
         await stop.wait()
         print("flue start: shutting down", file=sys.stderr, flush=True)
     finally:
