@@ -238,9 +238,10 @@ class VirtualSandboxEnv:
         self, command: str, *, cwd: str | None = None, env: dict[str, str] | None = None, timeout: float | None = None  # noqa: ASYNC109 (the SandboxEnv contract)
     ) -> ExecResult:
         run_cwd = self._abs(cwd) if cwd else self.cwd
-        st = await self.stat(run_cwd)  # FileNotFoundError for a missing cwd, like a subprocess would
-        if not st.is_directory:
-            raise NotADirectoryError(errno.ENOTDIR, "working directory is not a directory", run_cwd)
+        if not (self._fs_obj is None and self._made_dir(run_cwd)):  # (the cwd of an env not made yet is there)
+            st = await self.stat(run_cwd)  # FileNotFoundError for a missing cwd, like a subprocess would
+            if not st.is_directory:
+                raise NotADirectoryError(errno.ENOTDIR, "working directory is not a directory", run_cwd)
         seconds = self.options.timeout if timeout is None else float(timeout)
         if seconds <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
@@ -357,10 +358,13 @@ class VirtualSandboxEnv:
                     return link
                 self._lose(link)
                 gen = self._gen
-                data = await self.snapshot()
                 link = pool().link()
+                if self._fs_obj is None:  # not made here yet: the replica starts as a fresh one, like ours would
+                    request, blobs = {"op": "open", "rid": link.rid, "fresh": self.cwd}, []
+                else:
+                    request, blobs = {"op": "open", "rid": link.rid}, [await self.snapshot()]
                 try:
-                    _, opened = link.worker.request({"op": "open", "rid": link.rid}, [data])
+                    _, opened = link.worker.request(request, blobs)
                     await opened
                 except (HelperLost, ReplyError):
                     link.drop()
@@ -490,10 +494,13 @@ class VirtualSandboxEnv:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", p)
         return sorted(e["name"] for e in self._call(p, lambda: self._fs.read_dir(p)))
 
+    def _made_dir(self, p: str) -> bool:
+        """Whether absolute ``p`` is the cwd or one of its parents (all a fresh env holds)."""
+        return p == "/" or p == self.cwd or self.cwd.startswith(p.rstrip("/") + "/")
+
     async def exists(self, path: str) -> bool:
         if self._fs_obj is None:  # not made yet: only the cwd and its parents exist
-            p = self._abs(path)
-            return p == "/" or p == self.cwd or self.cwd.startswith(p.rstrip("/") + "/")
+            return self._made_dir(self._abs(path))
         await self._catch_up()
         try:
             return bool(self._fs.exists(self._abs(path)))
