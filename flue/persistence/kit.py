@@ -73,14 +73,19 @@ def utc_now_iso(now: datetime | None = None) -> str:
 # -- JSON ---------------------------------------------------------------------------
 
 
+# Built once: json.dumps() with options makes a new encoder on every call.
+_STORED = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
+
+
 def dumps(value: Any) -> str:
     """JSON text for storage. Raises TypeError/ValueError on values JSON cannot hold."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _STORED.encode(value)
 
 
 def canonical_json(value: Any) -> str:
     """Key-sorted compact JSON: equal values give equal text (used for input hashes)."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
+    return _CANONICAL.encode(value)
 
 
 def input_hash(value: Any) -> str:
