@@ -39,10 +39,20 @@ def builtin_tools(subagents: dict[str, str | None] | None = None) -> tuple[dict[
             raise
         return {}, []
     make = module.builtin_tools
-    accepts = "subagents" in inspect.signature(make).parameters
-    tools = dict(make(subagents=subagents or None) if accepts else make())
-    defaults = list(getattr(module, "DEFAULT_TOOLS", tools))
-    return tools, defaults
+    # Built once per subagent list: the tools hold no state, and making them (and their schema
+    # validators) for every prompt showed in profiles.
+    key = (make, tuple(sorted((subagents or {}).items())))
+    made = _BUILTINS.get(key)
+    if made is None:
+        accepts = "subagents" in inspect.signature(make).parameters
+        tools = dict(make(subagents=subagents or None) if accepts else make())
+        if len(_BUILTINS) >= 256:
+            _BUILTINS.clear()
+        made = _BUILTINS[key] = (tools, list(getattr(module, "DEFAULT_TOOLS", tools)))
+    return dict(made[0]), list(made[1])
+
+
+_BUILTINS: dict[tuple[Any, tuple[tuple[str, str | None], ...]], tuple[dict[str, Tool], list[str]]] = {}
 
 
 def plugin_tools(pm: pluggy.PluginManager | None) -> dict[str, Tool]:

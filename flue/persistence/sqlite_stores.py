@@ -72,6 +72,34 @@ class SQLiteSessionStore:
     async def delete(self, key: str) -> None:
         await self._db.write(lambda conn: conn.execute("DELETE FROM flue_sessions WHERE key = ?", (key,)))
 
+    # One round trip instead of two for the deletion guard (flue.runtime.deletion): optional
+    # methods that other session stores need not have.
+
+    async def load_with(self, key: str, other: str) -> tuple[SessionData | None, SessionData | None]:
+        """``key`` and ``other``, read in one transaction."""
+
+        def op(conn: sqlite3.Connection) -> list[Any]:
+            found = dict(conn.execute("SELECT key, data FROM flue_sessions WHERE key IN (?, ?)", (key, other)))
+            return [_loads(found.get(key)), _loads(found.get(other))]
+
+        raw = await self._db.read(op)
+        first, second = (None if r is None else SessionData.model_validate(r) for r in raw)
+        return first, second
+
+    async def save_checked(self, key: str, other: str, make: Callable[[SessionData | None], SessionData]) -> None:
+        """Save ``make(<other's data>)`` as ``key`` in one transaction; ``make`` may raise (nothing is saved)."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT data FROM flue_sessions WHERE key = ?", (other,)).fetchone()
+            final = make(None if row is None else SessionData.model_validate(json.loads(row[0])))
+            conn.execute(
+                "INSERT INTO flue_sessions (key, data, updated_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET data = excluded.data, updated_ms = excluded.updated_ms",
+                (key, dumps(final.model_dump(mode="json")), now_ms()),
+            )
+
+        await self._db.write(op)
+
 
 _RUN_COLUMNS = "run_id, workflow, status, payload, result, error, started_at, ended_at, duration_ms, started_ms"
 
