@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import queue
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,37 +156,16 @@ class SQLiteWorker:
         return await self.run(lambda conn: _transaction(conn, fn, "BEGIN"))
 
     def _start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name="flue-sqlite", daemon=True)
-        self._thread.start()
+        # The thread holds the worker only weakly: an adapter dropped without close() lets its
+        # thread end (and its connection close), as ThreadPoolExecutor's threads do.
+        jobs = self._jobs
+        thread = threading.Thread(target=_serve, args=(jobs, weakref.ref(self)), name="flue-sqlite", daemon=True)
+        self._thread = thread
+        thread.start()
+        weakref.finalize(self, jobs.put, None)
         # Like ThreadPoolExecutor's threads: at interpreter exit, finish what is queued first.
         with contextlib.suppress(AttributeError, RuntimeError):
-            threading._register_atexit(self._stop_thread)  # type: ignore[attr-defined]
-
-    def _stop_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            self._jobs.put(None)
-            self._thread.join()
-
-    def _serve(self) -> None:
-        jobs = self._jobs
-        while True:
-            job = jobs.get()
-            done: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any, BaseException | None]] = []
-            while job is not None:
-                fn, loop, future = job
-                try:
-                    done.append((loop, future, self._call(fn), None))
-                except BaseException as exc:  # handed to the awaiting task
-                    done.append((loop, future, None, exc))
-                try:
-                    job = jobs.get_nowait()
-                except queue.Empty:
-                    break
-            for loop in {entry[0] for entry in done}:
-                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody awaits
-                    loop.call_soon_threadsafe(_deliver, [entry for entry in done if entry[0] is loop])
-            if job is None:
-                return
+            threading._register_atexit(functools.partial(_finish_at_exit, weakref.ref(thread), jobs))  # type: ignore[attr-defined]
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -225,6 +206,39 @@ class SQLiteWorker:
 
 
 _Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+
+def _serve(jobs: queue.SimpleQueue[_Job | None], worker: weakref.ref[SQLiteWorker]) -> None:
+    """The worker thread: run jobs in order; hand back the results of a run of queued jobs at once."""
+    while True:
+        job = jobs.get()
+        done: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any, BaseException | None]] = []
+        while job is not None:
+            fn, loop, future = job
+            owner = worker()
+            try:
+                if owner is None:
+                    raise RuntimeError("the SQLite persistence adapter is gone")
+                done.append((loop, future, owner._call(fn), None))
+            except BaseException as exc:  # handed to the awaiting task
+                done.append((loop, future, None, exc))
+            del owner
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                break
+        for loop in {entry[0] for entry in done}:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody awaits
+                loop.call_soon_threadsafe(_deliver, [entry for entry in done if entry[0] is loop])
+        if job is None:
+            return
+
+
+def _finish_at_exit(thread: weakref.ref[threading.Thread], jobs: queue.SimpleQueue[Any]) -> None:
+    alive = thread()
+    if alive is not None and alive.is_alive():
+        jobs.put(None)
+        alive.join()
 
 
 def _deliver(done: list[tuple[Any, asyncio.Future[Any], Any, BaseException | None]]) -> None:
