@@ -272,11 +272,12 @@ def wait_for_log(proc: Proc, pattern: str, timeout: float = 30.0) -> re.Match[st
 
 
 def start_model_server(*, cpus: set[int] | None = None, reply: str = "OK, done.",
-                       chunk_size: int = 16) -> tuple[Proc, str]:
+                       chunk_size: int = 16, script: str = "fixed") -> tuple[Proc, str]:
     """The endless scripted model server (benchmarks/model_server.py) in its own process."""
     proc = Proc(
         "model-server",
-        [PYTHON, str(BENCH_DIR / "model_server.py"), "--reply", reply, "--chunk-size", str(chunk_size)],
+        [PYTHON, str(BENCH_DIR / "model_server.py"), "--reply", reply, "--chunk-size", str(chunk_size),
+         "--script", script],
         cpus=cpus, stdout=subprocess.PIPE,
     )
     assert proc.popen.stdout is not None

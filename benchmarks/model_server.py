@@ -12,6 +12,12 @@ Run it on its own (the benchmarks start it as a subprocess)::
     .venv/bin/python benchmarks/model_server.py [--port 0] [--reply TEXT] [--chunk-size N]
 
 The first line on stdout is ``URL <base_url>`` once it is listening.
+
+``--script echo`` decides each reply from the request instead (for
+``vs_flue.py``, which drives another framework with the same model): the reply
+is ``echo: <last user text>``, and a user message containing
+``TOOL:<name> ARGS:<json object>`` is answered with one call of that tool,
+then, once the tool's result is in the conversation, with text.
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
+import re
 import signal
 from typing import Any
 
 from aiohttp import web
 
 from flue.testing.model_server import ScriptedModelServer
-from flue.testing.scripted import Script, ScriptedTurn
+from flue.testing.scripted import Script, ScriptedToolCall, ScriptedTurn
 
 
 class EndlessScript(Script):
@@ -44,10 +52,49 @@ class EndlessScript(Script):
         return self.turn
 
 
+_TOOL = re.compile(r"TOOL:([A-Za-z0-9_.-]+)(?:\s+ARGS:(\{.*\}))?", re.S)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+class EchoScript(Script):
+    """Replies derived from the (Chat Completions) request alone, so any client gets the same answers."""
+
+    def __init__(self, chunk_size: int):
+        super().__init__([])
+        self.chunk_size = chunk_size
+
+    @property
+    def remaining(self) -> int:
+        return 1 << 62
+
+    def next(self, body: dict[str, Any]) -> ScriptedTurn:
+        self.calls += 1
+        messages = body.get("messages") or []
+        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+        said = _text(messages[last_user].get("content")) if last_user >= 0 else ""
+        results = [m for m in messages[last_user + 1 :] if m.get("role") == "tool"]
+        wanted = _TOOL.search(said)
+        if wanted and not results:
+            call = ScriptedToolCall(name=wanted.group(1), arguments=json.loads(wanted.group(2) or "{}"))
+            return ScriptedTurn(tool_calls=[call], chunk_size=self.chunk_size)
+        if wanted:
+            answer = f"tool {wanted.group(1)} done: {_text(results[-1].get('content'))[:80]}"
+        else:
+            answer = "echo: " + said[:200]
+        return ScriptedTurn(text=answer, chunk_size=self.chunk_size)
+
+
 class BenchModelServer(ScriptedModelServer):
-    def __init__(self, turn: ScriptedTurn, *, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, script: Script, *, host: str = "127.0.0.1", port: int = 0):
         super().__init__(host=host)
-        self.script = EndlessScript(turn)
+        self.script = script
         self.records = collections.deque(maxlen=8)  # type: ignore[assignment]  # only appended to
         self._requested_port = port
 
@@ -66,8 +113,11 @@ class BenchModelServer(ScriptedModelServer):
 
 
 async def serve(args: argparse.Namespace) -> None:
-    turn = ScriptedTurn(text=args.reply, chunk_size=args.chunk_size)
-    server = await BenchModelServer(turn, port=args.port).start()
+    if args.script == "echo":
+        script: Script = EchoScript(args.chunk_size)
+    else:
+        script = EndlessScript(ScriptedTurn(text=args.reply, chunk_size=args.chunk_size))
+    server = await BenchModelServer(script, port=args.port).start()
     print(f"URL {server.url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,6 +133,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--reply", default="OK, done.", help="the text of every reply")
+    parser.add_argument("--script", choices=["fixed", "echo"], default="fixed",
+                        help="fixed: every reply is --reply; echo: see above")
     parser.add_argument("--chunk-size", type=int, default=16, help="characters per streamed text delta")
     asyncio.run(serve(parser.parse_args()))
 

@@ -59,12 +59,12 @@ import inspect
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 from pydantic.alias_generators import to_camel
 
+from flue.persistence.kit import ms_to_iso
 from flue.redaction import observed, scrub
 from flue.usage import Usage
 
@@ -76,7 +76,7 @@ TurnPurpose = Literal["agent", "compaction", "compaction_prefix"]
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return ms_to_iso(int(time.time() * 1000))
 
 
 def now_ms() -> int:
@@ -122,8 +122,12 @@ class FlueEvent(BaseModel):
 
     def stamp(self, ids: dict[str, Any]) -> None:
         """Fill in correlation ids the event does not have yet."""
+        fields = self.__dict__  # the declared id fields: set them without pydantic's __setattr__ (hot path)
         for key, value in ids.items():
-            if getattr(self, key, None) is None:
+            if key in fields:
+                if fields[key] is None:
+                    fields[key] = value
+            elif getattr(self, key, None) is None:
                 setattr(self, key, value)
         self._wire = None
 

@@ -76,6 +76,7 @@ class Tool:
     parameters: dict[str, Any]
     execute: Execute
     validator: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # returns cleaned args or raises
+    _schema_validator: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or not set(self.name) <= TOOL_NAME_CHARS or len(self.name) > 64:
@@ -98,7 +99,9 @@ class Tool:
             return self.validator(args)
         import jsonschema
 
-        validator = jsonschema.Draft202012Validator(self.parameters)
+        validator = self._schema_validator
+        if validator is None or validator.schema is not self.parameters:  # built once per tool (and schema)
+            validator = self._schema_validator = jsonschema.Draft202012Validator(self.parameters)
         errors = sorted(validator.iter_errors(args), key=lambda e: list(e.path))
         if errors:
             lines = [f"- {'/'.join(str(p) for p in e.path) or '<root>'}: {e.message}" for e in errors]

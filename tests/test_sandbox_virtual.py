@@ -148,3 +148,31 @@ async def test_embedded_python_and_sqlite_are_opt_in() -> None:
     env = await new_env({"python": True, "sqlite": True})
     r = await env.exec("python3 -c 'print(1 + 1)'; echo 'select 40 + 2;' | sqlite3")
     assert (r.stdout, r.exit_code) == ("2\n42\n", 0)
+
+
+async def test_a_fresh_env_is_pristine_until_something_changes() -> None:
+    """Nothing to restore or seed: the env answers for its cwd and runs commands as a made one
+    would, and stays ``pristine`` (no snapshot worth storing) until a file changes."""
+    from flue.sandbox.base import SandboxRequest
+    from flue.sandbox.virtual import VirtualSandboxFactory
+
+    factory = VirtualSandboxFactory()
+    env = await factory.create_session_env(SandboxRequest(id="lazy"))
+    assert env.pristine
+    assert await env.exists("/workspace") and await env.exists("/") and not await env.exists("/workspace/AGENTS.md")
+    result = await env.exec("echo hi && pwd && ls")
+    assert (result.exit_code, result.stdout.split()) == (0, ["hi", "/workspace"])
+    assert env.pristine
+    assert (await env.exec("echo x > made.txt")).exit_code == 0
+    assert not env.pristine
+    assert await env.read_file("/workspace/made.txt") == "x\n"
+    restored = await factory.create_session_env(SandboxRequest(id="lazy", snapshot=await env.snapshot()))
+    assert await restored.read_file("made.txt") == "x\n" and not restored.pristine
+    missing = await factory.create_session_env(SandboxRequest(id="lazy2"))
+    assert (await missing.exec("cat nope.txt")).exit_code != 0
+    try:
+        await missing.exec("true", cwd="/elsewhere")
+    except FileNotFoundError:
+        pass
+    else:
+        raise AssertionError("a missing cwd must raise FileNotFoundError")

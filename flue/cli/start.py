@@ -14,6 +14,10 @@ It prints the URL to call and the address the socket really listens on (with
 ``--port 0``, the port the system picked), warns when persistence is in memory
 (nothing survives a restart), and says to pick another ``--port`` when the
 port is taken. ``GET /health`` answers 200 for load balancers.
+
+``--workers N`` runs N such servers as processes on one port (SO_REUSEPORT)
+sharing the project's store; it needs file SQLite or PostgreSQL persistence
+(see :mod:`flue.cli.workers`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,16 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="0.0.0.0", help="interface to listen on (default: 0.0.0.0)")
     p.add_argument("--prefix", default="", help="mount Flue's routes under this path, e.g. /api")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to let work in flight finish on shutdown")
+    p.add_argument("--workers", type=_positive, default=1, metavar="N",
+                   help="server processes sharing the port and the store (default 1; needs file SQLite or PostgreSQL)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def resolve_port(cli_port: int | None, config_port: int | None) -> int:
@@ -60,16 +74,23 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"flue start: {exc}", file=sys.stderr)
         return 1
+    if args.workers > 1:
+        from flue.cli.workers import supervise
+        from flue.server.app import normalize_prefix
+
+        args.prefix_path = normalize_prefix(args.prefix)
+        return supervise(args, project, port)
     configure_logging(access=False)
     return asyncio.run(_serve(project, args, port))
 
 
 async def _serve(project, args: argparse.Namespace, port: int) -> int:
+    from flue.cli.workers import WORKER, signal_ready
     from flue.runtime.runtime import Runtime
     from flue.server.app import flue_state, make_app, normalize_prefix
     from flue.server.serve import Listener, bind_error
 
-    listener = Listener(args.host, port)
+    listener = Listener(args.host, port, reuse_port=args.reuse_port)
     try:
         listener.bind()
     except OSError as exc:
@@ -102,10 +123,13 @@ async def _serve(project, args: argparse.Namespace, port: int) -> int:
             print("flue start: warning: persistence is in memory: runs, sessions and queued prompts are lost "
                   "when the server stops; set persistence: in flue.yaml (docs/persistence.md)",
                   file=sys.stderr, flush=True)
-        print(f"flue start: serving {project.root} on {listener.url}{prefix} (listening on {listener.bound})",
+        worker = os.environ.get(WORKER)
+        who = f"worker {worker} (pid {os.getpid()}) serving" if worker else "serving"
+        print(f"flue start: {who} {project.root} on {listener.url}{prefix} (listening on {listener.bound})",
               file=sys.stderr, flush=True)
-        if project.config.playground.enabled:
+        if project.config.playground.enabled and not worker:
             print(f"flue start: playground at {listener.url}{prefix}/_flue/ (it asks for the admin token)", file=sys.stderr, flush=True)
+        signal_ready()
         await stop.wait()
         print("flue start: shutting down", file=sys.stderr, flush=True)
     finally:

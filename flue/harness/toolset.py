@@ -15,6 +15,7 @@ is rejected, as is a name used twice, or the reserved result tool name.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from flue.builtin_tools import DEFAULT_TOOLS
@@ -41,8 +42,15 @@ def builtin_tools(
         if name in BUILTIN_TOOL_NAMES and plugin in BUILTIN_PLUGINS
     }
     if subagents and "task" in tools:
-        tools["task"] = make_task(subagents)
+        tools["task"] = _task_for(tuple(sorted(subagents.items())))
     return tools, [name for name in DEFAULT_TOOLS if name in tools]  # none if the plugin is disabled
+
+
+@functools.lru_cache(maxsize=256)
+def _task_for(subagents: tuple[tuple[str, str | None], ...]) -> Tool:
+    """One ``task`` tool per subagent list: tools hold no state, and making one (with its schema
+    validator) for every prompt showed in profiles."""
+    return make_task(dict(subagents))
 
 
 def plugin_tools(registry: Registry[Tool]) -> dict[str, Tool]:

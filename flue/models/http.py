@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import os
 import random
 import time
 import weakref
@@ -102,8 +103,28 @@ async def close_client_session() -> None:
         await shared.guard.aclose()
 
 
+_PROXY_VARS = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY",
+               "no_proxy", "NO_PROXY", "REQUEST_METHOD")
+_PROXIES: dict[tuple[str, tuple[str | None, ...]], str | None] = {}
+
+
 def proxy_for(url: str) -> str | None:
-    """The proxy for ``url`` from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (as the SDKs honour them)."""
+    """The proxy for ``url`` from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (as the SDKs honour them).
+
+    Remembered per URL and proxy settings: ``getproxies()`` scans the whole environment,
+    which costs more than the rest of a streamed call's setup."""
+    key = (url, tuple(map(os.environ.get, _PROXY_VARS)))
+    try:
+        return _PROXIES[key]
+    except KeyError:
+        pass
+    if len(_PROXIES) > 256:
+        _PROXIES.clear()
+    _PROXIES[key] = found = _lookup_proxy(url)
+    return found
+
+
+def _lookup_proxy(url: str) -> str | None:
     from urllib.parse import urlsplit
     from urllib.request import getproxies, proxy_bypass
 

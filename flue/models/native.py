@@ -243,8 +243,11 @@ class NativeProvider:
 # -- helpers the clients share ----------------------------------------------------------------
 
 
+_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once (json.dumps makes one per call)
+
+
 def encode_body(body: dict[str, Any]) -> bytes:
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    text = _BODY.encode(body)
     try:
         return text.encode()
     except UnicodeEncodeError:

@@ -44,9 +44,18 @@ def now_ms(now: datetime | None = None) -> int:
     return int(now.timestamp() * 1000)
 
 
+_SECOND: list[Any] = [None, ""]  # the last second formatted: [epoch second, "YYYY-MM-DDTHH:MM:SS."]
+
+
 def ms_to_iso(ms: int) -> str:
-    dt = datetime.fromtimestamp(ms / 1000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    """``2026-01-02T03:04:05.678Z``. Formatting a datetime is slow for how often events need it,
+    so the part up to the second is kept for the next call in the same second."""
+    second, milli = divmod(ms, 1000)
+    cached = _SECOND
+    if cached[0] != second:
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        cached[0], cached[1] = second, prefix  # not atomic across threads, but both values are right
+    return f"{cached[1]}{milli:03d}Z"
 
 
 def iso_to_ms(value: str) -> int:
@@ -64,14 +73,19 @@ def utc_now_iso(now: datetime | None = None) -> str:
 # -- JSON ---------------------------------------------------------------------------
 
 
+# Built once: json.dumps() with options makes a new encoder on every call.
+_STORED = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
+
+
 def dumps(value: Any) -> str:
     """JSON text for storage. Raises TypeError/ValueError on values JSON cannot hold."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _STORED.encode(value)
 
 
 def canonical_json(value: Any) -> str:
     """Key-sorted compact JSON: equal values give equal text (used for input hashes)."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
+    return _CANONICAL.encode(value)
 
 
 def input_hash(value: Any) -> str:

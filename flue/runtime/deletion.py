@@ -67,7 +67,10 @@ def session_key(instance: str, session: str) -> str:
 
 
 async def read_marker(sessions: Any, key: str) -> dict[str, Any] | None:
-    data = await sessions.load(marker_key(key))
+    return _marker_in(await sessions.load(marker_key(key)))
+
+
+def _marker_in(data: SessionData | None) -> dict[str, Any] | None:
     marker = data.metadata.get("deletion") if data is not None else None
     return marker if isinstance(marker, dict) else None
 
@@ -124,26 +127,42 @@ class GuardedSessions:
         return data
 
     async def _load(self, key: str) -> SessionData | None:
-        marker = await read_marker(self.inner, key)
+        # A store that reads both in one round trip (the SQL core) does; others read the marker first.
+        both = getattr(self.inner, "load_with", None)
+        data: SessionData | None = None
+        if both is not None:
+            data, marker_data = await both(key, marker_key(key))
+            marker = _marker_in(marker_data)
+        else:
+            marker = await read_marker(self.inner, key)
         if marker is None:
             self._seen[key] = None
-            return await self.inner.load(key)
+            return data if both is not None else await self.inner.load(key)
         if self._sub.seq <= int(marker.get("upToSeq", 0)) and marker["id"] not in self._own:
             raise SessionDeletedError(self._name(key), f" of {self._sub.instance}")
         self._seen[key] = marker["id"]
-        data = await self.inner.load(key)
+        if both is None:
+            data = await self.inner.load(key)
         if data is not None and data.metadata.get("afterDeletion") == marker["id"]:
             return data  # written after the deletion, by this or a later submission
         return None
 
     async def save(self, key: str, data: SessionData) -> None:
+        checked = getattr(self.inner, "save_checked", None)
+        if checked is not None:  # the marker check and the write in one transaction (the SQL core)
+            await checked(key, marker_key(key), lambda marker_data: self._guarded(key, data, _marker_in(marker_data)))
+            return
         marker = await read_marker(self.inner, key)
-        opened_under = self._seen.get(key)
-        if marker is not None and marker["id"] != opened_under:
+        await self.inner.save(key, self._guarded(key, data, marker))
+
+    def _guarded(self, key: str, data: SessionData, marker: dict[str, Any] | None) -> SessionData:
+        """``data`` as it may be saved under the session's deletion ``marker`` (raises if it was deleted
+        since this submission opened it)."""
+        if marker is not None and marker["id"] != self._seen.get(key):
             raise SessionDeletedError(self._name(key), f" of {self._sub.instance} while this submission ran")
         if marker is not None:
             data = data.model_copy(update={"metadata": {**data.metadata, "afterDeletion": marker["id"]}})
-        await self.inner.save(key, data)
+        return data
 
     async def delete(self, key: str) -> None:
         marker = await write_deletion(self._stores, self._sub.instance, key)

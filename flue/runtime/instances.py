@@ -113,12 +113,15 @@ class SubmissionJournal:
         self.entries = entries
         self._runtime = runtime
         self._sub = sub
+        self._env = env
         self._snapshot = getattr(env, "snapshot", None)
         self.saved = saved  # the instance's snapshot as last stored
 
     async def save_snapshot(self) -> None:
-        """Store the sandbox's state when it changed since it was last stored."""
-        if self._snapshot is None:
+        """Store the sandbox's state when it changed since it was last stored. An instance with no
+        snapshot whose env is still as a fresh one (``pristine``) needs none: it would restore
+        to what creating the env gives anyway."""
+        if self._snapshot is None or (self.saved is None and getattr(self._env, "pristine", False)):
             return
         data = bytes(await self._snapshot())
         if data != self.saved:

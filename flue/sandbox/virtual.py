@@ -179,6 +179,10 @@ class VirtualSandboxFactory:
 
     async def create_session_env(self, request: SandboxRequest) -> VirtualSandboxEnv:
         cwd = resolve("/", request.cwd or DEFAULT_CWD)
+        if request.snapshot is None and self.workspace is None and not request.files:
+            # Nothing to restore or seed: the filesystem is made when something first needs
+            # more than "does this path exist" (most prompts never touch it).
+            return VirtualSandboxEnv(None, cwd=cwd, options=self.options)
         if request.snapshot is not None:
             holder = await asyncio.to_thread(_restore, request.snapshot)
         else:
@@ -211,8 +215,11 @@ class VirtualSandboxEnv:
         options: VirtualOptions | None = None,
         snapshot: bytes | None = None,
     ) -> None:
-        self._holder = holder  # owns the filesystem; never runs a command (see module docs)
-        self._fs = holder.fs()
+        # ``holder`` owns the filesystem and never runs a command (see module docs); None: a
+        # fresh one holding only the cwd, made on first use (see _materialize)
+        self._holder_obj = holder
+        self._fs_obj = holder.fs() if holder is not None else None
+        self._lazy = holder is None
         self.cwd = cwd
         self.options = options or VirtualOptions()
         self._gen = 0  # bumped by every change to the filesystem
@@ -231,9 +238,10 @@ class VirtualSandboxEnv:
         self, command: str, *, cwd: str | None = None, env: dict[str, str] | None = None, timeout: float | None = None  # noqa: ASYNC109 (the SandboxEnv contract)
     ) -> ExecResult:
         run_cwd = self._abs(cwd) if cwd else self.cwd
-        st = await self.stat(run_cwd)  # FileNotFoundError for a missing cwd, like a subprocess would
-        if not st.is_directory:
-            raise NotADirectoryError(errno.ENOTDIR, "working directory is not a directory", run_cwd)
+        if not (self._fs_obj is None and self._made_dir(run_cwd)):  # (the cwd of an env not made yet is there)
+            st = await self.stat(run_cwd)  # FileNotFoundError for a missing cwd, like a subprocess would
+            if not st.is_directory:
+                raise NotADirectoryError(errno.ENOTDIR, "working directory is not a directory", run_cwd)
         seconds = self.options.timeout if timeout is None else float(timeout)
         if seconds <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
@@ -305,6 +313,35 @@ class VirtualSandboxEnv:
         # With sinks, the result's stderr holds only bashkit's own message (a limit, a parse error).
         return ExecResult(stdout, join_stderr(stderr, _line(header.get("message"))), int(header["exit_code"]))
 
+    # -- the filesystem's holder ----------------------------------------------
+
+    @property
+    def _holder(self) -> Any:
+        if self._holder_obj is None:
+            self._materialize()
+        return self._holder_obj
+
+    @_holder.setter
+    def _holder(self, holder: Any) -> None:
+        self._holder_obj, self._fs_obj = holder, holder.fs()
+
+    @property
+    def _fs(self) -> Any:
+        if self._fs_obj is None:
+            self._materialize()
+        return self._fs_obj
+
+    def _materialize(self) -> None:
+        holder = bashkit.Bash()
+        holder.fs().mkdir(self.cwd, recursive=True)
+        self._holder = holder
+
+    @property
+    def pristine(self) -> bool:
+        """Made fresh (no snapshot, no seeds) and unchanged since: it holds only the cwd, so a
+        snapshot of it restores nothing a new env lacks (callers need not store one)."""
+        return self._lazy and self._gen == 0
+
     # -- the replica -----------------------------------------------------------
 
     async def _link(self) -> Link:
@@ -321,10 +358,13 @@ class VirtualSandboxEnv:
                     return link
                 self._lose(link)
                 gen = self._gen
-                data = await self.snapshot()
                 link = pool().link()
+                if self._fs_obj is None:  # not made here yet: the replica starts as a fresh one, like ours would
+                    request, blobs = {"op": "open", "rid": link.rid, "fresh": self.cwd}, []
+                else:
+                    request, blobs = {"op": "open", "rid": link.rid}, [await self.snapshot()]
                 try:
-                    _, opened = link.worker.request({"op": "open", "rid": link.rid}, [data])
+                    _, opened = link.worker.request(request, blobs)
                     await opened
                 except (HelperLost, ReplyError):
                     link.drop()
@@ -402,7 +442,6 @@ class VirtualSandboxEnv:
         """Apply what the replica reports changed (on the loop, in the order it was sent)."""
         if header.get("snapshot") is not None:  # it could not say what changed: take all of it
             self._holder = _restore(blobs[int(header["snapshot"])])
-            self._fs = self._holder.fs()
             self._gen += 1
             self._lose(self._box.link)  # the worker dropped it
             return
@@ -455,7 +494,13 @@ class VirtualSandboxEnv:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", p)
         return sorted(e["name"] for e in self._call(p, lambda: self._fs.read_dir(p)))
 
+    def _made_dir(self, p: str) -> bool:
+        """Whether absolute ``p`` is the cwd or one of its parents (all a fresh env holds)."""
+        return p == "/" or p == self.cwd or self.cwd.startswith(p.rstrip("/") + "/")
+
     async def exists(self, path: str) -> bool:
+        if self._fs_obj is None:  # not made yet: only the cwd and its parents exist
+            return self._made_dir(self._abs(path))
         await self._catch_up()
         try:
             return bool(self._fs.exists(self._abs(path)))

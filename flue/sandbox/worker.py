@@ -39,8 +39,13 @@ class UnknownReplica(Exception):
 
 
 class Replica:
-    def __init__(self, snapshot: bytes) -> None:
-        self.holder = bashkit.Bash.from_snapshot(snapshot)  # owns the filesystem; runs no command
+    def __init__(self, snapshot: bytes | None, fresh_cwd: str = "/") -> None:
+        """From the owner's snapshot, or (None) a fresh filesystem holding only ``fresh_cwd``."""
+        if snapshot is None:
+            self.holder = bashkit.Bash()
+            self.holder.fs().mkdir(fresh_cwd, recursive=True)
+        else:
+            self.holder = bashkit.Bash.from_snapshot(snapshot)  # owns the filesystem; runs no command
         self.fs = self.holder.fs()
         commit = self.holder.commit(exclude_functions=True)
         self.store: dict[str, bytes] = dict(commit.objects)
@@ -164,7 +169,8 @@ class Worker:
                     self.replicas.pop(name, None)
                 return
             if op == "open":
-                self.replicas[header["rid"]] = Replica(blobs[0])
+                fresh = header.get("fresh")
+                self.replicas[header["rid"]] = Replica(None, fresh) if fresh else Replica(blobs[0])
                 self._evict()
                 self.reply({"id": rid, "ok": True})
                 return

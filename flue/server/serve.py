@@ -149,11 +149,23 @@ def bind_error(command: str, host: str, port: int, exc: OSError) -> str:
     return f"{command}: cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
+def url_for(host: str, port: int) -> str:
+    """The URL a client on this host uses for a server listening on ``host:port``."""
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "[::1]"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 class Listener:
-    def __init__(self, host: str, port: int, *, access_log: logging.Logger | None = None):
+    def __init__(self, host: str, port: int, *, access_log: logging.Logger | None = None, reuse_port: bool = False):
         self.host = host
         self.requested_port = port
         self.access_log = access_log
+        self.reuse_port = reuse_port  # SO_REUSEPORT: several processes listen on the port (flue start --workers)
         self._sock: socket.socket | None = None
         self._runner: _SwappableRunner | None = None
         self._retiring: set[asyncio.Task[None]] = set()
@@ -165,14 +177,7 @@ class Listener:
 
     @property
     def url(self) -> str:
-        host = self.host
-        if host in ("0.0.0.0", ""):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "[::1]"
-        elif ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return url_for(self.host, self.port)
 
     @property
     def bound(self) -> str:
@@ -188,7 +193,9 @@ class Listener:
     def bind(self) -> None:
         """Bind the socket (raises OSError when the port is taken)."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._sock = socket.create_server((self.host, self.requested_port), family=family, backlog=512)
+        self._sock = socket.create_server(
+            (self.host, self.requested_port), family=family, backlog=512, reuse_port=self.reuse_port
+        )
 
     async def start(self, app: web.Application, *, shutdown_timeout: float = 10.0) -> None:
         """Serve ``app``; on :meth:`stop`, requests in flight get ``shutdown_timeout`` seconds."""

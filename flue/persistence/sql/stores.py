@@ -68,6 +68,33 @@ class SQLSessionStore:
     async def delete(self, key: str) -> None:
         await self._db.run(single(self._d.sql("DELETE FROM {p}flue_sessions WHERE key = ?"), (key,)), Mode.WRITE)
 
+    # The deletion guard (flue.runtime.deletion) reads a session with its deletion marker, and
+    # checks the marker inside the save: one round trip each. Optional methods: a session store
+    # without them gets two.
+
+    async def load_with(self, key: str, other: str) -> tuple[SessionData | None, SessionData | None]:
+        """``key`` and ``other``, read together."""
+
+        def op() -> Op[list[Any]]:
+            rows = yield Stmt(self._d.sql("SELECT key, data FROM {p}flue_sessions WHERE key IN (?, ?)"),
+                              (key, other), "all")
+            found = {row[0]: row[1] for row in rows}
+            return [None if found.get(k) is None else self._d.loads(found[k]) for k in (key, other)]
+
+        first, second = (None if raw is None else SessionData.model_validate(raw)
+                         for raw in await self._db.run(op(), Mode.READ))
+        return first, second
+
+    async def save_checked(self, key: str, other: str, make: Callable[[SessionData | None], SessionData]) -> None:
+        """Save ``make(<other's data>)`` as ``key`` in one transaction; ``make`` may raise (nothing is saved)."""
+
+        def op() -> Op[None]:
+            row = yield Stmt(self._d.sql("SELECT data FROM {p}flue_sessions WHERE key = ? {lock}"), (other,), "one")
+            final = make(None if row is None else SessionData.model_validate(self._d.loads(row[0])))
+            yield Stmt(self._save, (key, self._d.json(dumps(final.model_dump(mode="json"))), now_ms()))
+
+        await self._db.run(op(), Mode.TRANSACTION)
+
 
 _RUN_COLUMNS = "run_id, workflow, status, payload, result, error, started_at, ended_at, duration_ms, started_ms"
 _RUN = f"SELECT {_RUN_COLUMNS} FROM {{p}}flue_runs WHERE run_id = ?"
