@@ -64,7 +64,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 from pydantic.alias_generators import to_camel
 
-from flue.persistence.kit import ms_to_iso
+from flue.clock import ms_to_iso
 from flue.redaction import observed, scrub
 from flue.usage import Usage
 

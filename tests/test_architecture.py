@@ -19,7 +19,7 @@ their package, e.g. ``flue.harness.errors`` holds error types the models share):
     persistence flue.persistence (the contract and the SQLite adapter)
     events      flue.events (the vocabulary: the queue appends admission and settlement events)
     config      flue.config, flue.authoring, flue.redaction
-    foundation  flue.errors, flue.ids, flue.strict_json, flue.usage, flue.version,
+    foundation  flue.clock, flue.errors, flue.ids, flue.strict_json, flue.usage, flue.version,
                 flue.diagnostics, flue.stream_paths, flue.harness.errors, flue.models.endpoints
 
 A module may import its own layer and the layers below it. This is ``DESIGN.md``'s
@@ -70,7 +70,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("persistence", ("flue.persistence",)),
     ("events", ("flue.events",)),
     ("config", ("flue.config", "flue.authoring", "flue.redaction")),
-    ("foundation", ("flue.errors", "flue.ids", "flue.strict_json", "flue.usage", "flue.version",
+    ("foundation", ("flue.clock", "flue.errors", "flue.ids", "flue.strict_json", "flue.usage", "flue.version",
                     "flue.diagnostics", "flue.stream_paths", "flue.harness.errors", "flue.models.endpoints")),
 ]
 

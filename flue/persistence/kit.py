@@ -21,9 +21,13 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
+# The time helpers, re-exported for adapter authors (they live in flue.clock, below the events).
+from flue.clock import iso_to_ms as iso_to_ms
+from flue.clock import ms_to_iso as ms_to_iso
+from flue.clock import now_ms as now_ms
+from flue.clock import utc_now_iso as utc_now_iso
 from flue.persistence.base import SCHEMA_VERSION, SchemaVersionError
 
 log = logging.getLogger("flue.persistence")
@@ -35,39 +39,6 @@ MAX_LIST_LIMIT = 1000
 # -- time -----------------------------------------------------------------------
 
 
-def now_ms(now: datetime | None = None) -> int:
-    """Epoch milliseconds of ``now`` (a timezone-aware datetime) or of the wall clock."""
-    if now is None:
-        now = datetime.now(UTC)
-    elif now.tzinfo is None:
-        raise ValueError("now must be timezone-aware (e.g. datetime.now(UTC))")
-    return int(now.timestamp() * 1000)
-
-
-_SECOND: list[Any] = [None, ""]  # the last second formatted: [epoch second, "YYYY-MM-DDTHH:MM:SS."]
-
-
-def ms_to_iso(ms: int) -> str:
-    """``2026-01-02T03:04:05.678Z``. Formatting a datetime is slow for how often events need it,
-    so the part up to the second is kept for the next call in the same second."""
-    second, milli = divmod(ms, 1000)
-    cached = _SECOND
-    if cached[0] != second:
-        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        cached[0], cached[1] = second, prefix  # not atomic across threads, but both values are right
-    return f"{cached[1]}{milli:03d}Z"
-
-
-def iso_to_ms(value: str) -> int:
-    """Parse an ISO-8601 timestamp; naive values are taken as UTC."""
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
-
-
-def utc_now_iso(now: datetime | None = None) -> str:
-    return ms_to_iso(now_ms(now))
 
 
 # -- JSON ---------------------------------------------------------------------------
