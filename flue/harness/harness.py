@@ -78,6 +78,7 @@ from flue.harness.fs import FlueFs
 from flue.harness.observers import observer_subscriber
 from flue.harness.sandbox import create_env
 from flue.harness.session import Session, mark_deleted
+from flue.harness.setup import AgentSetup
 from flue.harness.store import MemorySessionStore
 from flue.harness.toolset import add_tools, agent_tools, builtin_tools, plugin_tools
 from flue.instance import InstanceInfo, instance_info
@@ -104,15 +105,6 @@ class RoleView:
         self.preamble = preamble
         self.model = role.model
         self.thinking = role.thinking
-
-
-class _AgentSetup:
-    """What an agent needs at a cwd: its system prompt, skills and tools."""
-
-    def __init__(self, system: str, skills: dict[str, SkillEntry], tools: dict[str, Tool]):
-        self.system = system
-        self.skills = skills
-        self.tools = tools
 
 
 class Sessions:
@@ -215,7 +207,7 @@ class Harness:
         self._extra_tools = extra_tools
         self.registries = registries  # the project's (or the built-ins') hook registrations
         self._plugin_tools = plugin_tools(registries.tools)
-        self._setups: dict[tuple[str, str], _AgentSetup] = {}
+        self._setups: dict[tuple[str, str], AgentSetup] = {}
         self._roles: dict[tuple[str, str, str], RoleView] = {}
         self.cwd = env.cwd if env is not None and getattr(env, "cwd", None) else agent.working_dir
         self.sessions = Sessions(self)
@@ -288,15 +280,11 @@ class Harness:
             return ResolvedModel(getattr(candidate, "name", None) or "custom", "model", candidate)
         raise InvalidModelError(candidate)
 
-    def system_prompt_for(self, agent: Agent, cwd: str) -> str:
-        return self._setup(agent, cwd).system
-
-    def skills_for(self, agent: Agent, cwd: str) -> dict[str, SkillEntry]:
-        return self._setup(agent, cwd).skills
-
-    def tools_for(self, agent: Agent, call_tools: list[Any] | None) -> dict[str, Tool]:
-        base = self._setups_by_agent(agent).tools
-        return add_tools(dict(base), call_tools, "tools= of the call") if call_tools else base
+    def setup_for(self, agent: Agent, cwd: str) -> AgentSetup:
+        """The agent's setup at ``cwd`` (made by :meth:`prepare`); a cwd never prepared shares the
+        agent's prepared one."""
+        setup = self._setups.get((agent.name, cwd))
+        return setup if setup is not None else self._setups_by_agent(agent)
 
     def role_for(self, agent: Agent, role: Any, cwd: str) -> RoleView:
         """Resolve a role (a name among ``agent.roles``, or a :class:`Role`) for a call."""
@@ -378,7 +366,7 @@ class Harness:
         system = compose_system_prompt(
             render_instructions(agent, cwd, instance=self.instance), ctx, has_sandbox=self.env is not None
         )
-        self._setups[key] = _AgentSetup(system, ctx.skills, tools)
+        self._setups[key] = AgentSetup(system, ctx.skills, tools)
 
     async def close(self) -> None:
         """Release what the harness holds: the packaged-skill folder of a host
@@ -419,12 +407,7 @@ class Harness:
             self._skills_tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="flue-skills-")
         return os.path.join(self._skills_tmp, agent.name)
 
-    def _setup(self, agent: Agent, cwd: str) -> _AgentSetup:
-        setup = self._setups.get((agent.name, cwd))
-        # A session whose cwd was never prepared shares its agent's prepared context.
-        return setup if setup is not None else self._setups_by_agent(agent)
-
-    def _setups_by_agent(self, agent: Agent) -> _AgentSetup:
+    def _setups_by_agent(self, agent: Agent) -> AgentSetup:
         setup = self._setups.get((agent.name, self.cwd))
         if setup is None:
             setup = next(s for (name, _), s in self._setups.items() if name == agent.name)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import json
 import posixpath
 import weakref
@@ -66,6 +67,7 @@ from flue.harness.journal import Journal
 from flue.harness.loop import LoopSettings, run_loop
 from flue.harness.messages import ModelRef
 from flue.harness.results import RESULT_INSTRUCTIONS, jsonable, result_spec
+from flue.harness.setup import AgentSetup
 from flue.ids import new_id
 from flue.models.base import THINKING_LEVELS
 from flue.persistence.base import SessionData
@@ -206,6 +208,12 @@ class Session:
     @property
     def key(self) -> str:
         return self.harness.storage_key(self.name)
+
+    @functools.cached_property
+    def setup(self) -> AgentSetup:
+        """The agent's system prompt, skills and tools at this session's cwd: a value the harness
+        composed once in ``prepare``, read here at every call (looked up on first use)."""
+        return self.harness.setup_for(self.agent, self.cwd)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -401,7 +409,7 @@ class Session:
         return self.harness.role_for(self.agent, picked, self.cwd) if picked is not None else None
 
     def _skill_request(self, skill: str | SkillDefinition, args: dict[str, Any]) -> str:
-        skills = self.harness.skills_for(self.agent, self.cwd)
+        skills = self.setup.skills
         name = skill if isinstance(skill, str) else skill.name
         entry = skills.get(name)
         if isinstance(skill, SkillDefinition) and (entry is None or entry.origin != skill.origin):
@@ -452,7 +460,7 @@ class Session:
                 raise InvalidThinkingLevelError(level)
             call_model = model if model is not None else picked.model if picked is not None else None
             resolved = self.harness.resolve_model(self._call_model(call_model), self.agent)
-            system = self.harness.system_prompt_for(self.agent, self.cwd)
+            system = self.setup.system
             if picked is not None and picked.preamble:
                 system = f"{picked.preamble}\n\n{system}" if system else picked.preamble
             if spec is not None:
@@ -462,7 +470,7 @@ class Session:
                 provider_id=resolved.provider_id,
                 model=resolved.model,
                 system=system,
-                tools=self.harness.tools_for(self.agent, tools),
+                tools=self.setup.tools_with(tools),
                 make_context=lambda call_id: self._tool_context(call_id, control.signal),
                 result=spec,
                 thinking=level,
