@@ -25,15 +25,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
-import re
 import signal
 from typing import Any
 
 from aiohttp import web
 
+from flue.testing.echo import echo_turn
 from flue.testing.model_server import ScriptedModelServer
-from flue.testing.scripted import Script, ScriptedToolCall, ScriptedTurn
+from flue.testing.scripted import Script, ScriptedTurn
 
 
 class EndlessScript(Script):
@@ -52,17 +51,6 @@ class EndlessScript(Script):
         return self.turn
 
 
-_TOOL = re.compile(r"TOOL:([A-Za-z0-9_.-]+)(?:\s+ARGS:(\{.*\}))?", re.S)
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
-
-
 class EchoScript(Script):
     """Replies derived from the (Chat Completions) request alone, so any client gets the same answers."""
 
@@ -76,19 +64,7 @@ class EchoScript(Script):
 
     def next(self, body: dict[str, Any]) -> ScriptedTurn:
         self.calls += 1
-        messages = body.get("messages") or []
-        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
-        said = _text(messages[last_user].get("content")) if last_user >= 0 else ""
-        results = [m for m in messages[last_user + 1 :] if m.get("role") == "tool"]
-        wanted = _TOOL.search(said)
-        if wanted and not results:
-            call = ScriptedToolCall(name=wanted.group(1), arguments=json.loads(wanted.group(2) or "{}"))
-            return ScriptedTurn(tool_calls=[call], chunk_size=self.chunk_size)
-        if wanted:
-            answer = f"tool {wanted.group(1)} done: {_text(results[-1].get('content'))[:80]}"
-        else:
-            answer = "echo: " + said[:200]
-        return ScriptedTurn(text=answer, chunk_size=self.chunk_size)
+        return echo_turn(body).model_copy(update={"chunk_size": self.chunk_size})
 
 
 class BenchModelServer(ScriptedModelServer):

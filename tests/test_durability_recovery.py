@@ -15,10 +15,8 @@ identity refuses to start.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 from fixtures.durability import scripted_project
+from fixtures.postgres import drop_schema, fresh_schema, postgres_url, reachable_postgres_url
 
 from flue.testing import ScriptedTurn, reply
 from flue.testing.model_server import ScriptedModelServer
@@ -148,21 +147,13 @@ async def test_the_same_replica_id_on_another_port_resumes_at_once(tmp_path: Pat
 
 
 async def test_postgres_sigkill_and_restart_resumes_at_once(tmp_path: Path) -> None:
-    psycopg = pytest.importorskip("psycopg")
     pytest.importorskip("flue_postgres")
-    url = os.environ.get("FLUE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=3)
-        await conn.close()
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL not reachable at {url}: {exc}")
-    name = f"flue_test_{uuid.uuid4().hex[:12]}"
+    url, name = await postgres_url(), fresh_schema()
     server = FlueServerProcess(tmp_path / "proj")
     try:
         await kill_and_restart(server, server, f'{{kind: postgres, url: "{url}", schema: {name}}}', tmp_path)
     finally:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await drop_schema(url, name)
 
 
 async def test_a_second_live_process_with_the_same_replica_id_refuses_to_start(tmp_path: Path) -> None:
@@ -187,17 +178,12 @@ async def test_replica_locks_are_exclusive_and_die_with_their_holder(tmp_path: P
     from flue.persistence.sqlite import SQLiteAdapter
 
     pairs: list[tuple[Any, Any]] = [(SQLiteAdapter(tmp_path / "s.db"), SQLiteAdapter(tmp_path / "s.db"))]
-    psycopg = pytest.importorskip("psycopg")
-    url = os.environ.get("FLUE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=3)
-        await conn.close()
+    url = await reachable_postgres_url()
+    if url is not None:  # else SQLite only
         from flue_postgres import PostgresAdapter
 
-        name = f"flue_test_{uuid.uuid4().hex[:12]}"  # the lock needs no tables
+        name = fresh_schema()  # the lock needs no tables
         pairs.append((PostgresAdapter(url, schema=name), PostgresAdapter(url, schema=name)))
-    except Exception:
-        pass  # PostgreSQL not reachable: SQLite only
     for holder, other in pairs:
         try:
             assert await holder.lock_replica("replica-a")

@@ -7,11 +7,11 @@ reachable the tests are skipped with the reason.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from pathlib import Path
 
 import pytest
+from fixtures.postgres import postgres_url
 
 from flue.config import PersistenceConfig
 from flue.persistence.base import SchemaVersionError
@@ -26,33 +26,9 @@ from flue_postgres.plugin import flue_persistence  # noqa: E402
 
 pytestmark = pytest.mark.postgres
 
-CANDIDATE_URLS = (
-    [os.environ["FLUE_TEST_POSTGRES_URL"]]
-    if os.environ.get("FLUE_TEST_POSTGRES_URL")
-    else ["postgresql://postgres@127.0.0.1:5432/test", "postgresql://root@127.0.0.1:5432/test"]
-)
-_reachable: list[str | None] = []
-
-
 async def server_url() -> str:
-    """The first URL that accepts a connection (checked once per session)."""
-    if not _reachable:
-        errors = []
-        for url in CANDIDATE_URLS:
-            try:
-                conn = await psycopg.AsyncConnection.connect(url, connect_timeout=3)
-            except Exception as exc:
-                errors.append(f"{url}: {exc}".strip())
-                continue
-            await conn.close()
-            _reachable.append(url)
-            break
-        else:
-            _reachable.append(None)
-            pytest.skip("PostgreSQL not reachable: " + "; ".join(errors))
-    if _reachable[0] is None:
-        pytest.skip("PostgreSQL not reachable")
-    return _reachable[0]
+    """The test server's URL (checked once per session), or a skip."""
+    return await postgres_url()
 
 
 async def admin(url: str, sql: str, params: tuple = ()) -> None:

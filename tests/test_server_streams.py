@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from durable_streams import astream
+from fixtures.postgres import drop_schema, fresh_schema, postgres_url
 
 from flue.persistence.base import format_offset
 from flue.persistence.sqlite import SQLiteAdapter
@@ -538,17 +537,10 @@ async def test_python_client_receives_live_appends(store: Any, client: TestClien
 async def test_replicas_on_shared_postgres_see_each_others_appends() -> None:
     """Two adapters on one schema stand in for two server replicas: a reader on one sees
     appends and closure made through the other (no shared listener; the poll finds them)."""
-    psycopg = pytest.importorskip("psycopg")
     pytest.importorskip("flue_postgres", reason="flue-postgres is not installed")
     from flue_postgres.adapter import PostgresAdapter
 
-    url = os.environ.get("FLUE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=3)
-        await conn.close()
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL not reachable at {url}: {exc}")
-    schema = f"flue_test_{uuid.uuid4().hex[:12]}"
+    url, schema = await postgres_url(), fresh_schema()
     replica_a, replica_b = PostgresAdapter(url, schema=schema), PostgresAdapter(url, schema=schema)
     c = None
     try:
@@ -574,5 +566,4 @@ async def test_replicas_on_shared_postgres_see_each_others_appends() -> None:
             await c.close()
         await replica_a.close()
         await replica_b.close()
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await drop_schema(url, schema)

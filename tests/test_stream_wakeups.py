@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import uuid
 from pathlib import Path
 
 import pytest
+from fixtures.postgres import drop_schema, fresh_schema, postgres_url
 from test_server_streams import RUN, client_for, make_app, read_sse_until, seed
 
 from flue.persistence.base import format_offset
@@ -79,16 +78,10 @@ async def test_a_reader_whose_client_left_unsubscribes_without_any_append(tmp_pa
 
 
 async def test_postgres_replicas_wake_each_others_readers_with_no_reader_timer() -> None:
-    psycopg = pytest.importorskip("psycopg")
+    pytest.importorskip("flue_postgres", reason="flue-postgres is not installed")
     from flue_postgres import PostgresAdapter
 
-    url = os.environ.get("FLUE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=3)
-        await conn.close()
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL not reachable at {url}: {exc}")
-    schema = f"flue_test_{uuid.uuid4().hex[:12]}"
+    url, schema = await postgres_url(), fresh_schema()
     replica_a, replica_b = PostgresAdapter(url, schema=schema), PostgresAdapter(url, schema=schema)
     c = None
     try:
@@ -111,5 +104,4 @@ async def test_postgres_replicas_wake_each_others_readers_with_no_reader_timer()
             await c.close()
         await replica_a.close()
         await replica_b.close()
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await drop_schema(url, schema)
