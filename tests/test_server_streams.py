@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from durable_streams import astream
-from fixtures.postgres import drop_schema, fresh_schema, postgres_url
+from fixtures.postgres import two_replicas
 
 from flue.persistence.base import format_offset
 from flue.persistence.sqlite import SQLiteAdapter
@@ -537,33 +537,25 @@ async def test_python_client_receives_live_appends(store: Any, client: TestClien
 async def test_replicas_on_shared_postgres_see_each_others_appends() -> None:
     """Two adapters on one schema stand in for two server replicas: a reader on one sees
     appends and closure made through the other (no shared listener; the poll finds them)."""
-    pytest.importorskip("flue_postgres", reason="flue-postgres is not installed")
-    from flue_postgres.adapter import PostgresAdapter
-
-    url, schema = await postgres_url(), fresh_schema()
-    replica_a, replica_b = PostgresAdapter(url, schema=schema), PostgresAdapter(url, schema=schema)
-    c = None
-    try:
-        await replica_a.migrate()
-        reader = (await replica_a.connect()).streams
-        writer = (await replica_b.connect()).streams
-        await seed(writer, RUN, 1)
-        c = await client_for(make_app(reader, poll_interval=0.1))
-        long_poll = asyncio.create_task(c.get(f"/runs/run_1?offset={format_offset(1)}&live=long-poll"))
-        sse_resp = await c.get(f"/runs/run_1?offset={format_offset(1)}&live=sse")
-        await read_sse_until(sse_resp, lambda f: len(f) >= 1)  # the initial "up to date" control
-        await writer.append_events(RUN, [{"type": "log", "n": 2}])
-        async with asyncio.timeout(3):
-            resp = await long_poll
-        assert resp.status == 200 and [e["n"] for e in await resp.json()] == [2]
-        frames = await read_sse_until(sse_resp, lambda f: len(f) >= 2, within=3)
-        assert [e["n"] for e in json.loads(frames[0][1])] == [2]
-        await writer.close_stream(RUN)
-        frames = await read_sse_until(sse_resp, lambda f: False, within=3)
-        assert json.loads(frames[-1][1])["streamClosed"] is True
-    finally:
-        if c is not None:
-            await c.close()
-        await replica_a.close()
-        await replica_b.close()
-        await drop_schema(url, schema)
+    async with two_replicas() as (replica_a, replica_b):
+        c = None
+        try:
+            reader = (await replica_a.connect()).streams
+            writer = (await replica_b.connect()).streams
+            await seed(writer, RUN, 1)
+            c = await client_for(make_app(reader, poll_interval=0.1))
+            long_poll = asyncio.create_task(c.get(f"/runs/run_1?offset={format_offset(1)}&live=long-poll"))
+            sse_resp = await c.get(f"/runs/run_1?offset={format_offset(1)}&live=sse")
+            await read_sse_until(sse_resp, lambda f: len(f) >= 1)  # the initial "up to date" control
+            await writer.append_events(RUN, [{"type": "log", "n": 2}])
+            async with asyncio.timeout(3):
+                resp = await long_poll
+            assert resp.status == 200 and [e["n"] for e in await resp.json()] == [2]
+            frames = await read_sse_until(sse_resp, lambda f: len(f) >= 2, within=3)
+            assert [e["n"] for e in json.loads(frames[0][1])] == [2]
+            await writer.close_stream(RUN)
+            frames = await read_sse_until(sse_resp, lambda f: False, within=3)
+            assert json.loads(frames[-1][1])["streamClosed"] is True
+        finally:
+            if c is not None:
+                await c.close()

@@ -13,8 +13,7 @@ import asyncio
 import json
 from pathlib import Path
 
-import pytest
-from fixtures.postgres import drop_schema, fresh_schema, postgres_url
+from fixtures.postgres import two_replicas
 from test_server_streams import RUN, client_for, make_app, read_sse_until, seed
 
 from flue.persistence.base import format_offset
@@ -78,30 +77,22 @@ async def test_a_reader_whose_client_left_unsubscribes_without_any_append(tmp_pa
 
 
 async def test_postgres_replicas_wake_each_others_readers_with_no_reader_timer() -> None:
-    pytest.importorskip("flue_postgres", reason="flue-postgres is not installed")
-    from flue_postgres import PostgresAdapter
-
-    url, schema = await postgres_url(), fresh_schema()
-    replica_a, replica_b = PostgresAdapter(url, schema=schema), PostgresAdapter(url, schema=schema)
-    c = None
-    try:
-        await replica_a.migrate()
-        reader = (await replica_a.connect()).streams
-        writer = (await replica_b.connect()).streams
-        await seed(writer, RUN, 1)
-        async with asyncio.timeout(5):
-            await replica_a.listening()
-        assert live_poll_interval(reader) is None
-        c = await client_for(make_app(reader, long_poll_timeout=20.0, poll_interval=None))
-        long_poll = asyncio.create_task(c.get(f"/runs/run_1?offset={format_offset(1)}&live=long-poll"))
-        await asyncio.sleep(0.3)
-        await writer.append_events(RUN, [{"type": "log", "n": 2}])
-        async with asyncio.timeout(3):
-            resp = await long_poll
-        assert resp.status == 200 and [e["n"] for e in await resp.json()] == [2]
-    finally:
-        if c is not None:
-            await c.close()
-        await replica_a.close()
-        await replica_b.close()
-        await drop_schema(url, schema)
+    async with two_replicas() as (replica_a, replica_b):
+        c = None
+        try:
+            reader = (await replica_a.connect()).streams
+            writer = (await replica_b.connect()).streams
+            await seed(writer, RUN, 1)
+            async with asyncio.timeout(5):
+                await replica_a.listening()
+            assert live_poll_interval(reader) is None
+            c = await client_for(make_app(reader, long_poll_timeout=20.0, poll_interval=None))
+            long_poll = asyncio.create_task(c.get(f"/runs/run_1?offset={format_offset(1)}&live=long-poll"))
+            await asyncio.sleep(0.3)
+            await writer.append_events(RUN, [{"type": "log", "n": 2}])
+            async with asyncio.timeout(3):
+                resp = await long_poll
+            assert resp.status == 200 and [e["n"] for e in await resp.json()] == [2]
+        finally:
+            if c is not None:
+                await c.close()
