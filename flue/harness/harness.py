@@ -236,15 +236,15 @@ class Harness:
 
     @property
     def system_prompt(self) -> str:
-        return self._setups[(self.agent.name, self.cwd)].system
+        return self.setup_for(self.agent, self.cwd).system
 
     @property
     def skills(self) -> dict[str, SkillEntry]:
-        return dict(self._setups[(self.agent.name, self.cwd)].skills)
+        return dict(self.setup_for(self.agent, self.cwd).skills)
 
     @property
     def tools(self) -> dict[str, Tool]:
-        return dict(self._setups[(self.agent.name, self.cwd)].tools)
+        return dict(self.setup_for(self.agent, self.cwd).tools)
 
     # -- used by sessions -----------------------------------------------------------------
 
