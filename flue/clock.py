@@ -7,8 +7,8 @@ comparisons are numeric. ``flue.persistence.kit`` re-exports these for adapter a
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
-from typing import Any
 
 
 def now_ms(now: datetime | None = None) -> int:
@@ -20,18 +20,16 @@ def now_ms(now: datetime | None = None) -> int:
     return int(now.timestamp() * 1000)
 
 
-_SECOND: list[Any] = [None, ""]  # the last second formatted: [epoch second, "YYYY-MM-DDTHH:MM:SS."]
+@functools.lru_cache(maxsize=512)
+def _second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def ms_to_iso(ms: int) -> str:
-    """``2026-01-02T03:04:05.678Z``. Formatting a datetime is slow for how often events need it,
-    so the part up to the second is kept for the next call in the same second."""
+    """``2026-01-02T03:04:05.678Z``. Formatting a datetime is slow for how often events and
+    records need it, so the part up to the second is memoized (now, deadlines, leases)."""
     second, milli = divmod(ms, 1000)
-    cached = _SECOND
-    if cached[0] != second:
-        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        cached[0], cached[1] = second, prefix  # not atomic across threads, but both values are right
-    return f"{cached[1]}{milli:03d}Z"
+    return f"{_second(second)}{milli:03d}Z"
 
 
 def iso_to_ms(value: str) -> int:

@@ -125,7 +125,9 @@ class FlueSpec:
         project's source root) to resolve relative paths in its options.
 
         Agents select a kind with ``sandbox: <kind>`` or ``sandbox: {kind: <kind>, ...options}``.
-        ``options`` are the remaining keys of that mapping. The factory's
+        ``options`` are the remaining keys of that mapping. ``make_factory`` is called once
+        per kind, options and source root, and its factory is kept for every later
+        ``init()`` that asks for the same. The factory's
         ``create_session_env(request)`` is called once per ``init()`` and must
         return an object satisfying ``flue.sandbox.base.SandboxEnv``. Built-in
         kinds: ``virtual`` (bashkit) and ``local`` (host). Never delete or stop a

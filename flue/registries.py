@@ -39,6 +39,8 @@ class Registry(Generic[T]):
     what: str
     entries: dict[str, tuple[str, T]] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: what users of the registry built from its values, kept for reuse (sandbox factories per options)
+    made: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def values(self) -> dict[str, T]:
         """``name -> value``."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flue.config import PersistenceConfig
-from flue.persistence.base import SchemaVersionError, SessionData
+from flue.persistence.base import SchemaVersionError, SessionData, format_offset
 from flue.persistence.plugin import PersistenceConfigError, flue_persistence, open_persistence
 from flue.persistence.sqlite import SQLiteAdapter
 from flue.project import load_project
@@ -145,14 +145,69 @@ async def test_two_adapters_on_one_file_claim_atomically(tmp_path: Path) -> None
     await b.close()
 
 
-async def test_sqlite_calls_run_off_the_event_loop_thread() -> None:
-    adapter = SQLiteAdapter()
-    seen: list[str] = []
-    await adapter._worker.run(lambda conn: seen.append(threading.current_thread().name))
-    assert seen and seen[0] != threading.current_thread().name and seen[0].startswith("flue-sqlite")
+async def test_a_database_locked_by_another_connection_never_blocks_the_event_loop(tmp_path: Path) -> None:
+    """Statements run on the loop's own connection, which never waits for a lock: while another
+    process (here a raw connection on a thread) holds the write lock, reads still answer at once,
+    a write waits on the worker thread (the loop keeps ticking) and lands once the lock is free."""
+    adapter = SQLiteAdapter(tmp_path / "locked.db")
+    await adapter.migrate()
+    stores = await adapter.connect()
+    await stores.streams.create_stream("runs/r")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        conn = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(5)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    assert await asyncio.to_thread(locked.wait, 5)
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    ticker = asyncio.create_task(tick())
+    append = asyncio.create_task(stores.streams.append_events("runs/r", [{"type": "a"}]))
+    assert (await stores.streams.get_stream_meta("runs/r")).length == 0  # reads do not wait for writers
+    await asyncio.sleep(0.4)
+    assert not append.done()  # waiting for the lock, on the worker thread
+    release.set()
+    assert await asyncio.wait_for(append, 5) == format_offset(1)
+    ticker.cancel()
+    await asyncio.to_thread(holder.join, 5)
+    assert len(gaps) > 10 and max(gaps) < 0.2, gaps  # the loop was never held up by the lock
+    assert [e["type"] for e in (await stores.streams.read_events("runs/r")).events] == ["a"]
     await adapter.close()
     with pytest.raises(RuntimeError, match="closed"):
         await adapter.migrate()
+
+
+async def test_the_wal_is_checkpointed_while_the_loop_writes(tmp_path: Path) -> None:
+    """The loop's connection leaves WAL checkpoints (and their fsync) to the worker thread; they
+    still happen, so the WAL file stops growing."""
+    adapter = SQLiteAdapter(tmp_path / "wal.db")
+    await adapter.migrate()
+    stores = await adapter.connect()
+    await stores.streams.create_stream("runs/r")
+    event = {"type": "text_delta", "text": "x" * 3000}  # about a page per append
+    for _ in range(4000):
+        await stores.streams.append_events("runs/r", [event])
+        await asyncio.sleep(0)  # as a server's loop does between requests
+    await asyncio.sleep(0.2)  # the last checkpoint job
+    wal = tmp_path / "wal.db-wal"
+    assert wal.stat().st_size < 16 * 2**20, wal.stat().st_size  # without checkpoints: 88 MB
+    assert (await stores.streams.get_stream_meta("runs/r")).length == 4000
+    await adapter.close()
 
 
 async def test_listener_from_another_loop_is_called_on_its_loop() -> None:

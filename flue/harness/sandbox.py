@@ -17,6 +17,7 @@ takes its cwd from ``env.cwd``, so it always agrees with the env.
 from __future__ import annotations
 
 import inspect
+import json
 from typing import TYPE_CHECKING, Any
 
 from flue.harness.errors import UnknownSandboxKindError
@@ -42,33 +43,41 @@ async def create_env(
     """Return (env or None, why there is none)."""
     spec = agent.sandbox
     request = SandboxRequest(id=request_id, cwd=agent.cwd, files=dict(agent.files), snapshot=snapshot)
-    if spec is not None and not isinstance(spec, str | dict) and hasattr(spec, "model_dump"):
-        spec = spec.model_dump()  # a SandboxSpec
-    if isinstance(spec, SandboxEnv):
-        return spec, ""
-    if spec is not None and hasattr(spec, "create_session_env"):
-        return await spec.create_session_env(request), ""
-    if isinstance(spec, str):
-        kind, options = spec, {}
-    elif isinstance(spec, dict):
-        options = dict(spec)
-        kind = options.pop("kind", DEFAULT_KIND)
-    elif spec is None:
+    # the common cases first: a runtime-checkable Protocol's isinstance is slow for every prompt
+    options: dict[str, Any]
+    if spec is None:
         kind, options = DEFAULT_KIND, {}
+    elif isinstance(spec, str):
+        kind, options = spec, {}
     else:
-        raise TypeError(f"agent '{agent.name}': cannot use {type(spec).__name__} as a sandbox")
+        if not isinstance(spec, dict) and hasattr(spec, "model_dump"):
+            spec = spec.model_dump()  # a SandboxSpec
+        if isinstance(spec, dict):
+            options = dict(spec)
+            kind = options.pop("kind", DEFAULT_KIND)
+        elif isinstance(spec, SandboxEnv):
+            return spec, ""
+        elif hasattr(spec, "create_session_env"):
+            return await spec.create_session_env(request), ""
+        else:
+            raise TypeError(f"agent '{agent.name}': cannot use {type(spec).__name__} as a sandbox")
     kinds = sandboxes.values()
     if not kinds:
         return None, "no plugin registers a sandbox kind"
     if kind not in kinds:
         raise UnknownSandboxKindError(kind, list(kinds))
-    make = kinds[kind]
-    # Makers may take the project's source root (relative workspace folders resolve against it).
-    takes_root = source_root is not None and "source_root" in _parameters(make)
-    # The maker gets its own copy: request.options stays what the agent asked for.
-    factory = make(dict(options), source_root=source_root) if takes_root else make(dict(options))
-    if inspect.isawaitable(factory):
-        factory = await factory
+    # One factory per kind, options and source root, made on first use and kept with the registry.
+    key = f"{kind}\0{json.dumps(options, sort_keys=True, default=repr)}\0{source_root}"
+    factory = sandboxes.made.get(key)
+    if factory is None:
+        make = kinds[kind]
+        # Makers may take the project's source root (relative workspace folders resolve against it).
+        takes_root = source_root is not None and "source_root" in _parameters(make)
+        # The maker gets its own copy: request.options stays what the agent asked for.
+        factory = make(dict(options), source_root=source_root) if takes_root else make(dict(options))
+        if inspect.isawaitable(factory):
+            factory = await factory
+        sandboxes.made[key] = factory
     request.options = options
     return await factory.create_session_env(request), ""
 

@@ -158,6 +158,13 @@ class RunStore(Protocol):
     ``claim_interrupted_run`` takes them now (a restarted server's dead previous process,
     :mod:`flue.runtime.replica`). The adapter's optional ``lock_replica(replica_id) -> bool``
     holds an identity until its process dies (False when a live process holds it).
+
+    Optional, for a run store that shares a database with its adapter's stream store: two
+    transactions per run instead of five. ``open_run(record, stream, *, owner=None,
+    lease_s=30.0, now=None) -> RunRecord`` is ``create_run`` plus ``create_stream(stream)``;
+    ``close_run(run_id, stream, events, *, status, result=None, error=None, ended_at,
+    duration_ms)`` appends ``events`` to ``stream``, closes it and ends the run (when the
+    stream is already closed, only ``end_run``'s no-op-if-ended update runs).
     """
 
     async def create_run(

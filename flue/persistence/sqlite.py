@@ -4,12 +4,19 @@
 lifetime; ``SQLiteAdapter("state.db")`` survives restarts on one host (WAL
 journal, ``synchronous=NORMAL``).
 
-Threading: every SQLite call runs on one dedicated worker thread that owns
-the adapter's single connection, so nothing blocks the event loop and an
-in-memory database is naturally shared by all stores of the adapter. Writes
-use ``BEGIN`` transactions: they take SQLite's write lock up front,
-which makes read-check-write sequences (claims, admission, appends) atomic
-even when several processes or adapters open the same file.
+Threading: statements run on the event loop's thread, on a connection of
+their own, without a thread handoff: a short SQLite transaction costs less
+than handing it to a thread and back (which took more CPU than the
+statements, and a GIL switch each way). What could block the loop does not
+run there: the connection never waits for a lock (a database another
+connection holds is handed, untouched, to the adapter's worker thread, which
+waits for it with the busy timeout), WAL checkpoints (their fsync) run on the
+worker thread (writes made meanwhile queue behind them there), and so do multi-statement stream reads (``Mode.SNAPSHOT``, the
+reads that can be large). An in-memory database has one connection, on the
+loop's thread. Writes use ``BEGIN IMMEDIATE`` transactions: they take
+SQLite's write lock up front, which makes read-check-write sequences
+(claims, admission, appends) atomic even when several processes or adapters
+open the same file.
 """
 
 from __future__ import annotations
@@ -113,12 +120,19 @@ CREATE TABLE IF NOT EXISTS flue_journal (
 """
 
 
+#: Commits on the loop's connection between two WAL checkpoints on the worker thread (SQLite's
+#: own automatic checkpoint, every 1,000 pages, would run -- and fsync -- inside a loop commit).
+CHECKPOINT_EVERY = 200
+
+
 class SQLiteWorker:
-    """One thread, one connection. ``run`` executes ``fn(conn)`` there.
+    """The adapter's connections: one on the event loop's thread (:meth:`here`), and for a file
+    one more on a worker thread (:meth:`run`) for what must not block the loop.
 
     Jobs go to the thread through a queue and come back as the result of an asyncio
     future; results of jobs that ran back to back are handed to the loop together
-    (one wake-up). Leaner than ``run_in_executor``, which costs more than most statements.
+    (one wake-up). An in-memory database has only the loop's connection: ``run`` calls
+    it in place.
     """
 
     def __init__(self, path: Path | None, busy_timeout_s: float) -> None:
@@ -128,23 +142,64 @@ class SQLiteWorker:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._here: sqlite3.Connection | None = None
+        self._commits = 0
+        self._checkpointing = False
 
     @property
     def shared(self) -> bool:
         """Whether other processes can write to this database (a file; ``:memory:`` is ours alone)."""
         return self._path is not None
 
+    def here(self) -> sqlite3.Connection:
+        """The connection for statements run on the calling (event loop) thread. It never waits
+        for a lock: a locked database raises at once (see :func:`is_busy`)."""
+        if self._closed:
+            raise RuntimeError("the SQLite persistence adapter is closed")
+        if self._here is None:
+            self._here = self._open(busy_timeout_s=0.0, checkpoints=self._path is None)
+        return self._here
+
+    @property
+    def checkpointing(self) -> bool:
+        """A WAL checkpoint is running on the thread: writes go there too, behind it."""
+        return self._checkpointing
+
+    def committed(self) -> None:
+        """A transaction committed on :meth:`here`: every CHECKPOINT_EVERY, checkpoint the WAL on the thread."""
+        self._commits += 1
+        if self._path is None or self._checkpointing or self._commits < CHECKPOINT_EVERY:
+            return
+        self._commits, self._checkpointing = 0, True
+
+        def checkpoint(conn: sqlite3.Connection) -> None:
+            # While it runs, the loop's writes come here too (``checkpointing``) and wait behind it,
+            # so it is not starved by them: RESTART then finds no writer, and the WAL starts from
+            # its beginning again afterwards.
+            try:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            finally:
+                self._checkpointing = False
+
+        with contextlib.suppress(RuntimeError):  # no running loop (a synchronous caller): skip this one
+            self._enqueue(checkpoint, asyncio.get_running_loop())
+
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise RuntimeError("the SQLite persistence adapter is closed")
-        if self._thread is None:
-            self._start()
+        if self._path is None:
+            return fn(self.here())
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
         # If the awaiting task is cancelled the job still finishes on the thread,
         # so a transaction is never left half-done.
+        return await self._enqueue(fn, loop)
+
+    def _enqueue(self, fn: Callable[[sqlite3.Connection], T], loop: asyncio.AbstractEventLoop) -> asyncio.Future[T]:
+        if self._thread is None:
+            self._start()
+        future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((fn, loop, future))
-        return await future
+        return future
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
@@ -168,21 +223,21 @@ class SQLiteWorker:
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
-            self._conn = self._open()
+            self._conn = self._open(busy_timeout_s=self._busy_timeout_s, checkpoints=True)
         return fn(self._conn)
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, *, busy_timeout_s: float, checkpoints: bool) -> sqlite3.Connection:
         if self._path is None:
             conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         else:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
-            )
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
             conn.execute("PRAGMA journal_mode=WAL")
             # With WAL, NORMAL is crash-safe for the database (a power cut may
             # lose the last transactions, never corrupt).
             conn.execute("PRAGMA synchronous=NORMAL")
+            if not checkpoints:
+                conn.execute("PRAGMA wal_autocheckpoint=0")  # committed() has the thread do them
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
@@ -190,6 +245,9 @@ class SQLiteWorker:
         if self._closed:
             return
         self._closed = True
+        here, self._here = self._here, None
+        if here is not None:
+            here.close()
         if self._thread is None:  # never used: nothing to close
             return
 

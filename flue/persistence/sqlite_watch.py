@@ -12,9 +12,8 @@ closure of the subscribed streams, in one query, and wake the listeners of
 those that changed. So the cost of a reader is zero while nothing happens,
 and the cost of the watcher is one pragma per interval for the whole process.
 
-No append is missed: the subscribed paths are taken in the same worker-thread
-job as the pragma, after the subscriber subscribed and therefore after it
-last read; a path seen for the first time is woken whenever the database
+No append is missed: the subscribed paths are taken together with the
+pragma, after the subscriber subscribed and therefore after it last read; a path seen for the first time is woken whenever the database
 changed (one spare read at worst).
 """
 
@@ -40,11 +39,24 @@ _CHUNK = 500  # paths per IN (...) query, under SQLite's variable limit
 
 
 class Worker(Protocol):
-    """What the SQLite adapter's worker thread (:class:`flue.persistence.sqlite.SQLiteWorker`) offers."""
+    """What the SQLite adapter's connections (:class:`flue.persistence.sqlite.SQLiteWorker`) offer."""
 
     @property
     def shared(self) -> bool:
         """Whether other processes can write to the database (a file)."""
+        ...
+
+    def here(self) -> sqlite3.Connection:
+        """The connection of the event loop's thread (whose own commits ``data_version`` ignores)."""
+        ...
+
+    @property
+    def checkpointing(self) -> bool:
+        """A WAL checkpoint is running on the worker thread (writes wait behind it there)."""
+        ...
+
+    def committed(self) -> None:
+        """A transaction committed on :meth:`here` (the worker checkpoints the WAL now and then)."""
         ...
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
@@ -80,8 +92,8 @@ class ExternalAppendWatch:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            try:
-                changed = await self._db.run(self._look)
+            try:  # one pragma, on the loop's connection: it counts commits of every other connection
+                changed = self._look(self._db.here())
             except RuntimeError:
                 return  # the adapter was closed
             except sqlite3.Error as exc:
@@ -97,7 +109,7 @@ class ExternalAppendWatch:
                 self._listeners.notify(path)
 
     def _look(self, conn: sqlite3.Connection) -> list[str] | None:
-        """Worker thread: the subscribed paths whose stream changed since the last look."""
+        """The subscribed paths whose stream changed since the last look."""
         paths = self._listeners.keys()
         if not paths:
             return None

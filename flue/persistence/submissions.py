@@ -402,12 +402,14 @@ SUBMISSION_COLUMNS = (
 
 
 def submission_from_row(row: Mapping[str, Any]) -> Submission:
-    """Build a Submission from a row keyed by SUBMISSION_COLUMNS (JSON columns already decoded)."""
+    """Build a Submission from a row keyed by SUBMISSION_COLUMNS (JSON columns already decoded).
+    The row is the store's own, written through this module: it is not validated again
+    (``model_construct``; validating every row read was a measurable part of each prompt)."""
 
     def iso(ms: int | None) -> str | None:
         return None if ms is None else ms_to_iso(int(ms))
 
-    return Submission(
+    return Submission.model_construct(
         submission_id=row["submission_id"],
         instance=row["instance"],
         seq=row["seq"],

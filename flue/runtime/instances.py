@@ -45,6 +45,7 @@ from flue.errors import serialize_error as error_info
 from flue.events import FlueEvent, SubmissionAdmitted, SubmissionSettled, redact_images
 from flue.ids import new_id
 from flue.models.overrides import remember_for, use_admitted
+from flue.persistence.base import format_offset
 from flue.persistence.submissions import ERROR_DEADLINE_EXCEEDED, LEASE_S, QueueFull, Submission
 from flue.runtime.stream_writer import StreamWriter
 from flue.stream_paths import instance_path, split_instance
@@ -242,6 +243,15 @@ class Coordinator:
         kind: str = "prompt",
         dispatch_id: str | None = None,
     ) -> tuple[Submission, bool]:
+        sub, created, _before = await self._admit(agent, instance_id, input, kind=kind, dispatch_id=dispatch_id)
+        return sub, created
+
+    async def _admit(
+        self, agent: str, instance_id: str, input: Any, *, kind: str = "prompt", dispatch_id: str | None = None,
+        offset: bool = False,
+    ) -> tuple[Submission, bool, int | None]:
+        """Admit; with ``offset``, also the length of the instance's stream before the admission's
+        event (None when unknown)."""
         definition = self.runtime.project.agents.get(agent)
         if definition is None:
             raise AgentNotFound(f"unknown agent '{agent}' (available: {', '.join(sorted(self.runtime.project.agents)) or 'none'})")
@@ -258,10 +268,22 @@ class Coordinator:
                 "retry later"
             )
         # the store appends submission_admitted to the instance's stream in the admission's transaction
+        admit_at = getattr(self.store, "admit_at", None)  # optional: admission and stream length at once
+        before: int | None = None
         try:
-            sub, created = await self.store.admit(
-                path, input, kind=kind, dispatch_id=dispatch_id, max_queued=bounds.max_queued_per_instance, **options
-            )
+            if admit_at is not None:
+                sub, created, before = await admit_at(
+                    path, input, kind=kind, dispatch_id=dispatch_id, max_queued=bounds.max_queued_per_instance,
+                    **options,
+                )
+            else:
+                if offset:
+                    meta = await self.runtime.stores.streams.get_stream_meta(path)
+                    before = meta.length if meta is not None else 0
+                sub, created = await self.store.admit(
+                    path, input, kind=kind, dispatch_id=dispatch_id, max_queued=bounds.max_queued_per_instance,
+                    **options,
+                )
         except QueueFull:
             raise InstanceQueueFull(
                 f"agent instance {agent}/{instance_id} already holds {bounds.max_queued_per_instance} unsettled "
@@ -272,7 +294,7 @@ class Coordinator:
             self._backlog += 1
             await self._observe(sub, SubmissionAdmitted(input=redact_images(input), event_index=0))
         self._wake.set()
-        return sub, created
+        return sub, created, before
 
     async def _over_backlog(self, limit: int, dispatch_id: str | None) -> bool:
         """Whether the store's backlog is at ``limit``. The count is read at most every BACKLOG_TTL_S
@@ -297,10 +319,13 @@ class Coordinator:
     ) -> tuple[Submission, str]:
         """Admit a prompt (HTTP, WebSocket); return it with the stream offset just before it,
         from which a reader replays the whole interaction (``-1`` on a fresh instance)."""
-        meta = await self.runtime.stores.streams.get_stream_meta(instance_path(agent, instance_id))
-        offset = meta.next_offset if meta is not None else "-1"
-        sub, _created = await self.admit(agent, instance_id, prompt_input(message, images=images, session=session))
-        return sub, offset
+        sub, _created, before = await self._admit(
+            agent, instance_id, prompt_input(message, images=images, session=session), offset=True
+        )
+        if before is None:  # a closed stream took no admission event
+            meta = await self.runtime.stores.streams.get_stream_meta(instance_path(agent, instance_id))
+            before = meta.length if meta is not None else 0
+        return sub, format_offset(before) if before else "-1"
 
     async def _observe(self, sub: Submission, event: FlueEvent) -> None:
         """Show a lifecycle event (already on the stream, written by the store) to observers only."""
@@ -309,14 +334,19 @@ class Coordinator:
             instance_id=instance_id, agent_name=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id
         ).emit(event)
 
-    async def wait(self, submission_id: str, *, timeout: float | None = None) -> Submission:
-        """Wait for a submission to settle (settled here or by another process)."""
+    async def wait(
+        self, submission_id: str, *, timeout: float | None = None, admitted: Submission | None = None
+    ) -> Submission:
+        """Wait for a submission to settle (settled here or by another process). ``admitted``: the
+        submission as its admission just returned it; unsettled, it spares the first read (one
+        that settles before the wait begins is still found, by the next poll)."""
         async def poll() -> Submission:
             future: asyncio.Future[Submission] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(submission_id, []).append(future)
+            known = admitted if admitted is not None and not admitted.settled else None
             try:
                 while True:
-                    sub = await self.store.get(submission_id)
+                    sub, known = known or await self.store.get(submission_id), None
                     if sub is None:
                         raise KeyError(f"unknown submission {submission_id}")
                     if sub.settled:
@@ -451,17 +481,27 @@ class Coordinator:
         # settled submission (no longer "running") for a lost one and cancel its last events.
         self._settling.add(sub.submission_id)
         try:
-            await writer.drain()  # everything before the settlement event, which the store appends
             index = sink.next_index
-            settled = await self.store.settle(
-                sub.submission_id, self.owner, status=status, result=result, error=error, attempt=sub.attempts,
-                event_index=index,
-            )
+            settle_with = getattr(self.store, "settle_with", None)  # optional: the last events go with it
+            if settle_with is not None:
+                writer.hold()
+                settled, final = await settle_with(
+                    sub.submission_id, self.owner, status=status, result=result, error=error, attempt=sub.attempts,
+                    event_index=index, events=await writer.take(),
+                )
+                if settled and final is None:  # a replayed settle: read what the first one wrote
+                    final = await self.store.get(sub.submission_id)
+            else:
+                await writer.drain()  # everything before the settlement event, which the store appends
+                settled = await self.store.settle(
+                    sub.submission_id, self.owner, status=status, result=result, error=error, attempt=sub.attempts,
+                    event_index=index,
+                )
+                final = await self.store.get(sub.submission_id) if settled else None
             if settled:
                 await self._observe(sub, SubmissionSettled(
                     outcome=status, result=result if status == "completed" else None, error=error, event_index=index,
                 ))
-                final = await self.store.get(sub.submission_id)
                 if final is not None:
                     self._notify(final)  # waiters in this process; others (a fenced attempt) poll the store
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import sys
 from typing import Any
@@ -52,6 +53,13 @@ class Runtime:
         self.project = project
         redaction.use_project(project)  # after flue dev re-read .env
         self._workflow_modules.clear()
+
+    @functools.cached_property
+    def run_leases(self) -> Any:
+        """Renews the leases of the workflow runs this process executes (one task for all)."""
+        from flue.runtime.workflows import RunLeases
+
+        return RunLeases(self)
 
     @property
     def coordinator(self) -> Any:

@@ -23,17 +23,30 @@ class StreamWriter:
         self.path = path
         self._buffer: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self._held = False
         self.error: BaseException | None = None
 
     def __call__(self, event: FlueEvent) -> None:
         if event.type in STREAM_EXCLUDED:
             return
         self._buffer.append(event.wire())
-        if self._task is None or self._task.done():
+        if not self._held and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
+    def hold(self) -> None:
+        """Keep what comes next in the buffer for :meth:`take` (the last events of a stream,
+        written by the store in the transaction that closes it)."""
+        self._held = True
+
+    async def take(self) -> list[dict[str, Any]]:
+        """Wait for the flush in progress, then hand over (and forget) the events not yet written."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+        taken, self._buffer = self._buffer, []
+        return taken
+
     async def _flush(self) -> None:
-        while self._buffer:
+        while self._buffer and not self._held:
             batch, self._buffer = self._buffer, []
             try:
                 await self.store.append_events(self.path, batch)

@@ -15,12 +15,12 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flue import strict_json
 from flue.authoring.workflows import WorkflowDefinition
+from flue.clock import utc_now_iso
 from flue.errors import FlueError
 from flue.errors import serialize_error as error_info
 from flue.events import RunEnd, RunStart
@@ -54,7 +54,7 @@ class WorkflowResultError(TypeError):
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_now_iso()
 
 
 @dataclass
@@ -94,37 +94,57 @@ async def start_run(runtime: Runtime, name: str, payload: Any = None, *, req: An
     validate_payload(wf, payload)
     run_id = new_run_id()
     record = RunRecord(run_id=run_id, workflow_name=name, payload=payload, started_at=now_iso())
-    cfg = runtime.project.config.coordinator
-    lease_s, owner = cfg.lease, runtime.owner
+    lease_s, owner = runtime.project.config.coordinator.lease, runtime.owner
     # owned by this process: if it dies, the lapsed lease lets a server end the run (flue.runtime.run_recovery)
     stored = record.model_copy(update={"payload": scrub(payload)})  # ctx.payload keeps the caller's values
-    await runtime.stores.runs.create_run(stored, owner=owner, lease_s=lease_s)
-    await runtime.stores.streams.create_stream(run_stream_path(run_id))
-    loop = asyncio.get_running_loop()
-    task = loop.create_task(_execute(runtime, wf, record, req), name=f"flue-run-{run_id}")
-    lease = loop.create_task(
-        _keep_lease(runtime, run_id, owner, lease_s, cfg.heartbeat_s, task), name=f"flue-run-lease-{run_id}"
-    )
-    task.add_done_callback(lambda _t: lease.cancel())
+    runs = runtime.stores.runs
+    if hasattr(runs, "open_run"):  # one transaction (optional in the RunStore contract)
+        await runs.open_run(stored, run_stream_path(run_id), owner=owner, lease_s=lease_s)
+    else:
+        await runs.create_run(stored, owner=owner, lease_s=lease_s)
+        await runtime.stores.streams.create_stream(run_stream_path(run_id))
+    task = asyncio.get_running_loop().create_task(_execute(runtime, wf, record, req), name=f"flue-run-{run_id}")
+    runtime.run_leases.hold(run_id, owner, task)
     return RunHandle(run_id=run_id, record=record, task=task)
 
 
-async def _keep_lease(
-    runtime: Runtime, run_id: str, owner: str, lease_s: float, heartbeat_s: float, task: asyncio.Task[Any]
-) -> None:
-    """Renew a running run's lease every ``heartbeat_s`` (``coordinator.heartbeat``); stop the run
-    (``task``) if another process took it over (it judged this one dead and ended the run as interrupted)."""
-    while not task.done():
-        await asyncio.sleep(heartbeat_s)
-        try:
-            held = await runtime.stores.runs.renew_run(run_id, owner, lease_s=lease_s)
-        except Exception as exc:  # a database hiccup: the lease is long enough to try again
-            log.warning("flue: renewing the lease of run %s failed: %r", run_id, exc)
-            continue
-        if not held and not task.done():
-            log.warning("flue: run %s was taken over by another process; stopping it here", run_id)
-            task.cancel()
-            return
+class RunLeases:
+    """The leases of the runs this process executes, renewed by one task every ``heartbeat_s``
+    (``coordinator.heartbeat``) for all of them; a run another process took over (it judged
+    this one dead and ended the run as interrupted) is stopped here."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._runs: dict[str, tuple[str, asyncio.Task[Any]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, run_id: str, owner: str, task: asyncio.Task[Any]) -> None:
+        self._runs[run_id] = (owner, task)
+        task.add_done_callback(lambda _t: self._runs.pop(run_id, None))
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._renew(), name="flue-run-leases")
+
+    async def _renew(self) -> None:
+        cfg = self._runtime.project.config.coordinator
+        while self._runs:
+            await asyncio.sleep(cfg.heartbeat_s)
+            loop = asyncio.get_running_loop()
+            for run_id, (owner, task) in list(self._runs.items()):
+                if task.get_loop() is not loop:  # left by an event loop that ended without it
+                    if task.get_loop().is_closed():
+                        self._runs.pop(run_id, None)
+                    continue
+                if task.done():
+                    continue
+                try:
+                    held = await self._runtime.stores.runs.renew_run(run_id, owner, lease_s=cfg.lease)
+                except Exception as exc:  # a database hiccup: the lease is long enough to try again
+                    log.warning("flue: renewing the lease of run %s failed: %r", run_id, exc)
+                    continue
+                if not held and not task.done():
+                    log.warning("flue: run %s was taken over by another process; stopping it here", run_id)
+                    task.cancel()
 
 
 async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, req: Any) -> RunRecord:
@@ -155,13 +175,21 @@ async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, 
     result, error = scrub(result), scrub(error)  # its stream, record and callers never see a known secret
     duration_ms = round((time.monotonic() - started) * 1000, 3)
     status = "errored" if error else "completed"
+    runs = runtime.stores.runs
+    ending = hasattr(runs, "close_run")  # run_end, the stream's close and the record in one transaction
+    if ending:
+        writer.hold()
     await sink.emit(RunEnd(duration_ms=duration_ms, is_error=error is not None, result=result, error=error))
-    await writer.drain()
-    await runtime.stores.streams.close_stream(path)
     ended = now_iso()
-    await runtime.stores.runs.end_run(
-        record.run_id, status=status, result=result, error=error, ended_at=ended, duration_ms=duration_ms
-    )
+    if ending:
+        await runs.close_run(record.run_id, path, await writer.take(), status=status, result=result, error=error,
+                             ended_at=ended, duration_ms=duration_ms)
+    else:
+        await writer.drain()
+        await runtime.stores.streams.close_stream(path)
+        await runs.end_run(
+            record.run_id, status=status, result=result, error=error, ended_at=ended, duration_ms=duration_ms
+        )
     final = record.model_copy(
         update={"status": status, "result": result, "error": error, "ended_at": ended, "duration_ms": duration_ms,
                 "payload": scrub(record.payload)}
@@ -191,11 +219,13 @@ async def _run_python(runtime: Runtime, wf: WorkflowDefinition, ctx: FlueContext
 
 
 def load_workflow_module(runtime: Runtime, wf: WorkflowDefinition) -> Any:
-    """Import ``workflows/<name>.py`` (cached until the file changes)."""
+    """Import ``workflows/<name>.py`` (cached; under ``flue dev`` until the file changes)."""
     assert wf.path is not None
+    cached = runtime._workflow_modules.get(wf.name)
+    if cached is not None and not runtime.dev:
+        return cached[1]
     path = Path(wf.path)
     mtime = path.stat().st_mtime
-    cached = runtime._workflow_modules.get(wf.name)
     if cached is not None and cached[0] == mtime:
         return cached[1]
     module_name = f"flue_workflows.{wf.name.replace(':', '_').replace('-', '_')}"

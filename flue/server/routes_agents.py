@@ -82,7 +82,7 @@ async def _prompt(request: web.Request, state: ServerState, name: str, instance_
         admission = AgentAdmission(stream_url=stream_url, offset=offset, submission_id=sub.submission_id)
         return web.json_response(admission.wire(), status=202, headers=headers)
     deadline = _seconds_until(sub.deadline_at) + WAIT_SLACK_S
-    done = await runtime.coordinator.wait(sub.submission_id, timeout=deadline)
+    done = await runtime.coordinator.wait(sub.submission_id, timeout=deadline, admitted=sub)
     if done.status != "completed":
         raise submission_failure(done.error or {})
     result = AgentResult(result=scrub(done.result), stream_url=stream_url, offset=offset, submission_id=sub.submission_id)

@@ -658,6 +658,42 @@ class PersistenceContract:
         assert taken is not None and taken.run_id == "run_dead"
         assert await runs.claim_interrupted_run("r1~new", now=at(1)) is None
 
+    async def test_open_and_close_run_write_the_record_and_its_stream_together(self, stores: Any) -> None:
+        runs, streams = stores.runs, stores.streams
+        if not hasattr(runs, "open_run"):
+            pytest.skip("the adapter has no open_run/close_run (the runtime makes the separate calls)")
+        rec = _run("run_1", "hello", 0, payload={"a": 1})
+        assert await runs.open_run(rec, "runs/run_1", owner="p1", lease_s=30, now=at(0)) == rec
+        meta = await streams.get_stream_meta("runs/run_1")
+        assert meta is not None and meta.length == 0 and not meta.closed
+        assert await runs.claim_interrupted_run("p2", now=at(1)) is None  # owned: leased like create_run's
+        await streams.append_events("runs/run_1", [{"type": "run_start"}])
+        await runs.close_run("run_1", "runs/run_1", [{"type": "a"}, {"type": "run_end"}], status="completed",
+                             result={"ok": True}, ended_at="2030-01-01T12:00:01.000Z", duration_ms=1000.0)
+        read = await streams.read_events("runs/run_1")
+        assert [e["type"] for e in read.events] == ["run_start", "a", "run_end"] and read.closed
+        got = await runs.get_run("run_1")
+        assert got.status == "completed" and got.result == {"ok": True} and got.duration_ms == 1000.0
+        assert await runs.claim_interrupted_run("p2", now=at(100)) is None  # ending ended the lease
+
+    async def test_close_run_after_a_recovery_ended_it_changes_nothing(self, stores: Any) -> None:
+        runs, streams = stores.runs, stores.streams
+        if not hasattr(runs, "close_run"):
+            pytest.skip("the adapter has no open_run/close_run (the runtime makes the separate calls)")
+        await runs.open_run(_run("run_1", "hello", 0), "runs/run_1", owner="p1", lease_s=1, now=at(0))
+        # another server judged p1 dead: it ended the run as interrupted and closed its stream
+        assert (await runs.claim_interrupted_run("p2", now=at(5))).run_id == "run_1"
+        await streams.append_events("runs/run_1", [{"type": "run_end", "isError": True}])
+        await streams.close_stream("runs/run_1")
+        await runs.end_run("run_1", status="errored", error={"name": "RunInterrupted", "message": "m"},
+                           ended_at="2030-01-01T12:00:05.000Z", duration_ms=5000.0)
+        await runs.close_run("run_1", "runs/run_1", [{"type": "run_end", "isError": False}], status="completed",
+                             result=1, ended_at="2030-01-01T12:00:06.000Z", duration_ms=6000.0)
+        read = await streams.read_events("runs/run_1")
+        assert [e.get("isError") for e in read.events] == [True] and read.closed
+        got = await runs.get_run("run_1")
+        assert got.status == "errored" and got.error == {"name": "RunInterrupted", "message": "m"}
+
     async def test_admission_rejects_bad_input(self, stores: Any) -> None:
         sub = stores.submissions
         with pytest.raises((TypeError, ValueError)):

@@ -224,13 +224,14 @@ def run_dbapi(cursor: Any, op: Op[T]) -> T:
     try:
         for step in steps:
             if isinstance(step, Stmt):
-                steps.rows = _execute(cursor, step)
+                steps.rows = execute_step(cursor, step)
     finally:
         steps.close()
     return cast(T, steps.result)
 
 
-def _execute(cursor: Any, step: Stmt) -> Any:
+def execute_step(cursor: Any, step: Stmt) -> Any:
+    """Execute one :class:`Stmt` on a DB-API cursor; return what it fetches."""
     if step.many:
         cursor.executemany(step.sql, step.params)
         return None

@@ -25,7 +25,7 @@ def open_stores(db: Database, changes: Changes) -> SQLStores:
     streams = SQLEventStreamStore(db, changes)
     return SQLStores(
         sessions=SQLSessionStore(db),
-        runs=SQLRunStore(db),
+        runs=SQLRunStore(db, streams),
         streams=streams,
         submissions=SQLSubmissionStore(db, changes, streams),
         snapshots=SQLSnapshotStore(db),

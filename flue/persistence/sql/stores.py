@@ -101,8 +101,9 @@ _RUN = f"SELECT {_RUN_COLUMNS} FROM {{p}}flue_runs WHERE run_id = ?"
 
 
 class SQLRunStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, streams: SQLEventStreamStore | None = None) -> None:
         self._db, self._d = db, db.dialect
+        self._streams = streams  # close_run's appends wake these streams' subscribers
 
     def _run(self, row: tuple[Any, ...]) -> RunRecord:
         loads = self._d.loads
@@ -111,10 +112,7 @@ class SQLRunStore:
             error=loads(row[5]), started_at=row[6], ended_at=row[7], duration_ms=row[8],
         )
 
-    async def create_run(
-        self, record: RunRecord, *, owner: str | None = None, lease_s: float = 30.0, now: datetime | None = None
-    ) -> RunRecord:
-        """Insert an active run; on a duplicate id the first record wins and is returned."""
+    def _create(self, record: RunRecord, owner: str | None, lease_s: float, now: datetime | None) -> Op[RunRecord]:
         d = self._d
         leased = owner is not None and record.status == "active"
         params = (
@@ -123,33 +121,77 @@ class SQLRunStore:
             record.started_at, iso_to_ms(record.started_at), record.ended_at, record.duration_ms,
             owner if leased else None, now_ms(now) + int(lease_s * 1000) if leased else None,
         )
+        yield Stmt(d.sql(
+            "INSERT INTO {p}flue_runs (run_id, workflow, status, payload, result, error, started_at, "
+            "started_ms, ended_at, duration_ms, owner, lease_expires_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING"
+        ), params)
+        # A statement of its own: it sees a concurrent first writer's committed row.
+        row = yield Stmt(d.sql(_RUN), (record.run_id,), "one")
+        return self._run(row)
 
-        def op() -> Op[RunRecord]:
-            yield Stmt(d.sql(
-                "INSERT INTO {p}flue_runs (run_id, workflow, status, payload, result, error, started_at, "
-                "started_ms, ended_at, duration_ms, owner, lease_expires_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING"
-            ), params)
-            # A statement of its own: it sees a concurrent first writer's committed row.
-            row = yield Stmt(d.sql(_RUN), (record.run_id,), "one")
-            return self._run(row)
+    def _end(self, run_id: str, status: RunStatus, result: Any, error: dict[str, Any] | None, ended_at: str,
+             duration_ms: float) -> Stmt:
+        if status not in _TERMINAL:
+            raise ValueError(f"end_run status must be one of {_TERMINAL}, not {status!r}")
+        d = self._d
+        params = (status, _json_or_null(d, result), _json_or_null(d, error), ended_at, duration_ms, run_id)
+        return Stmt(d.sql(
+            "UPDATE {p}flue_runs SET status = ?, result = ?, error = ?, ended_at = ?, duration_ms = ?, "
+            "owner = NULL, lease_expires_ms = NULL WHERE run_id = ? AND status = 'active'"
+        ), params)
 
-        return await self._db.run(op(), Mode.WRITE)
+    async def create_run(
+        self, record: RunRecord, *, owner: str | None = None, lease_s: float = 30.0, now: datetime | None = None
+    ) -> RunRecord:
+        """Insert an active run; on a duplicate id the first record wins and is returned."""
+        return await self._db.run(self._create(record, owner, lease_s, now), Mode.WRITE)
 
     async def end_run(
         self, run_id: str, *, status: RunStatus, result: Any = None, error: dict[str, Any] | None = None,
         ended_at: str, duration_ms: float,
     ) -> None:
         """Finalize an active run (first finalization wins); unknown or ended runs are left alone."""
-        if status not in _TERMINAL:
-            raise ValueError(f"end_run status must be one of {_TERMINAL}, not {status!r}")
-        d = self._d
-        params = (status, _json_or_null(d, result), _json_or_null(d, error), ended_at, duration_ms, run_id)
-        sql = d.sql(
-            "UPDATE {p}flue_runs SET status = ?, result = ?, error = ?, ended_at = ?, duration_ms = ?, "
-            "owner = NULL, lease_expires_ms = NULL WHERE run_id = ? AND status = 'active'"
-        )
-        await self._db.run(single(sql, params), Mode.WRITE)
+        end = self._end(run_id, status, result, error, ended_at, duration_ms)
+        await self._db.run(single(end.sql, end.params), Mode.WRITE)
+
+    # A run's record and its stream, in one transaction each way: optional in the contract
+    # (flue.persistence.base.RunStore); without them the runtime makes the separate calls.
+
+    async def open_run(
+        self, record: RunRecord, stream: str, *, owner: str | None = None, lease_s: float = 30.0,
+        now: datetime | None = None,
+    ) -> RunRecord:
+        """``create_run`` and ``create_stream(stream)`` in one transaction."""
+
+        def op() -> Op[RunRecord]:
+            stored = yield from self._create(record, owner, lease_s, now)
+            yield Stmt(self._d.sql(_CREATE_STREAM), (stream, utc_now_iso()))
+            return stored
+
+        return await self._db.run(op(), Mode.WRITE)
+
+    async def close_run(
+        self, run_id: str, stream: str, events: list[dict[str, Any]], *, status: RunStatus, result: Any = None,
+        error: dict[str, Any] | None = None, ended_at: str, duration_ms: float,
+    ) -> None:
+        """``append_events(stream, events)``, ``close_stream(stream)`` and ``end_run`` in one transaction."""
+        end = self._end(run_id, status, result, error, ended_at, duration_ms)
+        texts = [dumps(e) for e in events]
+
+        def op() -> Op[None]:
+            try:
+                yield from append_rows(self._d, stream, texts)
+            except StreamClosed:
+                pass  # a recovering server ended the run first: its end stands (end_run is a no-op)
+            else:
+                yield Stmt(self._d.sql("UPDATE {p}flue_streams SET closed = TRUE WHERE path = ?"), (stream,))
+                yield Notify("s", stream)
+            yield end
+
+        await self._db.run(op(), Mode.TRANSACTION)
+        if self._streams is not None:
+            self._streams.appended(stream)
 
     async def renew_run(self, run_id: str, owner: str, *, lease_s: float = 30.0, now: datetime | None = None) -> bool:
         sql = self._d.sql(

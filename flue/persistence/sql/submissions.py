@@ -118,12 +118,16 @@ class SQLSubmissionStore:
             "WHERE instance = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1) WHERE instance = ?"
         ), (instance, instance))
 
-    def _record(self, sub: Submission, events: list[dict[str, Any]]) -> Op[None]:
+    def _record(self, sub: Submission, events: list[dict[str, Any]]) -> Op[int | None]:
         """Append lifecycle events to the instance's stream in the current transaction."""
+        return (yield from self._record_texts(sub, [dumps(e) for e in events]))
+
+    def _record_texts(self, sub: Submission, texts: list[str]) -> Op[int | None]:
+        """Append encoded events to the instance's stream; its new length (None: it is closed)."""
         try:
-            yield from append_rows(self._d, sub.instance, [dumps(e) for e in events], create=True)
+            return (yield from append_rows(self._d, sub.instance, texts, create=True))
         except StreamClosed:
-            pass  # a closed stream takes no more events; the state change still stands
+            return None  # a closed stream takes no more events; the state change still stands
 
     # -- the contract ----------------------------------------------------------------
 
@@ -132,28 +136,41 @@ class SQLSubmissionStore:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS, timeout_s: float = DEFAULT_TIMEOUT_S,
         max_queued: int | None = None, now: datetime | None = None,
     ) -> tuple[Submission, bool]:
+        sub, created, _length = await self.admit_at(
+            instance, input, kind=kind, dispatch_id=dispatch_id, max_attempts=max_attempts, timeout_s=timeout_s,
+            max_queued=max_queued, now=now,
+        )
+        return sub, created
+
+    async def admit_at(
+        self, instance: str, input: Any, *, kind: SubmissionKind = "prompt", dispatch_id: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS, timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_queued: int | None = None, now: datetime | None = None,
+    ) -> tuple[Submission, bool, int | None]:
+        """``admit``, plus the length of the instance's stream before the admission's event
+        (None when nothing was appended: a replay, or a closed stream)."""
         plan = plan_admission(
             instance, input, kind=kind, dispatch_id=dispatch_id, max_attempts=max_attempts,
             timeout_s=timeout_s, now=now, max_queued=max_queued,
         )
         try:
-            sub, created = await self._db.run(self._admit(plan), Mode.TRANSACTION)
+            sub, created, length = await self._db.run(self._admit(plan), Mode.TRANSACTION)
         except Replayed:
             existing = await self._db.run(self._one("dispatch_id = ?", (plan.dispatch_id,)), Mode.READ)
             assert existing is not None
             check_replay(existing, plan)
-            sub, created = existing, False
+            sub, created, length = existing, False, None
         if created:
             self._appended(instance)
-        return sub, created
+        return sub, created, length
 
-    def _admit(self, plan: Admission) -> Op[tuple[Submission, bool]]:
+    def _admit(self, plan: Admission) -> Op[tuple[Submission, bool, int | None]]:
         d = self._d
         if plan.dispatch_id is not None:
             existing = yield from self._one("dispatch_id = ?", (plan.dispatch_id,))
             if existing is not None:
                 check_replay(existing, plan)
-                return existing, False
+                return existing, False, None
         seq, head = yield Stmt(d.sql(_BUMP), (plan.instance, plan.accepted_ms), "one")
         # every seq from the head on is unsettled (only heads settle) and the instance row is
         # held: the bound is exact; raising rolls the whole transaction back
@@ -166,8 +183,8 @@ class SQLSubmissionStore:
             raise Replayed  # roll back the seq bump; the caller reads the winner
         yield Notify("q", plan.instance)
         sub = self._decode(inserted)
-        yield from self._record(sub, [admission_event(sub)])
-        return sub, True
+        length = yield from self._record(sub, [admission_event(sub)])
+        return sub, True, None if length is None else length - 1
 
     async def count_unsettled(self) -> int:
         row = await self._db.run(single(self._d.sql(_UNSETTLED), (), "one"), Mode.READ)
@@ -236,12 +253,27 @@ class SQLSubmissionStore:
         error: dict[str, Any] | None = None, attempt: int | None = None, now: datetime | None = None,
         event_index: int | None = None,
     ) -> bool:
+        ok, _settled = await self.settle_with(
+            submission_id, owner, status=status, result=result, error=error, attempt=attempt, now=now,
+            event_index=event_index,
+        )
+        return ok
+
+    async def settle_with(
+        self, submission_id: str, owner: str, *, status: SettledStatus, result: Any = None,
+        error: dict[str, Any] | None = None, attempt: int | None = None, now: datetime | None = None,
+        event_index: int | None = None, events: list[dict[str, Any]] | None = None,
+    ) -> tuple[bool, Submission | None]:
+        """``settle``, and in its transaction ``events`` (the attempt's last ones) go to the instance's
+        stream before the settlement event; returns settle's answer and the submission as this call
+        settled it (None when it did not)."""
         check_settle_status(status)
         d = self._d
         result_doc, error_doc = d.json(dumps(result)), None if error is None else d.json(dumps(error))
         t = now_ms(now)
+        texts = [dumps(e) for e in events or ()]
 
-        def op() -> Op[tuple[bool, str | None]]:
+        def op() -> Op[tuple[bool, Submission | None]]:
             row = yield Stmt(d.sql(
                 "SELECT status, lease_owner, attempts FROM {p}flue_submissions WHERE submission_id = ?{lock}"
             ), (submission_id,), "one")
@@ -255,14 +287,15 @@ class SQLSubmissionStore:
             ), (status, result_doc, error_doc, t, submission_id), "one")
             settled = self._decode(row)
             yield from self._advance_head(settled.instance)
-            yield from self._record(settled, settlement_events(settled, event_index=event_index))
+            lifecycle = [dumps(e) for e in settlement_events(settled, event_index=event_index)]
+            yield from self._record_texts(settled, texts + lifecycle)
             yield Notify("q", settled.instance)
-            return True, settled.instance
+            return True, settled
 
-        ok, instance = await self._db.run(op(), Mode.TRANSACTION)
-        if instance is not None:
-            self._appended(instance)
-        return ok
+        ok, settled = await self._db.run(op(), Mode.TRANSACTION)
+        if settled is not None:
+            self._appended(settled.instance)
+        return ok, settled
 
     async def get(self, submission_id: str) -> Submission | None:
         return await self._db.run(self._one("submission_id = ?", (submission_id,)), Mode.READ)
