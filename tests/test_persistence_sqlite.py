@@ -192,6 +192,34 @@ async def test_a_database_locked_by_another_connection_never_blocks_the_event_lo
         await adapter.migrate()
 
 
+async def test_batched_writes_share_a_commit_and_fail_alone(tmp_path: Path) -> None:
+    """``run_batched`` writes of one loop iteration commit together; one that raises is rolled back
+    alone (its savepoint) and its caller gets the error; the others are stored."""
+    from flue.persistence.sql.core import Mode, Stmt
+
+    adapter = SQLiteAdapter(tmp_path / "batch.db")
+    await adapter.migrate()
+    stores = await adapter.connect()
+    db = stores.runs._db
+    await stores.streams.create_stream("runs/b")
+    commits = adapter._worker._commits
+
+    def insert(n: int, fail: bool = False):  # type: ignore[no-untyped-def]
+        yield Stmt("INSERT INTO flue_events (path, seq, data) VALUES ('runs/b', ?, '{}')", (n,))
+        if fail:
+            raise ValueError("no")
+        return n
+
+    results = await asyncio.gather(
+        *(db.run_batched(insert(n, fail=n == 3), Mode.TRANSACTION) for n in range(1, 7)), return_exceptions=True
+    )
+    assert [r if not isinstance(r, ValueError) else "error" for r in results] == [1, 2, "error", 4, 5, 6]
+    rows = await adapter._execute_for_tests("SELECT seq FROM flue_events WHERE path = 'runs/b' ORDER BY seq")
+    assert [r[0] for r in rows] == [1, 2, 4, 5, 6]
+    assert adapter._worker._commits - commits == 1  # one transaction for the six
+    await adapter.close()
+
+
 async def test_the_wal_is_checkpointed_while_the_loop_writes(tmp_path: Path) -> None:
     """The loop's connection leaves WAL checkpoints (and their fsync) to the worker thread; they
     still happen, so the WAL file stops growing."""

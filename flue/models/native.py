@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import aiohttp
+from pydantic_core import to_json
 
 from flue.config import ProviderConfig
 from flue.harness.errors import MissingApiKeyError, ModelCallError, ProviderConfigError
@@ -247,6 +248,10 @@ _BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built onc
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
+    try:
+        return to_json(body)  # pydantic-core's serializer: UTF-8 bytes at once, a few times faster
+    except ValueError:
+        pass  # a lone surrogate (or a value it cannot serialize): the json module's way below
     text = _BODY.encode(body)
     try:
         return text.encode()

@@ -32,7 +32,7 @@ a model and calling a native client never import litellm.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flue.config import ProviderConfig
 from flue.harness.errors import InvalidModelError
@@ -87,10 +87,15 @@ def split_model(spec: str) -> tuple[str, str]:
     return provider, model
 
 
+#: where a loaded project keeps its shared registry (``ModelRegistry.for_project``)
+_SHARED = "_flue_model_registry"
+
+
 class ModelRegistry:
     def __init__(self, registrations: dict[str, Registration] | None = None):
         self._registrations: dict[str, Registration] = {}
         self._providers: dict[str, ModelProvider] = {}
+        self._resolved: dict[str, ResolvedModel] = {}
         for provider_id, registration in (registrations or {}).items():
             self.register(provider_id, registration)
 
@@ -98,6 +103,11 @@ class ModelRegistry:
     def for_project(
         cls, project: Project | None, extra: dict[str, Registration] | None = None
     ) -> ModelRegistry:
+        """The project's providers (plugins', then flue.yaml's), then ``extra``. Without ``extra``
+        the registry is made once per loaded project and shared (its clients, its model info)."""
+        shared = project is not None and not extra
+        if shared and (cached := project.__dict__.get(_SHARED)) is not None:  # type: ignore[union-attr]
+            return cast(ModelRegistry, cached)
         registry = cls()
         if project is not None:
             for provider_id, registration in project.registries.model_providers.values().items():
@@ -107,6 +117,8 @@ class ModelRegistry:
                 registry.register(provider_id, config)
         for provider_id, registration in (extra or {}).items():
             registry.register(provider_id, registration)
+        if shared:
+            project.__dict__[_SHARED] = registry  # type: ignore[union-attr]
         return registry
 
     def register(self, provider_id: str, registration: Registration | dict[str, Any]) -> None:
@@ -120,6 +132,7 @@ class ModelRegistry:
             )
         self._registrations[provider_id] = registration
         self._providers.pop(provider_id, None)
+        self._resolved.clear()
 
     @property
     def registered(self) -> list[str]:
@@ -135,8 +148,11 @@ class ModelRegistry:
 
         if (scoped := override_registration(provider_id, registration)) is not None:
             return ResolvedModel(provider_id, model, ModelRegistry({provider_id: scoped}).provider(provider_id), scoped)
-        config = registration if isinstance(registration, ProviderConfig) else None
-        return ResolvedModel(provider_id, model, self.provider(provider_id), config)
+        resolved = self._resolved.get(spec)
+        if resolved is None:  # kept: its model info is looked up once
+            config = registration if isinstance(registration, ProviderConfig) else None
+            resolved = self._resolved[spec] = ResolvedModel(provider_id, model, self.provider(provider_id), config)
+        return resolved
 
     def provider(self, provider_id: str) -> ModelProvider:
         cached = self._providers.get(provider_id)

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from flue.persistence.base import SCHEMA_VERSION
 from flue.persistence.kit import check_schema_version
 from flue.persistence.sql import SQLStores, open_stores
+from flue.persistence.sql.core import Op, run_dbapi
 from flue.persistence.sqlite_db import SQLiteChanges, SQLiteDatabase
 
 T = TypeVar("T")
@@ -143,6 +144,9 @@ class SQLiteWorker:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._here: sqlite3.Connection | None = None
+        self._here_thread: int | None = None
+        #: held while a statement runs on ``here`` (an in-memory database has no other connection)
+        self.here_lock = threading.Lock()
         self._commits = 0
         self._checkpointing = False
 
@@ -152,13 +156,20 @@ class SQLiteWorker:
         return self._path is not None
 
     def here(self) -> sqlite3.Connection:
-        """The connection for statements run on the calling (event loop) thread. It never waits
-        for a lock: a locked database raises at once (see :func:`is_busy`)."""
+        """The connection for statements run on the event loop's thread (the first thread that
+        asks; see :meth:`owns`). It never waits for a lock: a locked database raises at once
+        (see :func:`~flue.persistence.sqlite_db.is_busy`)."""
         if self._closed:
             raise RuntimeError("the SQLite persistence adapter is closed")
         if self._here is None:
             self._here = self._open(busy_timeout_s=0.0, checkpoints=self._path is None)
+            self._here_thread = threading.get_ident()
         return self._here
+
+    def owns(self) -> bool:
+        """Whether the calling thread is the one whose connection :meth:`here` is (or would be).
+        Another thread's event loop (an adapter shared across threads) uses the worker thread."""
+        return self._here_thread is None or self._here_thread == threading.get_ident()
 
     @property
     def checkpointing(self) -> bool:
@@ -200,6 +211,11 @@ class SQLiteWorker:
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((fn, loop, future))
         return future
+
+    def submit(self, op: Op[T], begin: str) -> asyncio.Future[T]:
+        """Queue ``op`` for the thread now (in call order), in a ``begin`` transaction; its future."""
+        return self._enqueue(lambda conn: _transaction(conn, lambda c: run_dbapi(c.cursor(), op), begin),
+                             asyncio.get_running_loop())
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""

@@ -19,8 +19,9 @@ serializes the transactions). Other processes' appends are found by
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flue.persistence.kit import Listeners
 from flue.persistence.sql.core import Dialect, Kind, Mode, Op, Steps, Stmt, execute_step, run_dbapi
@@ -38,54 +39,166 @@ class SQLiteDialect(Dialect):
     """The core's default spelling is SQLite's: ``?``, no prefix, no row locks, JSON as text."""
 
 
-_BEGIN = {Mode.READ: None, Mode.SNAPSHOT: "BEGIN", Mode.WRITE: "BEGIN IMMEDIATE", Mode.TRANSACTION: "BEGIN IMMEDIATE"}
-
-
 class SQLiteDatabase:
+    """Operations on the adapter's connections. A write runs at once, in its own transaction.
+
+    :meth:`run_batched` writes share commits when they come together: each waits for the end
+    of the event-loop iteration, and the writes queued by then run in one transaction, each
+    inside a savepoint of its own (one that raises is rolled back alone). Every caller hears
+    back only after the commit that holds its write. The SQL core's run store uses it to open
+    and close workflow runs (a run without a model call is little more than those two writes,
+    and concurrent runs then share a commit: about a quarter less CPU per run). Other writes
+    do not: waiting for the iteration's end made agent prompts slower than their commits cost.
+    """
+
     dialect: Dialect = SQLiteDialect()
 
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
+        self._batch: list[tuple[Op[Any], asyncio.Future[Any]]] = []
 
     async def run(self, op: Op[T], mode: Mode) -> T:
         worker = self._worker
-        begin = _BEGIN[mode]
-        if mode is Mode.SNAPSHOT and worker.shared:
-            return await worker.read(lambda conn: run_dbapi(conn.cursor(), op))
-        if begin is not None and worker.checkpointing:
-            return await worker.write(lambda c: run_dbapi(c.cursor(), op))
-        conn = worker.here()
-        if begin is not None:
+        if worker.shared and (mode is Mode.SNAPSHOT or not worker.owns()):
+            if mode is Mode.READ:
+                return await worker.run(lambda c: run_dbapi(c.cursor(), op))
+            return await worker.submit(op, "BEGIN" if mode is Mode.SNAPSHOT else "BEGIN IMMEDIATE")
+        if mode is Mode.READ:
+            return await self._read(op)
+        if mode is Mode.SNAPSHOT or not worker.owns():  # in memory: one connection for every thread
+            with worker.here_lock:
+                return _transaction(worker.here(), op, "BEGIN" if mode is Mode.SNAPSHOT else "BEGIN IMMEDIATE")
+        outcomes = self._commit([op])
+        if outcomes is None:
+            return await worker.submit(op, "BEGIN IMMEDIATE")  # not run: the thread waits for the lock
+        result, error = outcomes[0]
+        if error is not None:
+            raise error
+        return cast(T, result)
+
+    async def run_batched(self, op: Op[T], mode: Mode) -> T:
+        """``run`` a write (``Mode.WRITE`` or ``Mode.TRANSACTION``) in the loop iteration's batch."""
+        if mode in (Mode.READ, Mode.SNAPSHOT) or not self._worker.owns():
+            return await self.run(op, mode)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._batch.append((op, future))
+        if len(self._batch) == 1:
+            loop.call_soon(self._flush)
+        # if the caller is cancelled meanwhile, its operation still runs (and commits) with the batch
+        return await future
+
+    async def _read(self, op: Op[T]) -> T:
+        worker = self._worker
+        with worker.here_lock:
+            steps = Steps(op)
+            cursor = worker.here().cursor()
+            step: Any = None
             try:
-                conn.execute(begin)
+                for step in steps:
+                    if isinstance(step, Stmt):
+                        steps.rows = execute_step(cursor, step)
+                return cast(T, steps.result)
             except sqlite3.OperationalError as exc:
-                if not (is_busy(exc) and worker.shared):
+                if not (worker.shared and is_busy(exc)):
+                    steps.close()
                     raise
-                return await worker.write(lambda c: run_dbapi(c.cursor(), op))  # nothing ran yet
-        steps = Steps(op)
-        cursor = conn.cursor()
-        step: Any = None
-        try:
-            for step in steps:
-                if isinstance(step, Stmt):
-                    steps.rows = execute_step(cursor, step)
-            if begin is not None:
-                conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if begin is None and is_busy(exc) and worker.shared:  # a read: go on from this statement there
-                return await worker.run(lambda c: _resume(c.cursor(), steps, step))
-            steps.close()
-            raise
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            steps.close()
-            raise
-        if begin is not None:
+            except BaseException:
+                steps.close()
+                raise
+        # the database was locked (another process closing it, say): go on from that statement there
+        return await worker.run(lambda c: _resume(c.cursor(), steps, step))
+
+    def _commit(self, ops: list[Op[Any]]) -> list[tuple[Any, BaseException | None]] | None:
+        """Run ``ops`` in one transaction on the loop's connection: (result, error) of each, or None
+        (nothing ran) when the database is held elsewhere or a WAL checkpoint is running."""
+        worker = self._worker
+        with worker.here_lock:
+            conn = worker.here()
+            if worker.shared and worker.checkpointing:
+                return None  # queue behind the checkpoint on the thread
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if worker.shared and is_busy(exc):
+                    return None  # another connection holds the database: the thread waits for it
+                raise
+            outcomes = _run_batch(conn, ops)
             worker.committed()
-        return steps.result
+            return outcomes
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        try:
+            outcomes = self._commit([op for op, _future in batch])
+        except BaseException as exc:  # the adapter was closed, the disk failed...: nothing was stored
+            outcomes = [(None, exc) for _ in batch]
+        if outcomes is None:
+            for op, future in batch:
+                _chain(self._worker.submit(op, "BEGIN IMMEDIATE"), future)
+            return
+        for (_op, future), (result, error) in zip(batch, outcomes, strict=True):
+            if future.done():  # its caller was cancelled; the operation ran anyway
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+
+def _run_batch(conn: sqlite3.Connection, ops: list[Op[Any]]) -> list[tuple[Any, BaseException | None]]:
+    """Run ``ops`` in the transaction just begun, each in a savepoint when there are several,
+    and commit (everything rolled back, every op failed, if the commit fails)."""
+    cursor = conn.cursor()
+    single = len(ops) == 1
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    for op in ops:
+        if not single:
+            conn.execute("SAVEPOINT op")
+        try:
+            result = run_dbapi(cursor, op)
+        except BaseException as exc:  # handed to its caller; the batch goes on without it
+            conn.execute("ROLLBACK" if single else "ROLLBACK TO op")
+            if not single:
+                conn.execute("RELEASE op")
+            outcomes.append((None, exc))
+            continue
+        if not single:
+            conn.execute("RELEASE op")
+        outcomes.append((result, None))
+    if conn.in_transaction:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return [(None, exc) for _ in outcomes]
+    return outcomes
+
+
+def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
+    def copy(done: asyncio.Future[Any]) -> None:
+        if target.done():
+            return
+        if done.cancelled():
+            target.cancel()
+        elif done.exception() is not None:
+            target.set_exception(cast(BaseException, done.exception()))
+        else:
+            target.set_result(done.result())
+
+    source.add_done_callback(copy)
+
+
+def _transaction(conn: sqlite3.Connection, op: Op[T], begin: str) -> T:
+    conn.execute(begin)
+    try:
+        result = run_dbapi(conn.cursor(), op)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
 
 
 def _resume(cursor: sqlite3.Cursor, steps: Steps, pending: Stmt) -> Any:

@@ -23,10 +23,12 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from flue.persistence.kit import Listeners
+from flue.persistence.sql.core import Op
 
 T = TypeVar("T")
 
@@ -46,8 +48,19 @@ class Worker(Protocol):
         """Whether other processes can write to the database (a file)."""
         ...
 
+    #: held while a statement runs on :meth:`here`
+    here_lock: threading.Lock
+
     def here(self) -> sqlite3.Connection:
         """The connection of the event loop's thread (whose own commits ``data_version`` ignores)."""
+        ...
+
+    def owns(self) -> bool:
+        """Whether the calling thread is the one :meth:`here` belongs to."""
+        ...
+
+    def submit(self, op: Op[T], begin: str) -> asyncio.Future[T]:
+        """Queue an operation for the worker thread now, in a ``begin`` transaction."""
         ...
 
     @property
@@ -93,7 +106,8 @@ class ExternalAppendWatch:
         while True:
             await asyncio.sleep(self._interval)
             try:  # one pragma, on the loop's connection: it counts commits of every other connection
-                changed = self._look(self._db.here())
+                with self._db.here_lock:
+                    changed = self._look(self._db.here())
             except RuntimeError:
                 return  # the adapter was closed
             except sqlite3.Error as exc:

@@ -37,6 +37,7 @@ import contextlib
 import functools
 import json
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flue import strict_json
@@ -292,7 +293,8 @@ class Coordinator:
         if created:
             remember_for(sub.submission_id, sub.seconds_left())  # configure_provider() of this request (issue 16)
             self._backlog += 1
-            await self._observe(sub, SubmissionAdmitted(input=redact_images(input), event_index=0))
+            await self._observe(sub, "submission_admitted",
+                                lambda: SubmissionAdmitted(input=redact_images(input), event_index=0))
         self._wake.set()
         return sub, created, before
 
@@ -327,8 +329,12 @@ class Coordinator:
             before = meta.length if meta is not None else 0
         return sub, format_offset(before) if before else "-1"
 
-    async def _observe(self, sub: Submission, event: FlueEvent) -> None:
-        """Show a lifecycle event (already on the stream, written by the store) to observers only."""
+    async def _observe(self, sub: Submission, event_type: str, make: Callable[[], FlueEvent]) -> None:
+        """Show a lifecycle event (already on the stream, written by the store) to observers only
+        (built only when one listens)."""
+        if not self.runtime.sink.listens_for(event_type):
+            return
+        event = make()
         agent, instance_id = split_instance(sub.instance)
         await self.runtime.sink.child(
             instance_id=instance_id, agent_name=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id
@@ -499,7 +505,7 @@ class Coordinator:
                 )
                 final = await self.store.get(sub.submission_id) if settled else None
             if settled:
-                await self._observe(sub, SubmissionSettled(
+                await self._observe(sub, "submission_settled", lambda: SubmissionSettled(
                     outcome=status, result=result if status == "completed" else None, error=error, event_index=index,
                 ))
                 if final is not None:
@@ -510,7 +516,8 @@ class Coordinator:
     async def _emit_settled(self, sub: Submission) -> None:
         """A head the store failed on claim (deadline or attempts); the store put the settlement
         on its stream."""
-        await self._observe(sub, SubmissionSettled(outcome="failed", error=sub.error, event_index=1))
+        await self._observe(sub, "submission_settled",
+                            lambda: SubmissionSettled(outcome="failed", error=sub.error, event_index=1))
         self._notify(sub)
 
 

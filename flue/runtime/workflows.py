@@ -111,38 +111,44 @@ async def start_run(runtime: Runtime, name: str, payload: Any = None, *, req: An
 class RunLeases:
     """The leases of the runs this process executes, renewed by one task every ``heartbeat_s``
     (``coordinator.heartbeat``) for all of them; a run another process took over (it judged
-    this one dead and ended the run as interrupted) is stopped here."""
+    this one dead and ended the run as interrupted) is stopped here. A run is renewed once
+    it is a heartbeat old (its lease is fresh before), until it begins to end (``release``)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._runs: dict[str, tuple[str, asyncio.Task[Any]]] = {}
+        self._runs: dict[str, tuple[str, asyncio.Task[Any], float]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def hold(self, run_id: str, owner: str, task: asyncio.Task[Any]) -> None:
-        self._runs[run_id] = (owner, task)
-        task.add_done_callback(lambda _t: self._runs.pop(run_id, None))
         loop = asyncio.get_running_loop()
+        self._runs[run_id] = (owner, task, loop.time())
+        task.add_done_callback(lambda _t: self.release(run_id))
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._task = loop.create_task(self._renew(), name="flue-run-leases")
 
+    def release(self, run_id: str) -> None:
+        """The run is ending: its end writes the record, nothing renews it any more."""
+        self._runs.pop(run_id, None)
+
     async def _renew(self) -> None:
         cfg = self._runtime.project.config.coordinator
+        loop = asyncio.get_running_loop()
         while self._runs:
             await asyncio.sleep(cfg.heartbeat_s)
-            loop = asyncio.get_running_loop()
-            for run_id, (owner, task) in list(self._runs.items()):
+            due = loop.time() - cfg.heartbeat_s
+            for run_id, (owner, task, since) in list(self._runs.items()):
                 if task.get_loop() is not loop:  # left by an event loop that ended without it
                     if task.get_loop().is_closed():
-                        self._runs.pop(run_id, None)
+                        self.release(run_id)
                     continue
-                if task.done():
+                if since > due or task.done():
                     continue
                 try:
                     held = await self._runtime.stores.runs.renew_run(run_id, owner, lease_s=cfg.lease)
                 except Exception as exc:  # a database hiccup: the lease is long enough to try again
                     log.warning("flue: renewing the lease of run %s failed: %r", run_id, exc)
                     continue
-                if not held and not task.done():
+                if not held and run_id in self._runs and not task.done():
                     log.warning("flue: run %s was taken over by another process; stopping it here", run_id)
                     task.cancel()
 
@@ -175,6 +181,7 @@ async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, 
     result, error = scrub(result), scrub(error)  # its stream, record and callers never see a known secret
     duration_ms = round((time.monotonic() - started) * 1000, 3)
     status = "errored" if error else "completed"
+    runtime.run_leases.release(record.run_id)  # from here on its end writes the record
     runs = runtime.stores.runs
     ending = hasattr(runs, "close_run")  # run_end, the stream's close and the record in one transaction
     if ending:

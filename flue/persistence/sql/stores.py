@@ -104,6 +104,8 @@ class SQLRunStore:
     def __init__(self, db: Database, streams: SQLEventStreamStore | None = None) -> None:
         self._db, self._d = db, db.dialect
         self._streams = streams  # close_run's appends wake these streams' subscribers
+        # opening and closing runs may share commits where the database offers it (SQLite)
+        self._batched = getattr(db, "run_batched", db.run)
 
     def _run(self, row: tuple[Any, ...]) -> RunRecord:
         loads = self._d.loads
@@ -169,7 +171,7 @@ class SQLRunStore:
             yield Stmt(self._d.sql(_CREATE_STREAM), (stream, utc_now_iso()))
             return stored
 
-        return await self._db.run(op(), Mode.WRITE)
+        return await self._batched(op(), Mode.WRITE)
 
     async def close_run(
         self, run_id: str, stream: str, events: list[dict[str, Any]], *, status: RunStatus, result: Any = None,
@@ -189,7 +191,7 @@ class SQLRunStore:
                 yield Notify("s", stream)
             yield end
 
-        await self._db.run(op(), Mode.TRANSACTION)
+        await self._batched(op(), Mode.TRANSACTION)
         if self._streams is not None:
             self._streams.appended(stream)
 
