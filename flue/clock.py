@@ -8,14 +8,15 @@ comparisons are numeric. ``flue.persistence.kit`` re-exports these for adapter a
 from __future__ import annotations
 
 import functools
+import time
 from datetime import UTC, datetime
 
 
 def now_ms(now: datetime | None = None) -> int:
     """Epoch milliseconds of ``now`` (a timezone-aware datetime) or of the wall clock."""
     if now is None:
-        now = datetime.now(UTC)
-    elif now.tzinfo is None:
+        return time.time_ns() // 1_000_000
+    if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (e.g. datetime.now(UTC))")
     return int(now.timestamp() * 1000)
 

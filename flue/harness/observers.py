@@ -22,6 +22,7 @@ nor copied for them.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from flue.events import FlueEvent, event_context, report_failure
@@ -92,11 +93,14 @@ class observer_subscriber:  # noqa: N801 - used like a function
         skips = [getattr(impl.function, "skip_types", None) for impl in impls]
         return _NONE if any(skip is None for skip in skips) else _AllOf(skips)
 
-    async def __call__(self, event: FlueEvent) -> None:
+    def __call__(self, event: FlueEvent) -> Awaitable[None] | None:
         current, impls = self._impls()
         impls = [impl for impl in impls if _wants(impl, event.type)]
         if not impls:
-            return
+            return None  # no coroutine to make and await for nobody (most events of most projects)
+        return self._deliver(current, impls, event)
+
+    async def _deliver(self, current: Any, impls: list[Any], event: FlueEvent) -> None:
         event = observed(event)  # a copy without the known secrets, if it had any
         context = event_context(event, project=current, scope=self._scope or scope_of(event))
         for impl in impls:

@@ -12,6 +12,8 @@ count only with ``server.trust_forwarded: true``.
 from __future__ import annotations
 
 import re
+from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from yarl import URL
@@ -105,4 +107,13 @@ def agent_stream_url(request: web.Request) -> str:
 
 
 def run_stream_url(request: web.Request, run_id: str) -> str:
-    return absolute(request, request.app.router[RUN_ROUTE].url_for(run_id=run_id))
+    resource = request.app.router[RUN_ROUTE]
+    known = _RUN_PATHS.get(id(resource))
+    if known is None or known[0] is not resource:  # url_for is slow for every run: its path once
+        known = _RUN_PATHS[id(resource)] = (resource, str(resource.url_for(run_id="RUN").raw_path)[: -len("RUN")])
+    origin, prefix = _origin(request)
+    return origin + prefix + known[1] + quote(run_id, safe="")
+
+
+#: the path of the run route up to the id, per route resource (the app may be mounted under a prefix)
+_RUN_PATHS: dict[int, tuple[Any, str]] = {}

@@ -123,11 +123,13 @@ class SQLRunStore:
             record.started_at, iso_to_ms(record.started_at), record.ended_at, record.duration_ms,
             owner if leased else None, now_ms(now) + int(lease_s * 1000) if leased else None,
         )
-        yield Stmt(d.sql(
+        inserted = yield Stmt(d.sql(
             "INSERT INTO {p}flue_runs (run_id, workflow, status, payload, result, error, started_at, "
             "started_ms, ended_at, duration_ms, owner, lease_expires_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING"
-        ), params)
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING RETURNING run_id"
+        ), params, "one")
+        if inserted is not None:
+            return record
         # A statement of its own: it sees a concurrent first writer's committed row.
         row = yield Stmt(d.sql(_RUN), (record.run_id,), "one")
         return self._run(row)
@@ -183,12 +185,9 @@ class SQLRunStore:
 
         def op() -> Op[None]:
             try:
-                yield from append_rows(self._d, stream, texts)
+                yield from append_rows(self._d, stream, texts, close=True)
             except StreamClosed:
                 pass  # a recovering server ended the run first: its end stands (end_run is a no-op)
-            else:
-                yield Stmt(self._d.sql("UPDATE {p}flue_streams SET closed = TRUE WHERE path = ?"), (stream,))
-                yield Notify("s", stream)
             yield end
 
         await self._batched(op(), Mode.TRANSACTION)
@@ -281,12 +280,15 @@ _CREATE_STREAM = "INSERT INTO {p}flue_streams (path, created_at) VALUES (?, ?) O
 _STREAM_META = "SELECT length, closed, created_at FROM {p}flue_streams WHERE path = ?"
 
 
-def append_rows(d: Dialect, path: str, texts: list[str], *, create: bool = False) -> Op[int]:
+def append_rows(
+    d: Dialect, path: str, texts: list[str], *, create: bool = False, close: bool = False
+) -> Op[int]:
     """Append JSON texts to a stream inside the caller's transaction; return the new length.
 
     The stream row is the allocator: it is read (locked, where the dialect has row locks)
     and bumped in the same transaction, so concurrent appenders get consecutive seqs.
     ``create``: make the stream if it is missing (lifecycle events of submissions).
+    ``close``: close the stream after these (its last) events.
     """
     if create:
         yield Stmt(d.sql(_CREATE_STREAM), (path, utc_now_iso()))
@@ -302,7 +304,12 @@ def append_rows(d: Dialect, path: str, texts: list[str], *, create: bool = False
             [(path, length + i, d.json(t)) for i, t in enumerate(texts, start=1)],
             many=True,
         )
+    if close:
+        yield Stmt(d.sql("UPDATE {p}flue_streams SET length = ?, closed = TRUE WHERE path = ?"),
+                   (length + len(texts), path))
+    elif texts:
         yield Stmt(d.sql("UPDATE {p}flue_streams SET length = ? WHERE path = ?"), (length + len(texts), path))
+    if texts or close:
         yield Notify("s", path)
     return int(length) + len(texts)
 
