@@ -148,7 +148,8 @@ class SQLiteWorker:
         #: held while a statement runs on ``here`` (an in-memory database has no other connection)
         self.here_lock = threading.Lock()
         self._commits = 0
-        self._checkpointing = False
+        self._checkpointing = False  # the loop's writes wait on the thread (a checkpoint's last step)
+        self._checkpoint_due = False  # a checkpoint is queued or running
 
     @property
     def shared(self) -> bool:
@@ -173,24 +174,27 @@ class SQLiteWorker:
 
     @property
     def checkpointing(self) -> bool:
-        """A WAL checkpoint is running on the thread: writes go there too, behind it."""
+        """A checkpoint's last step (``RESTART``) is running on the thread: writes go there too, behind it."""
         return self._checkpointing
 
     def committed(self) -> None:
         """A transaction committed on :meth:`here`: every CHECKPOINT_EVERY, checkpoint the WAL on the thread."""
         self._commits += 1
-        if self._path is None or self._checkpointing or self._commits < CHECKPOINT_EVERY:
+        if self._path is None or self._checkpoint_due or self._commits < CHECKPOINT_EVERY:
             return
-        self._commits, self._checkpointing = 0, True
+        self._commits, self._checkpoint_due = 0, True
 
         def checkpoint(conn: sqlite3.Connection) -> None:
-            # While it runs, the loop's writes come here too (``checkpointing``) and wait behind it,
-            # so it is not starved by them: RESTART then finds no writer, and the WAL starts from
-            # its beginning again afterwards.
+            # PASSIVE first, while the loop goes on writing: it copies and syncs nearly everything.
+            # Then, with the loop's writes held here behind it (``checkpointing``), RESTART copies
+            # what came meanwhile; finding no writer, it lets the WAL start from its beginning again
+            # (a PASSIVE one alone never catches up with a busy loop).
             try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self._checkpointing = True
                 conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
             finally:
-                self._checkpointing = False
+                self._checkpointing = self._checkpoint_due = False
 
         with contextlib.suppress(RuntimeError):  # no running loop (a synchronous caller): skip this one
             self._enqueue(checkpoint, asyncio.get_running_loop())
