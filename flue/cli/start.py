@@ -129,6 +129,7 @@ async def _serve(project, args: argparse.Namespace, port: int) -> int:
               file=sys.stderr, flush=True)
         if project.config.playground.enabled and not worker:
             print(f"flue start: playground at {listener.url}{prefix}/_flue/ (it asks for the admin token)", file=sys.stderr, flush=True)
+        _tune_gc()
         signal_ready()
         await stop.wait()
         print("flue start: shutting down", file=sys.stderr, flush=True)
@@ -144,3 +145,23 @@ async def _serve(project, args: argparse.Namespace, port: int) -> int:
         )
         await runtime.close()
     return 0
+
+
+#: Allocations (net, of container objects) between two young-generation collections; CPython's 700
+#: made a busy server collect hundreds of times a second, each pass walking every in-flight prompt.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def _tune_gc() -> None:
+    """Once the server is up: freeze what startup made (modules, the project, the app) out of the
+    collector's reach, so a full collection walks only what requests made since (it walked
+    everything: 40-50 ms pauses, several per second under load), and collect the young
+    generation less often. Measured with ``benchmarks/one_side.py``: GC time per agent prompt
+    about halved, no full-collection pause in the no-model workflow's p99 any more."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
