@@ -37,7 +37,7 @@ from flue.persistence.base import SCHEMA_VERSION
 from flue.persistence.kit import check_schema_version
 from flue.persistence.sql import SQLStores, open_stores
 from flue.persistence.sql.core import Op, run_dbapi
-from flue.persistence.sqlite_db import SQLiteChanges, SQLiteDatabase
+from flue.persistence.sqlite_db import SQLiteChanges, SQLiteDatabase, settle_future, transaction
 
 T = TypeVar("T")
 
@@ -218,16 +218,16 @@ class SQLiteWorker:
 
     def submit(self, op: Op[T], begin: str) -> asyncio.Future[T]:
         """Queue ``op`` for the thread now (in call order), in a ``begin`` transaction; its future."""
-        return self._enqueue(lambda conn: _transaction(conn, lambda c: run_dbapi(c.cursor(), op), begin),
+        return self._enqueue(lambda conn: transaction(conn, lambda c: run_dbapi(c.cursor(), op), begin),
                              asyncio.get_running_loop())
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
-        return await self.run(lambda conn: _transaction(conn, fn, "BEGIN IMMEDIATE"))
+        return await self.run(lambda conn: transaction(conn, fn, "BEGIN IMMEDIATE"))
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` inside a read transaction so multi-statement reads see one snapshot."""
-        return await self.run(lambda conn: _transaction(conn, fn, "BEGIN"))
+        return await self.run(lambda conn: transaction(conn, fn, "BEGIN"))
 
     def _start(self) -> None:
         # The thread holds the worker only weakly: an adapter dropped without close() lets its
@@ -320,23 +320,7 @@ def _finish_at_exit(thread: weakref.ref[threading.Thread], jobs: queue.SimpleQue
 
 def _deliver(done: list[tuple[Any, asyncio.Future[Any], Any, BaseException | None]]) -> None:
     for _loop, future, result, exc in done:
-        if future.done():  # its task was cancelled; the job ran anyway
-            continue
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-
-def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], begin: str) -> T:
-    conn.execute(begin)
-    try:
-        result = fn(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
+        settle_future(future, result, exc)
 
 
 class SQLiteAdapter:

@@ -21,18 +21,52 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from flue.persistence.kit import Listeners
-from flue.persistence.sql.core import Dialect, Kind, Mode, Op, Steps, Stmt, execute_step, run_dbapi
+from flue.persistence.sql.core import (
+    Dialect,
+    Kind,
+    Mode,
+    Op,
+    Steps,
+    Stmt,
+    drive_steps,
+    execute_step,
+    run_dbapi,
+)
 from flue.persistence.sqlite_watch import ExternalAppendWatch, Worker
+
+T = TypeVar("T")
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
     """Whether ``exc`` says another connection holds a lock this one would have had to wait for."""
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
-T = TypeVar("T")
+
+def transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], begin: str) -> T:
+    """``fn(conn)`` between ``begin`` and ``COMMIT`` (rolled back if it raises)."""
+    conn.execute(begin)
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def settle_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """Hand a finished operation's outcome to its caller's future (gone if the caller was cancelled:
+    the operation ran anyway)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class SQLiteDialect(Dialect):
@@ -67,7 +101,8 @@ class SQLiteDatabase:
             return await self._read(op)
         if mode is Mode.SNAPSHOT or not worker.owns():  # in memory: one connection for every thread
             with worker.here_lock:
-                return _transaction(worker.here(), op, "BEGIN" if mode is Mode.SNAPSHOT else "BEGIN IMMEDIATE")
+                return transaction(worker.here(), lambda c: run_dbapi(c.cursor(), op),
+                                   "BEGIN" if mode is Mode.SNAPSHOT else "BEGIN IMMEDIATE")
         outcomes = self._commit([op])
         if outcomes is None:
             return await worker.submit(op, "BEGIN IMMEDIATE")  # not run: the thread waits for the lock
@@ -90,15 +125,10 @@ class SQLiteDatabase:
 
     async def _read(self, op: Op[T]) -> T:
         worker = self._worker
+        steps = Steps(op)
         with worker.here_lock:
-            steps = Steps(op)
-            cursor = worker.here().cursor()
-            step: Any = None
             try:
-                for step in steps:
-                    if isinstance(step, Stmt):
-                        steps.rows = execute_step(cursor, step)
-                return cast(T, steps.result)
+                return cast(T, drive_steps(worker.here().cursor(), steps))
             except sqlite3.OperationalError as exc:
                 if not (worker.shared and is_busy(exc)):
                     steps.close()
@@ -107,7 +137,7 @@ class SQLiteDatabase:
                 steps.close()
                 raise
         # the database was locked (another process closing it, say): go on from that statement there
-        return await worker.run(lambda c: _resume(c.cursor(), steps, step))
+        return await worker.run(lambda c: _resume(c.cursor(), steps))
 
     def _commit(self, ops: list[Op[Any]]) -> list[tuple[Any, BaseException | None]] | None:
         """Run ``ops`` in one transaction on the loop's connection: (result, error) of each, or None
@@ -138,12 +168,7 @@ class SQLiteDatabase:
                 _chain(self._worker.submit(op, "BEGIN IMMEDIATE"), future)
             return
         for (_op, future), (result, error) in zip(batch, outcomes, strict=True):
-            if future.done():  # its caller was cancelled; the operation ran anyway
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
+            settle_future(future, result, error)
 
 
 def _run_batch(conn: sqlite3.Connection, ops: list[Op[Any]]) -> list[tuple[Any, BaseException | None]]:
@@ -178,39 +203,22 @@ def _run_batch(conn: sqlite3.Connection, ops: list[Op[Any]]) -> list[tuple[Any, 
 
 def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
     def copy(done: asyncio.Future[Any]) -> None:
-        if target.done():
-            return
         if done.cancelled():
             target.cancel()
-        elif done.exception() is not None:
-            target.set_exception(cast(BaseException, done.exception()))
         else:
-            target.set_result(done.result())
+            settle_future(target, None if done.exception() else done.result(), done.exception())
 
     source.add_done_callback(copy)
 
 
-def _transaction(conn: sqlite3.Connection, op: Op[T], begin: str) -> T:
-    conn.execute(begin)
+def _resume(cursor: sqlite3.Cursor, steps: Steps) -> Any:
+    """Drive the rest of a read from its statement that found the database locked."""
     try:
-        result = run_dbapi(conn.cursor(), op)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
-
-
-def _resume(cursor: sqlite3.Cursor, steps: Steps, pending: Stmt) -> Any:
-    """Drive the rest of a read whose statement ``pending`` found the database locked."""
-    try:
-        steps.rows = execute_step(cursor, pending)
-        for step in steps:
-            if isinstance(step, Stmt):
-                steps.rows = execute_step(cursor, step)
+        assert isinstance(steps.current, Stmt)
+        steps.rows = execute_step(cursor, steps.current)
+        return drive_steps(cursor, steps)
     finally:
         steps.close()
-    return steps.result
 
 
 class SQLiteChanges:

@@ -13,8 +13,9 @@ those that changed. So the cost of a reader is zero while nothing happens,
 and the cost of the watcher is one pragma per interval for the whole process.
 
 No append is missed: the subscribed paths are taken together with the
-pragma, after the subscriber subscribed and therefore after it last read; a path seen for the first time is woken whenever the database
-changed (one spare read at worst).
+pragma, after the subscriber subscribed and therefore after it last read; a
+path seen for the first time is woken whenever the database changed (one
+spare read at worst).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Worker(Protocol):
 
     @property
     def checkpointing(self) -> bool:
-        """A WAL checkpoint is running on the worker thread (writes wait behind it there)."""
+        """A checkpoint's last step runs on the worker thread: writes go there too, behind it."""
         ...
 
     def committed(self) -> None:

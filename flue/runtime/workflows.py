@@ -53,10 +53,6 @@ class WorkflowResultError(TypeError):
     pass
 
 
-def now_iso() -> str:
-    return utc_now_iso()
-
-
 @dataclass
 class RunHandle:
     run_id: str
@@ -93,7 +89,7 @@ async def start_run(runtime: Runtime, name: str, payload: Any = None, *, req: An
         raise InvalidPayload(str(exc)) from None
     validate_payload(wf, payload)
     run_id = new_run_id()
-    record = RunRecord(run_id=run_id, workflow_name=name, payload=payload, started_at=now_iso())
+    record = RunRecord(run_id=run_id, workflow_name=name, payload=payload, started_at=utc_now_iso())
     lease_s, owner = runtime.project.config.coordinator.lease, runtime.owner
     # owned by this process: if it dies, the lapsed lease lets a server end the run (flue.runtime.run_recovery)
     stored = record.model_copy(update={"payload": scrub(payload)})  # ctx.payload keeps the caller's values
@@ -187,7 +183,7 @@ async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, 
     if ending:
         writer.hold()
     await sink.emit(RunEnd(duration_ms=duration_ms, is_error=error is not None, result=result, error=error))
-    ended = now_iso()
+    ended = utc_now_iso()
     if ending:
         await runs.close_run(record.run_id, path, await writer.take(), status=status, result=result, error=error,
                              ended_at=ended, duration_ms=duration_ms)

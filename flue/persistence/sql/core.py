@@ -191,13 +191,15 @@ class Steps:
             steps.rows = execute(step)  # (or ``await``) the rows a Stmt fetched, None otherwise
         return steps.result
 
-    Leaving the loop early (a statement raised) closes the operation.
+    Leaving the loop early (a statement raised) closes the operation. ``current`` is the
+    step handed out last (the statement that raised, when one did).
     """
 
     def __init__(self, op: Op[Any]) -> None:
         self._op = op
         self.rows: Any = None
         self.result: Any = None
+        self.current: Stmt | Notify | None = None
 
     def __iter__(self) -> Steps:
         return self
@@ -205,7 +207,8 @@ class Steps:
     def __next__(self) -> Stmt | Notify:
         rows, self.rows = self.rows, None
         try:
-            return self._op.send(rows)
+            self.current = self._op.send(rows)
+            return self.current
         except StopIteration as stop:
             self.result = stop.value
             raise StopIteration from None
@@ -222,12 +225,18 @@ def run_dbapi(cursor: Any, op: Op[T]) -> T:
     """
     steps = Steps(op)
     try:
-        for step in steps:
-            if isinstance(step, Stmt):
-                steps.rows = execute_step(cursor, step)
+        return cast(T, drive_steps(cursor, steps))
     finally:
         steps.close()
-    return cast(T, steps.result)
+
+
+def drive_steps(cursor: Any, steps: Steps) -> Any:
+    """Execute the remaining steps of ``steps`` on a DB-API cursor; return the operation's value
+    (the caller closes ``steps``)."""
+    for step in steps:
+        if isinstance(step, Stmt):
+            steps.rows = execute_step(cursor, step)
+    return steps.result
 
 
 def execute_step(cursor: Any, step: Stmt) -> Any:
