@@ -353,16 +353,17 @@ def child_pids(pid: int) -> list[int]:
 
 def start_flue_server(
     root: Path, *, cpus: set[int] | None = None, wrap: Sequence[str] = (), spy: Sequence[str] = (),
-    grace: float = 1.0,
+    grace: float = 1.0, extra: Sequence[str] = (),
 ) -> tuple[Proc, str]:
     """``flue start`` on a free loopback port; returns (proc, base URL).
 
+    ``extra`` is appended to ``flue start``'s arguments (e.g. ``--loop asyncio``).
     ``wrap`` replaces the interpreter (e.g. ``python -m cProfile -o F``); ``spy``
     is a launcher such as ``py-spy record -o F --``, whose child is the server
     (then ``proc.target_pid`` is the server's PID, used for RSS, CPU and SIGTERM).
     """
     argv = [*spy, *(wrap or [PYTHON])]
-    argv += ["-m", "flue", "start", "--root", str(root), "--host", "127.0.0.1", "--port", "0", "--grace", str(grace)]
+    argv += ["-m", "flue", "start", "--root", str(root), "--host", "127.0.0.1", "--port", "0", "--grace", str(grace), *extra]
     proc = Proc("flue-server", argv, cwd=root, env=flue_env(), cpus=cpus)
     try:
         match = wait_for_log(proc, r"serving .* on (http://127\.0\.0\.1:\d+)", timeout=60)

@@ -54,7 +54,7 @@ async def measure(args: argparse.Namespace) -> int:
     server = None
     try:
         root = vf.write_py_project(work / "py", model_url)
-        server, base = bk.start_flue_server(root, spy=spy)
+        server, base = bk.start_flue_server(root, spy=spy, extra=("--loop", args.loop) if args.loop != "auto" else ())
         pid = server.target_pid or server.pid
         tag = uuid.uuid4().hex[:8]
 
@@ -97,6 +97,8 @@ def main() -> int:
     parser.add_argument("scenario", choices=sorted(vf.BY_NAME))
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0, help="discarded warm-up seconds (default 1)")
+    parser.add_argument("--loop", default="auto", choices=("auto", "uvloop", "asyncio"),
+                        help="flue start --loop (default auto: uvloop where installed)")
     parser.add_argument("--py-spy", metavar="FILE", help="run the server under 'py-spy record' (raw stacks to FILE)")
     return asyncio.run(measure(parser.parse_args()))
 

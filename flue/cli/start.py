@@ -15,6 +15,9 @@ It prints the URL to call and the address the socket really listens on (with
 (nothing survives a restart), and says to pick another ``--port`` when the
 port is taken. ``GET /health`` answers 200 for load balancers.
 
+The event loop is uvloop where it is installed, asyncio's own with ``--loop asyncio``
+(:mod:`flue.cli.event_loop`).
+
 ``--workers N`` runs N such servers as processes on one port (SO_REUSEPORT)
 sharing the project's store; it needs file SQLite or PostgreSQL persistence
 (see :mod:`flue.cli.workers`).
@@ -29,6 +32,7 @@ import signal
 import sys
 
 from flue.cli import add_project_flags
+from flue.cli.event_loop import CHOICES, LoopUnavailable, loop_factory, run
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -39,6 +43,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grace", type=float, default=10.0, help="seconds to let work in flight finish on shutdown")
     p.add_argument("--workers", type=_positive, default=1, metavar="N",
                    help="server processes sharing the port and the store (default 1; needs file SQLite or PostgreSQL)")
+    p.add_argument("--loop", choices=CHOICES, default="auto",
+                   help="event loop: uvloop where installed (auto, the default), or asyncio's own")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
 
 
@@ -66,6 +72,11 @@ def main(args: argparse.Namespace) -> int:
     from flue.cli.dev import configure_logging
     from flue.cli.run import load_cli_project
 
+    try:
+        factory = loop_factory(args.loop)
+    except LoopUnavailable as exc:
+        print(f"flue start: {exc}", file=sys.stderr)
+        return 1
     project = load_cli_project(args, serve=True)
     if project is None:
         return 1
@@ -81,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
         args.prefix_path = normalize_prefix(args.prefix)
         return supervise(args, project, port)
     configure_logging(access=False)
-    return asyncio.run(_serve(project, args, port))
+    return run(_serve(project, args, port), factory)
 
 
 async def _serve(project, args: argparse.Namespace, port: int) -> int:

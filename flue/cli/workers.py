@@ -123,7 +123,7 @@ class _Pool:
     def _argv(self) -> list[str]:
         a = self.args
         argv = [sys.executable, "-m", "flue", "start", "--root", str(a.root), "--host", a.host, "--port", str(self.port),
-                "--grace", str(a.grace), "--reuse-port"]
+                "--grace", str(a.grace), "--loop", a.loop, "--reuse-port"]
         if a.prefix:
             argv += ["--prefix", a.prefix]
         if a.env_file:
