@@ -144,9 +144,11 @@ class Sessions:
         for session in live:
             session._abort_all(error)
 
-    async def get_or_create(self, name: str = "default", *, role: Any = None) -> Session:
+    async def get_or_create(self, name: str = "default", *, role: Any = None, store_new: bool = True) -> Session:
+        """``store_new=False``: a new session is stored by its first operation's commit, not now
+        (an agent instance's submission: nothing else opens that session while it runs)."""
         async with self._lock:
-            session = await self._load(name) or await self._new(name)
+            session = await self._load(name) or await self._new(name, store=store_new)
         return self._with_role(session, role)
 
     def _with_role(self, session: Session, role: Any) -> Session:
@@ -165,9 +167,10 @@ class Sessions:
         self._open[name] = session
         return session
 
-    async def _new(self, name: str) -> Session:
+    async def _new(self, name: str, *, store: bool = True) -> Session:
         session = Session(self._harness, name, SessionData())
-        await session.save()  # so that it exists for other harnesses on the same store
+        if store:
+            await session.save()  # so that it exists for other harnesses on the same store
         self._open[name] = session
         return session
 

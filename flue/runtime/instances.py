@@ -194,6 +194,7 @@ class Coordinator:
         self.max_concurrency = max_concurrency
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._reserved = 0  # places held by admissions that may claim what they admit
         self._settling: set[str] = set()  # running here, past their work: not renewed, never cancelled
         self._waiters: dict[str, list[asyncio.Future[Submission]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -273,10 +274,18 @@ class Coordinator:
         before: int | None = None
         try:
             if admit_at is not None:
-                sub, created, before = await admit_at(
-                    path, input, kind=kind, dispatch_id=dispatch_id, max_queued=bounds.max_queued_per_instance,
-                    **options,
-                )
+                # with room here, a submission to an idle instance is claimed by its admission (one
+                # transaction less, and no claim loop round); a queued one waits for the claim loop
+                room = (bool(self._tasks) and not self._stopping  # started: a runtime that only admits runs nothing
+                        and len(self._running) + self._reserved < self.max_concurrency)
+                self._reserved += room  # a place among max_concurrency while the admission is in flight
+                try:
+                    sub, created, before = await admit_at(
+                        path, input, kind=kind, dispatch_id=dispatch_id, max_queued=bounds.max_queued_per_instance,
+                        claim_for=(self.owner, self.lease_s) if room else None, **options,
+                    )
+                finally:
+                    self._reserved -= room
             else:
                 if offset:
                     meta = await self.runtime.stores.streams.get_stream_meta(path)
@@ -295,7 +304,10 @@ class Coordinator:
             self._backlog += 1
             await self._observe(sub, "submission_admitted",
                                 lambda: SubmissionAdmitted(input=redact_images(input), event_index=0))
-        self._wake.set()
+        if created and sub.status == "running" and sub.lease_owner == self.owner:
+            self._start(sub)  # claimed with its admission
+        else:
+            self._wake.set()
         return sub, created, before
 
     async def _over_backlog(self, limit: int, dispatch_id: str | None) -> bool:
@@ -378,7 +390,7 @@ class Coordinator:
     async def _claim_loop(self) -> None:
         while not self._stopping:
             claimed = False
-            if len(self._running) < self.max_concurrency:
+            if len(self._running) + self._reserved < self.max_concurrency:
                 try:
                     sub = await self.store.claim_next(self.owner, lease_s=self.lease_s)
                 except Exception as exc:  # database hiccup: back off and retry
@@ -392,13 +404,17 @@ class Coordinator:
                     if sub.status == "failed":
                         await self._emit_settled(sub)
                     else:
-                        task = asyncio.get_running_loop().create_task(self._run(sub), name=f"flue-{sub.submission_id}")
-                        self._running[sub.submission_id] = task
-                        task.add_done_callback(functools.partial(self._forget, sub.submission_id))
+                        self._start(sub)
             if not claimed:
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+
+    def _start(self, sub: Submission) -> None:
+        """Run a submission this coordinator holds the lease of."""
+        task = asyncio.get_running_loop().create_task(self._run(sub), name=f"flue-{sub.submission_id}")
+        self._running[sub.submission_id] = task
+        task.add_done_callback(functools.partial(self._forget, sub.submission_id))
 
     def _forget(self, submission_id: str, task: asyncio.Task[None]) -> None:
         if self._running.get(submission_id) is task:
@@ -428,9 +444,7 @@ class Coordinator:
     # -- running -------------------------------------------------------------------------
 
     async def _run(self, sub: Submission) -> None:
-        from flue.harness import init
-        from flue.runtime.deletion import guard_sessions
-
+        init, guard_sessions = _harness_init()
         runtime = self.runtime
         use_admitted(sub.submission_id)  # this task's context: the admitting request's provider settings
         agent, instance_id = split_instance(sub.instance)
@@ -456,7 +470,7 @@ class Coordinator:
                 id=instance_id,
             )
             text, images, session_name = input_to_prompt(sub)
-            session = await harness.session(session_name)
+            session = await harness.sessions.get_or_create(session_name, store_new=False)
             finished = session.metadata.get("lastJournal") or {}
             if finished.get("key") == sub.submission_id:
                 result = finished.get("result")  # it finished before the crash; only settling was lost
@@ -519,6 +533,16 @@ class Coordinator:
         await self._observe(sub, "submission_settled",
                             lambda: SubmissionSettled(outcome="failed", error=sub.error, event_index=1))
         self._notify(sub)
+
+
+@functools.cache
+def _harness_init() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``flue.harness.init`` and the session guard, imported on first use (not at import: the
+    harness pulls in the sandboxes) and then not looked up per submission."""
+    from flue.harness import init
+    from flue.runtime.deletion import guard_sessions
+
+    return init, guard_sessions
 
 
 def _caused_by_lease_loss(exc: BaseException) -> bool:

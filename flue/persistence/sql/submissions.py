@@ -68,8 +68,9 @@ _BUMP = (
 )
 _INSERT = (
     "INSERT INTO {p}flue_submissions (submission_id, instance, seq, kind, dispatch_id, input, input_hash, "
-    "status, attempts, max_attempts, accepted_ms, deadline_ms) "
-    f"VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?) ON CONFLICT (dispatch_id) DO NOTHING RETURNING {_COLS}"
+    "status, attempts, max_attempts, accepted_ms, deadline_ms, lease_owner, lease_expires_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"ON CONFLICT (dispatch_id) DO NOTHING RETURNING {_COLS}"
 )
 
 
@@ -145,26 +146,34 @@ class SQLSubmissionStore:
     async def admit_at(
         self, instance: str, input: Any, *, kind: SubmissionKind = "prompt", dispatch_id: str | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS, timeout_s: float = DEFAULT_TIMEOUT_S,
-        max_queued: int | None = None, now: datetime | None = None,
+        max_queued: int | None = None, now: datetime | None = None, claim_for: tuple[str, float] | None = None,
     ) -> tuple[Submission, bool, int | None]:
         """``admit``, plus the length of the instance's stream before the admission's event
-        (None when nothing was appended: a replay, or a closed stream)."""
+        (None when nothing was appended: a replay, or a closed stream). With ``claim_for``
+        (owner, lease seconds), a new submission that is at once its instance's head is also
+        claimed by that owner in the admission's transaction (``running``, attempt 1), and no
+        coordinator is told of a runnable head."""
         plan = plan_admission(
             instance, input, kind=kind, dispatch_id=dispatch_id, max_attempts=max_attempts,
             timeout_s=timeout_s, now=now, max_queued=max_queued,
         )
         try:
-            sub, created, length = await self._db.run(self._admit(plan), Mode.TRANSACTION)
+            sub, created, length = await self._db.run(self._admit(plan, claim_for), Mode.TRANSACTION)
         except Replayed:
             existing = await self._db.run(self._one("dispatch_id = ?", (plan.dispatch_id,)), Mode.READ)
             assert existing is not None
             check_replay(existing, plan)
             sub, created, length = existing, False, None
-        if created:
+        if created and sub.status == "running":
+            if self._streams is not None:
+                self._streams.appended(instance)
+        elif created:
             self._appended(instance)
         return sub, created, length
 
-    def _admit(self, plan: Admission) -> Op[tuple[Submission, bool, int | None]]:
+    def _admit(
+        self, plan: Admission, claim_for: tuple[str, float] | None = None
+    ) -> Op[tuple[Submission, bool, int | None]]:
         d = self._d
         if plan.dispatch_id is not None:
             existing = yield from self._one("dispatch_id = ?", (plan.dispatch_id,))
@@ -175,13 +184,19 @@ class SQLSubmissionStore:
         # every seq from the head on is unsettled (only heads settle) and the instance row is
         # held: the bound is exact; raising rolls the whole transaction back
         plan.check_bound(seq - head + 1)
+        claimed = claim_for is not None and seq == head
+        status, attempts, owner, expires = (
+            ("running", 1, claim_for[0], plan.accepted_ms + int(claim_for[1] * 1000)) if claim_for is not None and claimed
+            else ("queued", 0, None, None)
+        )
         inserted = yield Stmt(d.sql(_INSERT), (
             plan.submission_id, plan.instance, seq, plan.kind, plan.dispatch_id, d.json(plan.input_json),
-            plan.input_hash, plan.max_attempts, plan.accepted_ms, plan.deadline_ms,
+            plan.input_hash, status, attempts, plan.max_attempts, plan.accepted_ms, plan.deadline_ms, owner, expires,
         ), "one")
         if inserted is None:
             raise Replayed  # roll back the seq bump; the caller reads the winner
-        yield Notify("q", plan.instance)
+        if not claimed:
+            yield Notify("q", plan.instance)
         sub = self._decode(inserted)
         length = yield from self._record(sub, [admission_event(sub)])
         return sub, True, None if length is None else length - 1
