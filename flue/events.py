@@ -63,9 +63,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 from pydantic.alias_generators import to_camel
+from pydantic_core import to_json as _to_json
 
 from flue.clock import ms_to_iso
-from flue.redaction import observed, scrub
+from flue.redaction import observed, scrub, scrub_encoded
 from flue.usage import Usage
 
 EVENT_VERSION = 3
@@ -113,12 +114,14 @@ class FlueEvent(BaseModel):
     _wire: dict[str, Any] | None = PrivateAttr(default=None)
 
     def wire(self) -> dict[str, Any]:
-        """The JSON object of this event (computed once, after the ids are stamped)."""
-        if self._wire is None:
-            data = self.model_dump(mode="json", by_alias=True)
-            keep = self.KEEP_NULL
-            self._wire = scrub({k: v for k, v in data.items() if v is not None or k in keep})  # known secrets
-        return self._wire
+        """The JSON object of this event (computed once, after the ids are stamped): a
+        :class:`WireDict`, which carries its JSON text for the stream store, unless a known
+        secret had to be scrubbed out of it."""
+        private = self.__pydantic_private__  # not pydantic's __getattr__: this is the hot path
+        wire = private["_wire"]  # type: ignore[index]
+        if wire is None:
+            wire = private["_wire"] = _wire_form(self)  # type: ignore[index]
+        return wire  # type: ignore[no-any-return]
 
     def stamp(self, ids: dict[str, Any]) -> None:
         """Fill in correlation ids the event does not have yet."""
@@ -129,10 +132,36 @@ class FlueEvent(BaseModel):
                     fields[key] = value
             elif getattr(self, key, None) is None:
                 setattr(self, key, value)
-        self._wire = None
+        self.__pydantic_private__["_wire"] = None  # type: ignore[index]
 
 
 BaseEvent = FlueEvent  # the name plugins used before the 1.0 vocabulary
+
+
+class WireDict(dict[str, Any]):
+    """An event's wire form with ``json``, its JSON text as the stream store writes it (encoded
+    once: the secret search needs the text anyway, and ``flue.persistence.kit.dumps`` reuses it)."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, data: dict[str, Any], json: str) -> None:
+        super().__init__(data)
+        self.json = json
+
+
+def _wire_form(event: FlueEvent) -> dict[str, Any]:
+    keep = event.KEEP_NULL
+    data = event.model_dump(mode="json", by_alias=True, exclude_none=not keep)  # None inside values stays
+    if keep:
+        data = {k: v for k, v in data.items() if v is not None or k in keep}
+    try:
+        text: str | None = _to_json(data).decode()
+    except ValueError:  # a lone surrogate, say: the store's json decides
+        text = None
+    if text is not None and ("NaN" in text or "Infinity" in text):
+        text = None  # maybe only inside a string; the store's json decides
+    data, unchanged = scrub_encoded(data, text)  # known secrets
+    return WireDict(data, text) if unchanged and text is not None else data
 
 
 # -- workflow runs ------------------------------------------------------------------------

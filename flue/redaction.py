@@ -161,7 +161,7 @@ class _Matcher:
     """The compiled secrets: one pattern, the shortest length (shorter strings cannot hold one)
     and the strings already found clean (ids and names recur in every event of a context)."""
 
-    __slots__ = ("pattern", "shortest", "clean")
+    __slots__ = ("pattern", "shortest", "clean", "json_safe")
     CACHE = 4096  # clean strings remembered (each at most CACHED_LENGTH characters)
     CACHED_LENGTH = 256
 
@@ -169,6 +169,8 @@ class _Matcher:
         self.pattern = re.compile(_trie_regex(values))
         self.shortest = min(map(len, values))
         self.clean: dict[str, None] = {}
+        # JSON text spells such secrets verbatim (no quote, backslash or control character to escape)
+        self.json_safe = not any(ch in '"\\' or ch < " " for value in values for ch in value)
 
     def text(self, value: str) -> str:
         if len(value) < self.shortest or value in self.clean:
@@ -266,6 +268,20 @@ def _scrub(value: Any, m: _Matcher) -> Any:
 _NESTED = frozenset({dict, list, tuple})
 
 
+def scrub_encoded(value: dict[str, Any], text: str | None) -> tuple[dict[str, Any], bool]:
+    """``scrub(value)``, told ``text``, the JSON text of ``value`` (None if there is none): one
+    search of the text stands in for a walk of every string when no secret needs escaping in
+    JSON. Also returns whether ``value`` came back unchanged (so ``text`` is still its text)."""
+    matcher = _matcher
+    if matcher is None:
+        return value, True
+    if text is not None and matcher.json_safe:
+        if matcher.pattern.search(text) is None:
+            return value, True
+    out = _scrub(value, matcher)
+    return out, out is value
+
+
 def _contains(value: Any, text: str) -> bool:
     """Whether ``text`` occurs in a string of ``value`` (keys included)."""
     kind = type(value)
@@ -290,7 +306,7 @@ def observed(event: Any) -> Any:
     if _matcher is None:
         return event
     wire = event.wire()
-    if not _contains(wire, REDACTED):
+    if getattr(wire, "json", None) is not None or not _contains(wire, REDACTED):  # encoded unchanged: clean
         return event
     return type(event).model_validate(wire)
 

@@ -30,6 +30,7 @@ from flue.clock import iso_to_ms as iso_to_ms
 from flue.clock import ms_to_iso as ms_to_iso
 from flue.clock import now_ms as now_ms
 from flue.clock import utc_now_iso as utc_now_iso
+from flue.events import WireDict
 from flue.persistence.base import SCHEMA_VERSION, SchemaVersionError
 
 log = logging.getLogger("flue.persistence")
@@ -57,7 +58,10 @@ def dumps(value: Any) -> str:
     Encoded by pydantic-core's serializer (a few times faster than ``json``'s: events and
     histories are stored on every prompt); where it fails, or its text may hold a NaN or an
     infinity, ``json`` decides (and refuses those). The text can differ from ``json.dumps``'s
-    in float spelling (``1e-7``), never in the value it parses to."""
+    in float spelling (``1e-7``), never in the value it parses to. An event's wire form
+    (:class:`flue.events.WireDict`) comes with its text, encoded the same way."""
+    if type(value) is WireDict:
+        return value.json
     try:
         out = _to_json(value)
     except ValueError:  # a lone surrogate, a value it cannot serialize: json's verdict
