@@ -103,10 +103,15 @@ class SQLiteDatabase:
             with worker.here_lock:
                 return transaction(worker.here(), lambda c: run_dbapi(c.cursor(), op),
                                    "BEGIN" if mode is Mode.SNAPSHOT else "BEGIN IMMEDIATE")
-        outcomes = self._commit([op])
+        batch, self._batch = self._batch, []  # writes waiting for the iteration's end go along now
+        outcomes = self._commit([*(o for o, _f in batch), op])
         if outcomes is None:
+            for queued, future in batch:
+                _chain(worker.submit(queued, "BEGIN IMMEDIATE"), future)
             return await worker.submit(op, "BEGIN IMMEDIATE")  # not run: the thread waits for the lock
-        result, error = outcomes[0]
+        for (_op, future), (result, error) in zip(batch, outcomes, strict=False):
+            settle_future(future, result, error)
+        result, error = outcomes[-1]
         if error is not None:
             raise error
         return cast(T, result)

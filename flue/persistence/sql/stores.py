@@ -325,6 +325,7 @@ class SQLEventStreamStore:
 
     def __init__(self, db: Database, changes: Changes) -> None:
         self._db, self._d = db, db.dialect
+        self._batched = getattr(db, "run_batched", db.run)
         self._changes = changes
         self._listeners = Listeners()
         changes.follow("s", self._listeners)
@@ -351,7 +352,7 @@ class SQLEventStreamStore:
         if not all(isinstance(e, dict) for e in events):
             raise TypeError("events must be JSON objects (dicts)")
         texts = [dumps(e) for e in events]
-        length = await self._db.run(append_rows(self._d, path, texts), Mode.TRANSACTION)
+        length = await self._batched(append_rows(self._d, path, texts), Mode.TRANSACTION)
         if texts:
             self._listeners.notify(path)
         return format_offset(length)
