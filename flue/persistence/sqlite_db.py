@@ -79,10 +79,13 @@ class SQLiteDatabase:
     :meth:`run_batched` writes share commits when they come together: each waits for the end
     of the event-loop iteration, and the writes queued by then run in one transaction, each
     inside a savepoint of its own (one that raises is rolled back alone). Every caller hears
-    back only after the commit that holds its write. The SQL core's run store uses it to open
-    and close workflow runs (a run without a model call is little more than those two writes,
-    and concurrent runs then share a commit: about a quarter less CPU per run). Other writes
-    do not: waiting for the iteration's end made agent prompts slower than their commits cost.
+    back only after the commit that holds its write. A write that runs at once (:meth:`run`)
+    takes the batch waiting so far into its own transaction, ahead of it. The SQL core's run
+    store uses it to open and close workflow runs (a run without a model call is little more
+    than those two writes, and concurrent runs then share a commit: about a quarter less CPU
+    per run) and its stream store for appends (a prompt's events mostly go along with its
+    journal, session or settlement write). Other writes do not: waiting for the iteration's
+    end made agent prompts slower than their commits cost.
     """
 
     dialect: Dialect = SQLiteDialect()
@@ -164,6 +167,8 @@ class SQLiteDatabase:
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
+        if not batch:  # a direct write took it along already
+            return
         try:
             outcomes = self._commit([op for op, _future in batch])
         except BaseException as exc:  # the adapter was closed, the disk failed...: nothing was stored
