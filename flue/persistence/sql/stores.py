@@ -278,6 +278,10 @@ def _meta(path: str, row: tuple[Any, ...]) -> StreamMeta:
 
 _CREATE_STREAM = "INSERT INTO {p}flue_streams (path, created_at) VALUES (?, ?) ON CONFLICT (path) DO NOTHING"
 _STREAM_META = "SELECT length, closed, created_at FROM {p}flue_streams WHERE path = ?"
+_BUMP = "UPDATE {p}flue_streams SET length = length + ? WHERE path = ? AND closed = FALSE RETURNING length"
+_CLOSE_BUMP = (
+    "UPDATE {p}flue_streams SET length = length + ?, closed = TRUE WHERE path = ? AND closed = FALSE RETURNING length"
+)
 
 
 def append_rows(
@@ -285,33 +289,36 @@ def append_rows(
 ) -> Op[int]:
     """Append JSON texts to a stream inside the caller's transaction; return the new length.
 
-    The stream row is the allocator: it is read (locked, where the dialect has row locks)
-    and bumped in the same transaction, so concurrent appenders get consecutive seqs.
+    The stream row is the allocator: it is bumped first (``UPDATE ... RETURNING``, which holds
+    the row till the commit), so concurrent appenders get consecutive seqs.
     ``create``: make the stream if it is missing (lifecycle events of submissions).
     ``close``: close the stream after these (its last) events.
     """
     if create:
         yield Stmt(d.sql(_CREATE_STREAM), (path, utc_now_iso()))
-    row = yield Stmt(d.sql("SELECT length, closed FROM {p}flue_streams WHERE path = ?{lock}"), (path,), "one")
-    if row is None:
-        raise StreamNotFound(path)
-    length, closed = row
-    if closed:
+    if not texts and not close:
+        row = yield Stmt(d.sql("SELECT length, closed FROM {p}flue_streams WHERE path = ?"), (path,), "one")
+        if row is None:
+            raise StreamNotFound(path)
+        if row[1]:
+            raise StreamClosed(f"stream {path!r} is closed")
+        return int(row[0])
+    bumped = yield Stmt(d.sql(_CLOSE_BUMP if close else _BUMP), (len(texts), path), "one")
+    if bumped is None:  # missing or closed: say which
+        row = yield Stmt(d.sql("SELECT closed FROM {p}flue_streams WHERE path = ?"), (path,), "one")
+        if row is None:
+            raise StreamNotFound(path)
         raise StreamClosed(f"stream {path!r} is closed")
+    end = int(bumped[0])
     if texts:
+        start = end - len(texts)
         yield Stmt(
             d.sql("INSERT INTO {p}flue_events (path, seq, data) VALUES (?, ?, ?)"),
-            [(path, length + i, d.json(t)) for i, t in enumerate(texts, start=1)],
+            [(path, start + i, d.json(t)) for i, t in enumerate(texts, start=1)],
             many=True,
         )
-    if close:
-        yield Stmt(d.sql("UPDATE {p}flue_streams SET length = ?, closed = TRUE WHERE path = ?"),
-                   (length + len(texts), path))
-    elif texts:
-        yield Stmt(d.sql("UPDATE {p}flue_streams SET length = ? WHERE path = ?"), (length + len(texts), path))
-    if texts or close:
-        yield Notify("s", path)
-    return int(length) + len(texts)
+    yield Notify("s", path)
+    return end
 
 
 class SQLEventStreamStore:
