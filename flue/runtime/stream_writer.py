@@ -23,6 +23,7 @@ class StreamWriter:
         self.path = path
         self._buffer: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self._kicked = False  # a flush is scheduled for the loop's next round
         self._held = False
         self.error: BaseException | None = None
 
@@ -30,7 +31,15 @@ class StreamWriter:
         if event.type in STREAM_EXCLUDED:
             return
         self._buffer.append(event.wire())
-        if not self._held and (self._task is None or self._task.done()):
+        if not self._held and not self._kicked and (self._task is None or self._task.done()):
+            self._kicked = True
+            asyncio.get_running_loop().call_soon(self._kick)
+
+    def _kick(self) -> None:
+        # A task only if the events are still waiting then: a burst is one append, and events
+        # taken meanwhile (hold/take: a run's or a submission's last ones) cost no task at all.
+        self._kicked = False
+        if self._buffer and not self._held and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
     def hold(self) -> None:
