@@ -95,6 +95,10 @@ class AbortSignal:
         return remove
 
 
+def _nothing() -> None:
+    pass
+
+
 def link_signal(source: AbortSignal | asyncio.Event | None, target: AbortSignal) -> Callable[[], None]:
     """Abort ``target`` when ``source`` fires; returns a function that undoes the link."""
     if source is None:
@@ -156,7 +160,7 @@ class CallHandle(Coroutine[Any, Any, T], Generic[T]):
         self._unlink: Callable[[], None] = lambda: None
         self._task: asyncio.Task[T] = asyncio.get_running_loop().create_task(self._main(run), name=f"flue-{kind}")
         self._task.add_done_callback(self._finished)
-        self.signal.add_callback(self._on_abort)
+        self._forget_abort = self.signal.add_callback(self._on_abort)
         self._unlink = link_signal(signal, self.signal)  # an already fired signal cancels it before it starts
 
     def __repr__(self) -> str:
@@ -220,6 +224,9 @@ class CallHandle(Coroutine[Any, Any, T], Generic[T]):
 
     def _finished(self, task: asyncio.Task[T]) -> None:
         self._unlink()
+        self._forget_abort()
+        # neither the signals nor these closures hold the handle any more: no cycle left to collect
+        self._unlink = self._forget_abort = _nothing
         if self._on_done is not None:
             self._on_done(self.control)
         if not task.cancelled():

@@ -377,6 +377,13 @@ class Harness:
         if self._closed:
             return
         self._closed = True
+        # what points back at the harness, dropped: a closed harness is freed by reference counting
+        # at once instead of waiting, with its sessions and sandbox, for the cycle collector
+        self.sessions._open.clear()
+        self.sessions._harness = None  # type: ignore[assignment]
+        self.fs = FlueFs(_closed_env, self.cwd)
+        self._setups.clear()
+        self._roles.clear()
         if self._skills_tmp is not None:
             await asyncio.to_thread(shutil.rmtree, self._skills_tmp, True)
             self._skills_tmp = None
@@ -519,6 +526,10 @@ async def init(
         await harness.close()
         raise
     return harness
+
+
+def _closed_env() -> SandboxEnv:
+    raise RuntimeError("the harness is closed")
 
 
 def _on_host(env: SandboxEnv | None) -> bool:
