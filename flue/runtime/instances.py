@@ -369,8 +369,9 @@ class Coordinator:
                         raise KeyError(f"unknown submission {submission_id}")
                     if sub.settled:
                         return sub
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        return await asyncio.wait_for(asyncio.shield(future), timeout=max(self.poll_interval, 0.05))
+                    with contextlib.suppress(TimeoutError):  # timeout(), not wait_for(): no task per wait
+                        async with asyncio.timeout(max(self.poll_interval, 0.05)):
+                            return await asyncio.shield(future)
             finally:
                 waiters = self._waiters.get(submission_id, [])
                 if future in waiters:
@@ -378,7 +379,8 @@ class Coordinator:
                 if not waiters:
                     self._waiters.pop(submission_id, None)
 
-        return await asyncio.wait_for(poll(), timeout=timeout)
+        async with asyncio.timeout(timeout):
+            return await poll()
 
     def _notify(self, sub: Submission) -> None:
         for future in self._waiters.pop(sub.submission_id, []):
@@ -407,8 +409,9 @@ class Coordinator:
                         self._start(sub)
             if not claimed:
                 self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._wake.wait()
 
     def _start(self, sub: Submission) -> None:
         """Run a submission this coordinator holds the lease of."""
