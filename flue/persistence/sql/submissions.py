@@ -184,11 +184,11 @@ class SQLSubmissionStore:
         # every seq from the head on is unsettled (only heads settle) and the instance row is
         # held: the bound is exact; raising rolls the whole transaction back
         plan.check_bound(seq - head + 1)
-        claimed = claim_for is not None and seq == head
-        status, attempts, owner, expires = (
-            ("running", 1, claim_for[0], plan.accepted_ms + int(claim_for[1] * 1000)) if claim_for is not None and claimed
-            else ("queued", 0, None, None)
-        )
+        status: str = "queued"
+        attempts, owner, expires = 0, None, None
+        if claim_for is not None and seq == head:  # nothing before it: it may run at once
+            status, attempts, owner, expires = "running", 1, claim_for[0], plan.accepted_ms + int(claim_for[1] * 1000)
+        claimed = status == "running"
         inserted = yield Stmt(d.sql(_INSERT), (
             plan.submission_id, plan.instance, seq, plan.kind, plan.dispatch_id, d.json(plan.input_json),
             plan.input_hash, status, attempts, plan.max_attempts, plan.accepted_ms, plan.deadline_ms, owner, expires,
