@@ -63,10 +63,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
-from pydantic_core import to_json as _to_json
 
 from flue.clock import ms_to_iso
 from flue.redaction import observed, scrub, scrub_encoded
+from flue.strict_json import fast_text
 from flue.usage import Usage
 
 EVENT_VERSION = 3
@@ -160,12 +160,7 @@ def _wire_form(event: FlueEvent) -> dict[str, Any]:
     data = event.model_dump(mode="json", by_alias=True, exclude_none=not keep)  # None inside values stays
     if keep:
         data = {k: v for k, v in data.items() if v is not None or k in keep}
-    try:
-        text: str | None = _to_json(data).decode()
-    except ValueError:  # a lone surrogate, say: the store's json decides
-        text = None
-    if text is not None and ("NaN" in text or "Infinity" in text):
-        text = None  # maybe only inside a string; the store's json decides
+    text = fast_text(data)  # None: the store's json decides
     data, unchanged = scrub_encoded(data, text)  # known secrets
     return WireDict(data, text) if unchanged and text is not None else data
 

@@ -171,3 +171,21 @@ async def test_a_plugin_providers_own_exception_becomes_our_message(caplog: pyte
     assert PROVIDER_KEY not in message and info.value.status == 401
     assert "HTTP 401 from provider" in message and "Upstream" in message and "server log" in message
     assert f"Incorrect API key provided: {PROVIDER_KEY}" in caplog.text  # not a known secret: logged as is
+
+
+def test_an_events_stored_text_is_its_wire_form_and_holds_no_secret(env: pytest.MonkeyPatch) -> None:
+    import json
+
+    from flue.persistence.kit import dumps
+
+    redaction.declare(value='quote"and\\backslash-secret')  # JSON escapes it: the text search cannot see it
+    redaction.declare(env="PROVIDER_KEY")
+    for message in (f"bad {PROVIDER_KEY}", 'bad quote"and\\backslash-secret', "nothing secret"):
+        event = Operation(operation_kind="prompt", duration_ms=1.0, is_error=True,
+                          error={"name": "RuntimeError", "message": message, "detail": None})
+        wire = event.wire()
+        stored = dumps(wire)
+        assert json.loads(stored) == wire  # the stream stores exactly the wire form
+        assert PROVIDER_KEY not in stored and "backslash-secret" not in stored
+        assert wire["error"]["message"] == ("nothing secret" if "nothing" in message else "bad [redacted]")
+        assert wire["error"]["detail"] is None  # nulls inside values stay

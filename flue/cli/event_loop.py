@@ -2,10 +2,9 @@
 
 ``--loop auto`` (the default) picks uvloop when it can be imported (it is a dependency of
 flue on Linux and macOS), ``--loop uvloop`` insists on it, ``--loop asyncio`` uses the
-standard library's loop. uvloop's transports, timers and callbacks are C: on the one-core
-event loop that serves every request, it took about a fifth off the CPU an agent prompt
-costs and raised the no-model workflow's throughput by about a third (``benchmarks/one_side.py``,
-docs/benchmarks.md). Nothing else in Flue depends on which loop runs.
+standard library's loop. uvloop's transports, timers and callbacks are C; measured with
+``benchmarks/one_side.py`` it saved up to 5% of the CPU of an agent prompt (often within the
+machine's noise). Nothing else in Flue depends on which loop runs.
 """
 
 from __future__ import annotations
@@ -40,4 +39,3 @@ def run(main: Coroutine[Any, Any, T], factory: Callable[[], asyncio.AbstractEven
     """``asyncio.run(main)`` on the loop ``factory`` makes (from :func:`loop_factory`)."""
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
-

@@ -43,6 +43,10 @@ from flue.harness.errors import OperationCancelledError
 T = TypeVar("T")
 
 
+def _nothing() -> None:
+    """What undoes nothing (a link or callback already gone)."""
+
+
 class AbortSignal:
     """A one-shot cancellation signal: create one, pass it as ``signal=``, call ``abort()``.
 
@@ -85,7 +89,7 @@ class AbortSignal:
     def add_callback(self, fn: Callable[[AbortSignal], Any]) -> Callable[[], None]:
         if self._aborted:
             fn(self)
-            return lambda: None
+            return _nothing
         self._callbacks.append(fn)
 
         def remove() -> None:
@@ -95,14 +99,10 @@ class AbortSignal:
         return remove
 
 
-def _nothing() -> None:
-    pass
-
-
 def link_signal(source: AbortSignal | asyncio.Event | None, target: AbortSignal) -> Callable[[], None]:
     """Abort ``target`` when ``source`` fires; returns a function that undoes the link."""
     if source is None:
-        return lambda: None
+        return _nothing
     if isinstance(source, AbortSignal):
 
         def forward(signal: AbortSignal) -> None:
@@ -112,7 +112,7 @@ def link_signal(source: AbortSignal | asyncio.Event | None, target: AbortSignal)
     if isinstance(source, asyncio.Event):
         if source.is_set():
             target.abort("the signal was set")
-            return lambda: None
+            return _nothing
         watcher = asyncio.get_running_loop().create_task(source.wait(), name="flue-abort-watch")
 
         def fire(task: asyncio.Task[Any]) -> None:
@@ -157,7 +157,7 @@ class CallHandle(Coroutine[Any, Any, T], Generic[T]):
         self._error: BaseException | None = None
         self._driver: Coroutine[Any, Any, T] | None = None
         self._on_done = on_done
-        self._unlink: Callable[[], None] = lambda: None
+        self._unlink: Callable[[], None] = _nothing
         self._task: asyncio.Task[T] = asyncio.get_running_loop().create_task(self._main(run), name=f"flue-{kind}")
         self._task.add_done_callback(self._finished)
         self._forget_abort = self.signal.add_callback(self._on_abort)

@@ -151,6 +151,11 @@ class Sessions:
             session = await self._load(name) or await self._new(name, store=store_new)
         return self._with_role(session, role)
 
+    def close(self) -> None:
+        """The harness closed: forget the open sessions and the harness (no cycle back to it)."""
+        self._open.clear()
+        self._harness = None  # type: ignore[assignment]
+
     def _with_role(self, session: Session, role: Any) -> Session:
         if role is not None:
             self._harness.role_for(session.agent, role, session.cwd)  # an unknown role fails here, not later
@@ -379,8 +384,7 @@ class Harness:
         self._closed = True
         # what points back at the harness, dropped: a closed harness is freed by reference counting
         # at once instead of waiting, with its sessions and sandbox, for the cycle collector
-        self.sessions._open.clear()
-        self.sessions._harness = None  # type: ignore[assignment]
+        self.sessions.close()
         self.fs = FlueFs(_closed_env, self.cwd)
         self._setups.clear()
         self._roles.clear()

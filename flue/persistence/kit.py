@@ -23,8 +23,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from pydantic_core import to_json as _to_json
-
 # The time helpers, re-exported for adapter authors (they live in flue.clock, below the events).
 from flue.clock import iso_to_ms as iso_to_ms
 from flue.clock import ms_to_iso as ms_to_iso
@@ -32,6 +30,7 @@ from flue.clock import now_ms as now_ms
 from flue.clock import utc_now_iso as utc_now_iso
 from flue.events import WireDict
 from flue.persistence.base import SCHEMA_VERSION, SchemaVersionError
+from flue.strict_json import fast_text
 
 log = logging.getLogger("flue.persistence")
 
@@ -55,20 +54,14 @@ _CANONICAL = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=("
 def dumps(value: Any) -> str:
     """JSON text for storage. Raises TypeError/ValueError on values JSON cannot hold.
 
-    Encoded by pydantic-core's serializer (a few times faster than ``json``'s: events and
-    histories are stored on every prompt); where it fails, or its text may hold a NaN or an
-    infinity, ``json`` decides (and refuses those). The text can differ from ``json.dumps``'s
-    in float spelling (``1e-7``), never in the value it parses to. An event's wire form
-    (:class:`flue.events.WireDict`) comes with its text, encoded the same way."""
+    Encoded by pydantic-core's serializer (:func:`flue.strict_json.fast_text`: events and
+    histories are stored on every prompt); where it cannot say, ``json`` decides (and refuses
+    NaN and infinities). An event's wire form (:class:`flue.events.WireDict`) comes with its
+    text, encoded the same way."""
     if type(value) is WireDict:
         return value.json
-    try:
-        out = _to_json(value)
-    except ValueError:  # a lone surrogate, a value it cannot serialize: json's verdict
-        return _STORED.encode(value)
-    if b"NaN" in out or b"Infinity" in out:  # maybe only inside a string: json tells
-        return _STORED.encode(value)
-    return out.decode()
+    text = fast_text(value)
+    return _STORED.encode(value) if text is None else text
 
 
 def canonical_json(value: Any) -> str:

@@ -112,7 +112,7 @@ class SQLiteDatabase:
             for queued, future in batch:
                 _chain(worker.submit(queued, "BEGIN IMMEDIATE"), future)
             return await worker.submit(op, "BEGIN IMMEDIATE")  # not run: the thread waits for the lock
-        for (_op, future), (result, error) in zip(batch, outcomes, strict=False):
+        for (_op, future), (result, error) in zip(batch, outcomes[:-1], strict=True):
             settle_future(future, result, error)
         result, error = outcomes[-1]
         if error is not None:

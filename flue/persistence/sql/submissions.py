@@ -86,8 +86,11 @@ class SQLSubmissionStore:
         self._streams = streams  # lifecycle events go to these streams' subscribers too
         changes.follow("q", self._listeners)
 
-    def _appended(self, instance: str) -> None:
-        self._listeners.notify(QUEUE_KEY, instance)
+    def _appended(self, instance: str, *, queued: bool = True) -> None:
+        """Wake this process's coordinators (``queued``: a head may be runnable) and the readers
+        of the instance's stream."""
+        if queued:
+            self._listeners.notify(QUEUE_KEY, instance)
         if self._streams is not None:
             self._streams.appended(instance)
 
@@ -164,11 +167,8 @@ class SQLSubmissionStore:
             assert existing is not None
             check_replay(existing, plan)
             sub, created, length = existing, False, None
-        if created and sub.status == "running":
-            if self._streams is not None:
-                self._streams.appended(instance)
-        elif created:
-            self._appended(instance)
+        if created:
+            self._appended(instance, queued=sub.status == "queued")  # a claimed one runs already
         return sub, created, length
 
     def _admit(
@@ -184,11 +184,10 @@ class SQLSubmissionStore:
         # every seq from the head on is unsettled (only heads settle) and the instance row is
         # held: the bound is exact; raising rolls the whole transaction back
         plan.check_bound(seq - head + 1)
-        status: str = "queued"
-        attempts, owner, expires = 0, None, None
-        if claim_for is not None and seq == head:  # nothing before it: it may run at once
+        claimed = claim_for is not None and seq == head  # nothing before it: it may run at once
+        status, attempts, owner, expires = "queued", 0, None, None
+        if claim_for is not None and claimed:
             status, attempts, owner, expires = "running", 1, claim_for[0], plan.accepted_ms + int(claim_for[1] * 1000)
-        claimed = status == "running"
         inserted = yield Stmt(d.sql(_INSERT), (
             plan.submission_id, plan.instance, seq, plan.kind, plan.dispatch_id, d.json(plan.input_json),
             plan.input_hash, status, attempts, plan.max_attempts, plan.accepted_ms, plan.deadline_ms, owner, expires,
