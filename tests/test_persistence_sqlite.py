@@ -295,3 +295,19 @@ async def test_open_persistence_through_the_project(write_tree) -> None:
     other = write_tree({"flue.yaml": "persistence: nosuchdb\n"}, base=root / "p2")
     with pytest.raises(PersistenceConfigError, match="no plugin provides persistence kind 'nosuchdb'"):
         await open_persistence(load_project(other))
+
+
+async def test_a_claim_after_an_empty_one_still_finds_queued_and_expired_heads(tmp_path: Path) -> None:
+    # after a claim that found nothing, the next one looks without the write lock first: that
+    # look must see what the claim would (a queued head, a head whose lease ran out)
+    adapter = SQLiteAdapter(tmp_path / "flue.db")
+    await adapter.migrate()
+    subs = (await adapter.connect()).submissions
+    assert await subs.claim_next("c", now=at(0)) is None
+    sub, _ = await subs.admit("agents/a/1", {"message": "hi"}, now=at(1))
+    claimed = await subs.claim_next("c", lease_s=5, now=at(2))
+    assert claimed is not None and claimed.submission_id == sub.submission_id
+    assert await subs.claim_next("d", now=at(3)) is None  # running under a live lease
+    taken = await subs.claim_next("d", now=at(10))  # the lease ran out: another coordinator takes over
+    assert taken is not None and (taken.submission_id, taken.lease_owner, taken.attempts) == (sub.submission_id, "d", 2)
+    await adapter.close()

@@ -48,7 +48,7 @@ from flue.ids import new_id
 from flue.models.overrides import remember_for, use_admitted
 from flue.persistence.base import format_offset
 from flue.persistence.submissions import ERROR_DEADLINE_EXCEEDED, LEASE_S, QueueFull, Submission
-from flue.runtime.stream_writer import StreamWriter
+from flue.runtime.stream_writer import OPERATION_END, StreamWriter
 from flue.stream_paths import instance_path, split_instance
 
 if TYPE_CHECKING:
@@ -456,7 +456,7 @@ class Coordinator:
             context=True, first_index=1,
             instance_id=instance_id, agent_name=agent, submission_id=sub.submission_id, dispatch_id=sub.dispatch_id,
         )
-        writer = StreamWriter(runtime.stores.streams, sub.instance)
+        writer = StreamWriter(runtime.stores.streams, sub.instance, linger_after=OPERATION_END)  # settle takes the last
         sink.subscribe(writer)
         status, result, error = "completed", None, None
         harness = None

@@ -28,7 +28,7 @@ from flue.ids import run_id as new_run_id
 from flue.persistence.base import RunRecord
 from flue.redaction import scrub
 from flue.runtime.context import FlueContext
-from flue.runtime.stream_writer import StreamWriter
+from flue.runtime.stream_writer import OPERATION_END, StreamWriter
 from flue.stream_paths import run_stream_path
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class RunLeases:
 async def _execute(runtime: Runtime, wf: WorkflowDefinition, record: RunRecord, req: Any) -> RunRecord:
     path = run_stream_path(record.run_id)
     sink = runtime.sink.child(context=True, run_id=record.run_id)
-    writer = StreamWriter(runtime.stores.streams, path)
+    writer = StreamWriter(runtime.stores.streams, path, linger_after=OPERATION_END)  # the run's end takes the last
     sink.subscribe(writer)
     started = time.monotonic()
     await sink.emit(RunStart(workflow_name=wf.name, started_at=record.started_at, payload=record.payload,

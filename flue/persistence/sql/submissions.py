@@ -18,6 +18,11 @@ Concurrency, process against process (every mutating method is one
   and drops it, so two coordinators never both claim it;
 - settle and journal appends lock the submission row (``{lock}``), so they
   cannot interleave with a takeover.
+
+A claim after one that found nothing first looks for a runnable head with a
+plain read (no write lock, no row lock): the claim after each settlement and an
+idle server's polls write nothing. A head admitted just after that look wakes
+the coordinator again, as one admitted just after a claim's transaction would.
 """
 
 from __future__ import annotations
@@ -51,11 +56,11 @@ from flue.persistence.submissions import (
 _COLS = ", ".join(SUBMISSION_COLUMNS)
 _JSON_COLUMNS = ("input", "result", "error")
 # The runnable heads: each busy instance's head, queued or with a dead lease.
-_HEADS = (
-    f"SELECT {', '.join('s.' + c for c in SUBMISSION_COLUMNS)} FROM {{p}}flue_instances i "
-    "JOIN {p}flue_submissions s ON s.instance = i.instance AND s.seq = i.head_seq "
+_RUNNABLE = (
+    "FROM {p}flue_instances i JOIN {p}flue_submissions s ON s.instance = i.instance AND s.seq = i.head_seq "
     "WHERE i.head_seq IS NOT NULL AND (s.status = 'queued' OR s.lease_expires_ms <= ?)"
 )
+_HEADS = f"SELECT {', '.join('s.' + c for c in SUBMISSION_COLUMNS)} {_RUNNABLE}"
 _OLDEST = " ORDER BY i.head_ms, i.instance LIMIT 1{skip:s}"
 # Per busy instance, its head and everything admitted after it are unsettled.
 _UNSETTLED = "SELECT COALESCE(SUM(next_seq - head_seq + 1), 0) FROM {p}flue_instances WHERE head_seq IS NOT NULL"
@@ -84,6 +89,7 @@ class SQLSubmissionStore:
         self._changes = changes
         self._listeners = Listeners()
         self._streams = streams  # lifecycle events go to these streams' subscribers too
+        self._found = False  # whether the last claim_next() found a head
         changes.follow("q", self._listeners)
 
     def _appended(self, instance: str, *, queued: bool = True) -> None:
@@ -239,7 +245,14 @@ class SQLSubmissionStore:
     async def claim_next(
         self, owner: str, *, lease_s: float = LEASE_S, now: datetime | None = None
     ) -> Submission | None:
-        return await self._claimed(self._claim(owner, int(lease_s * 1000), now_ms(now), "", ()))
+        t = now_ms(now)
+        if not self._found:  # most claims after one that found nothing find nothing: look without the write lock
+            probe = single(self._d.sql(f"SELECT 1 {_RUNNABLE} LIMIT 1"), (t,), "one")
+            if await self._db.run(probe, Mode.READ) is None:
+                return None
+        sub = await self._claimed(self._claim(owner, int(lease_s * 1000), t, "", ()))
+        self._found = sub is not None
+        return sub
 
     async def claim(
         self, submission_id: str, owner: str, *, lease_s: float = LEASE_S, now: datetime | None = None
