@@ -102,12 +102,14 @@ async def test_an_app_mention_is_answered_once_in_its_thread(tmp_path: Path, scr
             assert user == {"text": "<@UBOT> what is up?", "user": "U1"}
 
             # the log follows the reply: Slack has the message before the server hears back from it
-            stream = await client.get(f"{srv.url}/agents/helper/{quote(KEY, safe='')}")
-            for _ in range(100):
-                if any(e["type"] == "log" for e in stream.json()):
-                    break
-                await asyncio.sleep(0.05)
-                stream = await client.get(f"{srv.url}/agents/helper/{quote(KEY, safe='')}")
+            streams: list[httpx.Response] = []
+
+            async def logged() -> bool:
+                streams.append(await client.get(f"{srv.url}/agents/helper/{quote(KEY, safe='')}"))
+                return any(e["type"] == "log" for e in streams[-1].json())
+
+            await until(logged, timeout=5)
+            stream = streams[-1]
             events = stream.json()
             assert [e["type"] for e in events].count("submission_admitted") == 1
             assert [e["type"] for e in events].count("submission_settled") == 1

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from fixtures.server.support import until
 
 from flue.events import Idle, TextDelta
 from flue.persistence.base import EventStreamStore
@@ -37,12 +38,12 @@ async def stored(streams: EventStreamStore) -> list[str]:
 
 
 async def until_stored(streams: EventStreamStore, types: list[str]) -> None:
-    """Wait (bounded) until the stream holds events of exactly ``types``."""
-    async with asyncio.timeout(5):
-        while True:  # polling the store: the writer has no completion signal to wait on
-            if await stored(streams) == types:
-                return
-            await asyncio.sleep(0.01)
+    """Wait (bounded) until the stream holds events of exactly ``types`` (the writer has no
+    completion signal to wait on)."""
+    async def holds() -> bool:
+        return await stored(streams) == types
+
+    await until(holds, timeout=5)
 
 
 async def settle_rounds(n: int = 5) -> None:

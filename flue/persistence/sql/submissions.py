@@ -61,6 +61,7 @@ _RUNNABLE = (
     "WHERE i.head_seq IS NOT NULL AND (s.status = 'queued' OR s.lease_expires_ms <= ?)"
 )
 _HEADS = f"SELECT {', '.join('s.' + c for c in SUBMISSION_COLUMNS)} {_RUNNABLE}"
+_ANY_RUNNABLE = f"SELECT 1 {_RUNNABLE} LIMIT 1"
 _OLDEST = " ORDER BY i.head_ms, i.instance LIMIT 1{skip:s}"
 # Per busy instance, its head and everything admitted after it are unsettled.
 _UNSETTLED = "SELECT COALESCE(SUM(next_seq - head_seq + 1), 0) FROM {p}flue_instances WHERE head_seq IS NOT NULL"
@@ -247,7 +248,7 @@ class SQLSubmissionStore:
     ) -> Submission | None:
         t = now_ms(now)
         if not self._found:  # most claims after one that found nothing find nothing: look without the write lock
-            probe = single(self._d.sql(f"SELECT 1 {_RUNNABLE} LIMIT 1"), (t,), "one")
+            probe = single(self._d.sql(_ANY_RUNNABLE), (t,), "one")
             if await self._db.run(probe, Mode.READ) is None:
                 return None
         sub = await self._claimed(self._claim(owner, int(lease_s * 1000), t, "", ()))
