@@ -57,3 +57,22 @@ async def test_without_room_or_before_start_an_admission_only_queues(tmp_path: P
             await runtime.close()
     assert done_early.status == "completed"
     assert [d.status for d in done] == ["completed", "completed"]
+
+
+async def test_a_place_that_comes_free_is_taken_without_waiting_for_a_poll(tmp_path: Path) -> None:
+    """Settling i1 leaves i1 nothing queued, so the store need not wake anyone: the coordinator,
+    which was full, looks again itself. With a 30 s poll, i2 would otherwise wait that long."""
+    async with ScriptedModelServer([reply("a"), reply("b")]) as model:
+        root = scripted_project(tmp_path, model.url, persistence="{kind: sqlite}", files=AGENT)
+        runtime = await Runtime.open(load_project(root))
+        coordinator = Coordinator(runtime, owner="me", lease_s=60.0, poll_interval=30.0, max_concurrency=1)
+        await coordinator.start()
+        try:
+            busy, _ = await coordinator.admit("clerk", "i1", prompt_input("takes the one place"))
+            other, _ = await coordinator.admit("clerk", "i2", prompt_input("waits for it"))
+            assert busy.status == "running" and other.status == "queued"
+            done = [await coordinator.wait(s.submission_id, timeout=10) for s in (busy, other)]
+        finally:
+            await coordinator.stop()
+            await runtime.close()
+    assert [d.status for d in done] == ["completed", "completed"]

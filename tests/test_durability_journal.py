@@ -249,3 +249,59 @@ async def test_a_submission_past_its_deadline_is_stopped_and_fails(tmp_path: Pat
             assert events[-3]["isError"] and events[-3]["error"]["type"] == "operation_cancelled"
         finally:
             await runtime.close()
+
+
+async def test_the_last_turns_entry_and_the_session_are_stored_together_and_fenced(
+    tmp_path: Path, test_dir: Path
+) -> None:
+    """The entry of the turn that ends a prompt goes into the session save's transaction: after a
+    prompt both are there; a save that fails (the session was deleted meanwhile) stores neither, and
+    an attempt that lost the submission while the model answered stores neither either."""
+    from flue.runtime.deletion import write_deletion
+
+    async with ScriptedModelServer() as model:
+        model.add(reply("the answer"), reply("deleted meanwhile", hang=True, hang_timeout=1.0),
+                  reply("too late", hang=True, hang_timeout=1.0))
+        project = make_project(tmp_path / "proj", model.url)
+        runtime = await Runtime.open(load_project(project))
+        store = runtime.stores.submissions
+        try:
+            a = Coordinator(runtime, owner="coord-a", lease_s=30.0, poll_interval=0.1)
+            await a.start()
+            done, _ = await a.admit("worker", "job-3", prompt_input("answer me"))
+            done = await a.wait(done.submission_id, timeout=20)
+            assert done.status == "completed"
+            entries = await store.journal(done.submission_id)
+            assert [(e["type"], e.get("done")) for e in entries] == [("turn", True)]
+            key = f"{instance_path('worker', 'job-3')}/default/default"
+            history = await runtime.stores.sessions.load(key)
+            assert history.metadata["lastJournal"]["key"] == done.submission_id
+
+            gone, _ = await a.admit("worker", "job-4", prompt_input("answer me"))
+            await wait_for(lambda: len(model.requests) == 2, what="the second model call")
+            other = await Runtime.open(load_project(project))  # another replica deletes the session
+            try:
+                await write_deletion(other.stores, instance_path("worker", "job-4"),
+                                     f"{instance_path('worker', 'job-4')}/default/default")
+            finally:
+                await other.close()
+            gone = await a.wait(gone.submission_id, timeout=20)
+            assert gone.status == "failed" and gone.error["type"] == "session_deleted", gone.error
+            assert await store.journal(gone.submission_id) == []  # the entry went down with the save
+
+            sub, _ = await a.admit("worker", "job-3", prompt_input("and again"))
+            await wait_for(lambda: len(model.requests) == 3, what="the third model call")
+            # another coordinator takes the submission over while the model is still answering
+            await runtime.adapter._execute_for_tests(
+                "UPDATE flue_submissions SET attempts = 2, lease_owner = 'coord-b' WHERE submission_id = ?",
+                (sub.submission_id,),
+            )
+            await wait_for(lambda: sub.submission_id not in a._running, what="the fenced attempt to stop")
+            await a.stop()
+            assert await store.journal(sub.submission_id) == []
+            after = await runtime.stores.sessions.load(key)
+            assert after.messages == history.messages  # the fenced attempt saved no history
+            fenced = await store.get(sub.submission_id)
+            assert fenced.status == "running" and fenced.lease_owner == "coord-b"  # and settled nothing
+        finally:
+            await runtime.close()

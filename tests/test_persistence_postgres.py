@@ -128,14 +128,16 @@ async def test_subscribers_are_woken_by_other_replicas(schema) -> None:
         both = {"queue:agents/x/1", "stream:agents/x/1"}
         sub, _ = await sa.submissions.admit("agents/x/1", "hello")
         assert await wakes(2) == both  # queued, and submission_admitted is on the stream
+        await sa.submissions.admit("agents/x/1", "again")
+        assert await wakes(2) == both
         await sa.submissions.claim_next("a-coord")
         await sa.submissions.settle(sub.submission_id, "a-coord", status="completed")
-        assert await wakes(2) == both  # the head advanced, and submission_settled is on the stream
+        assert await wakes(2) == both  # "again" became the head, and submission_settled is on the stream
         await sa.streams.close_stream("agents/x/1")
         assert await asyncio.wait_for(woke.get(), 5) == "stream:agents/x/1"
         # the writing replica hears its own writes once (directly), not again via NOTIFY
         await asyncio.sleep(0.2)
-        assert own == ["agents/x/1"] * 4 and woke.empty()
+        assert own == ["agents/x/1"] * 5 and woke.empty()
     finally:
         await a.close()
         await b.close()

@@ -265,7 +265,12 @@ class SubmissionStore(Protocol):
 
     async def journal(self, submission_id: str) -> list[dict[str, Any]]: ...
 
-    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]: ...
+    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(instance)`` when a head may have become runnable: after an admission
+        that queued, and after a settlement (or a claim that failed an exhausted head) that left
+        the instance a next head. A store may call it more often; it need not call it for a
+        settlement that leaves the instance nothing queued. Returns an unsubscribe function."""
+        ...
 
 
 # -- helpers shared by adapters ------------------------------------------------------

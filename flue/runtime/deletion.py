@@ -115,6 +115,8 @@ class GuardedSessions:
         self._sub = sub
         self._seen: dict[str, str | None] = {}  # key -> the marker id it was opened under
         self._own: set[str] = set()  # markers this submission wrote (it may reopen what it deleted)
+        #: The submission's journal (a SubmissionJournal), whose waiting entry the next save takes.
+        self.journal: Any = None
 
     def _name(self, key: str) -> str:
         return key[len(self._sub.instance) + len(HARNESS) + 2:] if key.startswith(self._sub.instance) else key
@@ -150,7 +152,13 @@ class GuardedSessions:
     async def save(self, key: str, data: SessionData) -> None:
         checked = getattr(self.inner, "save_checked", None)
         if checked is not None:  # the marker check and the write in one transaction (the SQL core)
-            await checked(key, marker_key(key), lambda marker_data: self._guarded(key, data, _marker_in(marker_data)))
+            def make(marker_data: SessionData | None) -> SessionData:
+                return self._guarded(key, data, _marker_in(marker_data))
+
+            if self.journal is not None and self.journal.pending:
+                await self.journal.save_session(key, marker_key(key), make)
+            else:
+                await checked(key, marker_key(key), make)
             return
         marker = await read_marker(self.inner, key)
         await self.inner.save(key, self._guarded(key, data, marker))

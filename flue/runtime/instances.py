@@ -106,7 +106,13 @@ class LeaseLost(Exception):
 
 
 class SubmissionJournal:
-    """The :class:`~flue.harness.journal.Journal` of one attempt of a submission."""
+    """The :class:`~flue.harness.journal.Journal` of one attempt of a submission.
+
+    The entry of the turn that ends the prompt (``done``) is followed at once by the session's
+    save, which marks the prompt finished (``lastJournal``). Where the session store can run the
+    journal's step in its own transaction (the SQL core's stores on one database), the entry waits
+    for that save (:meth:`save_session`): both are stored together or neither, fenced by the
+    attempt like every entry, in one commit instead of two."""
 
     def __init__(
         self, runtime: Runtime, sub: Submission, entries: list[dict[str, Any]], env: Any, saved: bytes | None
@@ -118,6 +124,11 @@ class SubmissionJournal:
         self._env = env
         self._snapshot = getattr(env, "snapshot", None)
         self.saved = saved  # the instance's snapshot as last stored
+        self._pending: dict[str, Any] | None = None  # the last turn's entry, waiting for the session save
+        stores = runtime.stores
+        step = getattr(stores.submissions, "journal_step", None)
+        self._joins_save = (step is not None and getattr(stores.sessions, "save_checked", None) is not None
+                            and getattr(stores.sessions, "database", None) is getattr(stores.submissions, "database", 0))
 
     async def save_snapshot(self) -> None:
         """Store the sandbox's state when it changed since it was last stored. An instance with no
@@ -133,8 +144,35 @@ class SubmissionJournal:
     async def record(self, entry: dict[str, Any]) -> None:
         if entry.get("type") in ("tool", "turn"):
             await self.save_snapshot()  # the files must be at least as new as the results replayed
+        if self._joins_save and entry.get("type") == "turn" and entry.get("done"):
+            self._pending = entry  # the session save that follows takes it (save_session)
+            return
+        await self._append(entry)
+
+    async def _append(self, entry: dict[str, Any]) -> None:
         if not await self._runtime.stores.submissions.append_journal(self._sub.submission_id, self._sub.attempts, entry):
             raise LeaseLost(self._sub.submission_id)
+
+    @property
+    def pending(self) -> bool:
+        """Whether an entry waits for the next session save."""
+        return self._pending is not None
+
+    async def save_session(self, key: str, other: str, make: Callable[[Any], Any]) -> None:
+        """The session store's ``save_checked(key, other, make)`` with the waiting entry first, in
+        its transaction; raises LeaseLost (nothing saved) when this attempt no longer holds the submission."""
+        entry, self._pending = self._pending, None
+        assert entry is not None
+        stores = self._runtime.stores
+        first = stores.submissions.journal_step(self._sub.submission_id, self._sub.attempts, entry)
+        if not await stores.sessions.save_checked(key, other, make, first=first):
+            raise LeaseLost(self._sub.submission_id)
+
+    async def flush(self) -> None:
+        """Store an entry no session save took (a prompt whose session is not persisted)."""
+        entry, self._pending = self._pending, None
+        if entry is not None:
+            await self._append(entry)
 
 
 def prompt_input(message: str, *, images: list[dict[str, Any]] | None = None, session: str = "default") -> dict[str, Any]:
@@ -286,6 +324,8 @@ class Coordinator:
                     )
                 finally:
                     self._reserved -= room
+                    if room:
+                        self._freed()
             else:
                 if offset:
                     meta = await self.runtime.stores.streams.get_stream_meta(path)
@@ -422,6 +462,13 @@ class Coordinator:
     def _forget(self, submission_id: str, task: asyncio.Task[None]) -> None:
         if self._running.get(submission_id) is task:
             del self._running[submission_id]
+            self._freed()
+
+    def _freed(self) -> None:
+        """A place among ``max_concurrency`` came free: a claim loop that was full looks again
+        (the store wakes it only when a settlement makes its instance's next head runnable)."""
+        if len(self._running) + self._reserved + 1 >= self.max_concurrency:
+            self._wake.set()
 
     async def _retire(self, submission_id: str) -> None:
         stale = self._running.pop(submission_id, None)
@@ -462,11 +509,12 @@ class Coordinator:
         harness = None
         try:
             snapshot = await runtime.stores.snapshots.load_snapshot(sub.instance)
+            sessions = guard_sessions(runtime, sub)  # respects session deletion markers (issue 16)
             harness = await init(
                 agent,
                 project=runtime.project,
                 sink=sink,
-                session_store=guard_sessions(runtime, sub),  # respects session deletion markers (issue 16)
+                session_store=sessions,
                 scope=sub.instance,
                 observe=False,
                 snapshot=snapshot,
@@ -480,6 +528,7 @@ class Coordinator:
             else:
                 entries = await self.store.journal(sub.submission_id) if sub.attempts > 1 else []
                 journal = SubmissionJournal(runtime, sub, entries, harness.env, snapshot)
+                sessions.journal = journal  # its last entry goes with the session's save
                 try:  # the coordinator enforces the deadline (wait_for: the operation raises its own cancel error)
                     outcome = await asyncio.wait_for(
                         session.prompt(text, images=images, journal=journal), sub.seconds_left()
@@ -487,6 +536,7 @@ class Coordinator:
                 except TimeoutError:
                     raise DeadlineExceeded(sub.deadline_at) from None
                 result = outcome.response(with_data=outcome.data is not None)
+                await journal.flush()
                 await journal.save_snapshot()
         except asyncio.CancelledError:
             # Shutdown or a lost lease: leave the submission to whoever holds it now.

@@ -85,15 +85,28 @@ class SQLSessionStore:
                          for raw in await self._db.run(op(), Mode.READ))
         return first, second
 
-    async def save_checked(self, key: str, other: str, make: Callable[[SessionData | None], SessionData]) -> None:
-        """Save ``make(<other's data>)`` as ``key`` in one transaction; ``make`` may raise (nothing is saved)."""
+    async def save_checked(
+        self, key: str, other: str, make: Callable[[SessionData | None], SessionData], *, first: Op[bool] | None = None
+    ) -> bool:
+        """Save ``make(<other's data>)`` as ``key`` in one transaction; ``make`` may raise (nothing is
+        saved). ``first``: an operation of another store on :attr:`database` run before, in the same
+        transaction (a submission's journal entry); when it returns False, nothing is saved and
+        False is returned."""
 
-        def op() -> Op[None]:
+        def op() -> Op[bool]:
+            if first is not None and not (yield from first):
+                return False
             row = yield Stmt(self._d.sql("SELECT data FROM {p}flue_sessions WHERE key = ? {lock}"), (other,), "one")
             final = make(None if row is None else SessionData.model_validate(self._d.loads(row[0])))
             yield Stmt(self._save, (key, self._d.json(dumps(final.model_dump(mode="json"))), now_ms()))
+            return True
 
-        await self._db.run(op(), Mode.TRANSACTION)
+        return await self._db.run(op(), Mode.TRANSACTION)
+
+    @property
+    def database(self) -> Database:
+        """The database this store's operations run on (see ``save_checked(first=...)``)."""
+        return self._db
 
 
 _RUN_COLUMNS = "run_id, workflow, status, payload, result, error, started_at, ended_at, duration_ms, started_ms"

@@ -113,8 +113,9 @@ class SQLSubmissionStore:
         row = yield Stmt(self._d.sql(f"SELECT {_COLS} FROM {{p}}flue_submissions WHERE {where}"), params, "one")
         return None if row is None else self._decode(row)
 
-    def _advance_head(self, instance: str) -> Op[None]:
-        """The head left the active set: point the instance at its next active submission.
+    def _advance_head(self, instance: str) -> Op[bool]:
+        """The head left the active set: point the instance at its next active submission
+        (True: it has one, which may now run).
 
         With row locks the instance row is locked first, in a statement of its own: an
         admission in flight holds it, and only a statement started after that admission
@@ -124,10 +125,12 @@ class SQLSubmissionStore:
         d = self._d
         if d.row_locks:
             yield Stmt(d.sql("SELECT 1 FROM {p}flue_instances WHERE instance = ?{lock}"), (instance,))
-        yield Stmt(d.sql(
+        row = yield Stmt(d.sql(
             "UPDATE {p}flue_instances SET (head_seq, head_ms) = (SELECT seq, accepted_ms FROM {p}flue_submissions "
-            "WHERE instance = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1) WHERE instance = ?"
-        ), (instance, instance))
+            "WHERE instance = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1) WHERE instance = ? "
+            "RETURNING head_seq"
+        ), (instance, instance), "one")
+        return row is not None and row[0] is not None
 
     def _record(self, sub: Submission, events: list[dict[str, Any]]) -> Op[int | None]:
         """Append lifecycle events to the instance's stream in the current transaction."""
@@ -211,8 +214,11 @@ class SQLSubmissionStore:
         row = await self._db.run(single(self._d.sql(_UNSETTLED), (), "one"), Mode.READ)
         return int(row[0])
 
-    def _claim(self, owner: str, lease_ms: int, now: int, extra: str, params: tuple[Any, ...]) -> Op[Submission | None]:
-        """Claim the oldest runnable head (matching ``extra``) for ``owner``, or settle it failed if exhausted."""
+    def _claim(
+        self, owner: str, lease_ms: int, now: int, extra: str, params: tuple[Any, ...]
+    ) -> Op[tuple[Submission, bool] | None]:
+        """Claim the oldest runnable head (matching ``extra``) for ``owner``, or settle it failed if
+        exhausted; with whether its instance then has a next head."""
         d = self._d
         row = yield Stmt(d.sql(_HEADS + extra + _OLDEST), (now, *params), "one")
         if row is None:
@@ -232,15 +238,20 @@ class SQLSubmissionStore:
             ), (owner, now + lease_ms, head.submission_id), "one")
         sub = self._decode(row)
         if error is not None:
-            yield from self._advance_head(sub.instance)
+            next_head = yield from self._advance_head(sub.instance)
             yield from self._record(sub, settlement_events(sub))
-            yield Notify("q", sub.instance)  # the instance's next head became runnable
-        return sub
+            if next_head:
+                yield Notify("q", sub.instance)  # the instance's next head became runnable
+            return sub, next_head
+        return sub, False
 
-    async def _claimed(self, op: Op[Submission | None]) -> Submission | None:
-        sub = await self._db.run(op, Mode.TRANSACTION)
-        if sub is not None and sub.status == "failed":
-            self._appended(sub.instance)  # the instance's next head became runnable
+    async def _claimed(self, op: Op[tuple[Submission, bool] | None]) -> Submission | None:
+        claimed = await self._db.run(op, Mode.TRANSACTION)
+        if claimed is None:
+            return None
+        sub, next_head = claimed
+        if sub.status == "failed":
+            self._appended(sub.instance, queued=next_head)
         return sub
 
     async def claim_next(
@@ -301,28 +312,29 @@ class SQLSubmissionStore:
         t = now_ms(now)
         texts = [dumps(e) for e in events or ()]
 
-        def op() -> Op[tuple[bool, Submission | None]]:
+        def op() -> Op[tuple[bool, Submission | None, bool]]:
             row = yield Stmt(d.sql(
                 "SELECT status, lease_owner, attempts FROM {p}flue_submissions WHERE submission_id = ?{lock}"
             ), (submission_id,), "one")
             if row is None or row[1] != owner or (attempt is not None and row[2] != attempt):
-                return False, None
+                return False, None, False
             if row[0] != "running":
-                return row[0] == status, None  # a replayed settle by the same owner
+                return row[0] == status, None, False  # a replayed settle by the same owner
             row = yield Stmt(d.sql(
                 "UPDATE {p}flue_submissions SET status = ?, result = ?, error = ?, settled_ms = ?, "
                 f"lease_expires_ms = NULL WHERE submission_id = ? RETURNING {_COLS}"
             ), (status, result_doc, error_doc, t, submission_id), "one")
             settled = self._decode(row)
-            yield from self._advance_head(settled.instance)
+            next_head = yield from self._advance_head(settled.instance)
             lifecycle = [dumps(e) for e in settlement_events(settled, event_index=event_index)]
             yield from self._record_texts(settled, texts + lifecycle)
-            yield Notify("q", settled.instance)
-            return True, settled
+            if next_head:  # only then is anything runnable that was not before
+                yield Notify("q", settled.instance)
+            return True, settled, next_head
 
-        ok, settled = await self._db.run(op(), Mode.TRANSACTION)
+        ok, settled, next_head = await self._db.run(op(), Mode.TRANSACTION)
         if settled is not None:
-            self._appended(settled.instance)
+            self._appended(settled.instance, queued=next_head)
         return ok, settled
 
     async def get(self, submission_id: str) -> Submission | None:
@@ -335,7 +347,17 @@ class SQLSubmissionStore:
         sql = self._d.sql(f"SELECT {_COLS} FROM {{p}}flue_submissions WHERE instance = ? ORDER BY seq")
         return [self._decode(r) for r in await self._db.run(single(sql, (instance,), "all"), Mode.READ)]
 
+    @property
+    def database(self) -> Database:
+        """The database this store's operations run on (stores on the same one may share a transaction)."""
+        return self._db
+
     async def append_journal(self, submission_id: str, attempt: int, entry: dict[str, Any]) -> bool:
+        return await self._db.run(self.journal_step(submission_id, attempt, entry), Mode.TRANSACTION)
+
+    def journal_step(self, submission_id: str, attempt: int, entry: dict[str, Any]) -> Op[bool]:
+        """``append_journal``'s operation, for a transaction of another store on :attr:`database`
+        (``SQLSessionStore.save_checked(first=...)``: a prompt's last entry and its session go together)."""
         if not isinstance(entry, dict):
             raise TypeError("journal entries must be JSON objects (dicts)")
         d = self._d
@@ -356,7 +378,7 @@ class SQLSubmissionStore:
             ), (submission_id, submission_id, attempt, doc, t))
             return True
 
-        return await self._db.run(op(), Mode.TRANSACTION)
+        return op()
 
     async def journal(self, submission_id: str) -> list[dict[str, Any]]:
         sql = self._d.sql("SELECT entry FROM {p}flue_journal WHERE submission_id = ? ORDER BY seq")
