@@ -25,8 +25,10 @@ class Cost(BaseModel):
     cache_write: float = 0.0
     total: float = 0.0
 
+    # Sums and prices of validated values are built unvalidated (model_construct): they are the hot
+    # path's most frequent models (several per turn), and their fields are numbers by construction.
     def __add__(self, other: Cost) -> Cost:
-        return Cost(
+        return Cost.model_construct(
             input=self.input + other.input,
             output=self.output + other.output,
             cache_read=self.cache_read + other.cache_read,
@@ -53,7 +55,7 @@ class Usage(BaseModel):
         )
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
+        return Usage.model_construct(
             input=self.input + other.input,
             output=self.output + other.output,
             cache_read=self.cache_read + other.cache_read,
@@ -63,7 +65,16 @@ class Usage(BaseModel):
         )
 
     def wire(self) -> dict[str, object]:
-        return self.model_dump(by_alias=True)
+        """``model_dump(by_alias=True)``, spelled out (it is called for every event that carries usage)."""
+        c = self.cost
+        return {"input": self.input, "output": self.output, "cacheRead": self.cache_read,
+                "cacheWrite": self.cache_write, "totalTokens": self.total_tokens,
+                "cost": {"input": c.input, "output": c.output, "cacheRead": c.cache_read,
+                         "cacheWrite": c.cache_write, "total": c.total}}
+
+
+#: No usage (a message without any): shared, so never change it in place (nothing changes usage in place).
+NO_USAGE = Usage()
 
 
 class ModelPrices(BaseModel):
@@ -78,7 +89,7 @@ class ModelPrices(BaseModel):
     def price(self, usage: Usage) -> Usage:
         """``usage`` with its ``cost`` computed from these prices."""
         rate = 1e-6
-        cost = Cost(
+        cost = Cost.model_construct(
             input=usage.input * self.input * rate,
             output=usage.output * self.output * rate,
             cache_read=usage.cache_read * self.cache_read * rate,

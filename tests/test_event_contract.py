@@ -83,6 +83,24 @@ async def test_usage_is_priced_from_the_catalog(scripted_model_server: ScriptedM
     assert result.model.provider == "openai" and result.model.id == "gpt-4o-mini"
 
 
+def test_usage_sums_prices_and_wire_form_match_the_validated_models() -> None:
+    """Sums and prices are built unvalidated and the wire form is spelled out by hand (hot path):
+    each must equal what the validated model and pydantic's dump give."""
+    from flue.usage import Cost, ModelPrices, Usage
+
+    a, b = Usage.of(input=3, output=4, cache_read=5, cache_write=6), Usage.of(input=1, output=2)
+    total = ModelPrices(input=2.0, output=8.0, cache_read=0.5, cache_write=1.0).price(a + b)
+    expected = Usage(input=4, output=6, cache_read=5, cache_write=6, total_tokens=21,
+                     cost=Cost(input=8e-6, output=48e-6, cache_read=2.5e-6, cache_write=6e-6, total=64.5e-6))
+    for field in ("input", "output", "cache_read", "cache_write", "total_tokens"):
+        assert getattr(total, field) == getattr(expected, field)
+    for field in ("input", "output", "cache_read", "cache_write", "total"):
+        assert getattr(total.cost, field) == pytest.approx(getattr(expected.cost, field))
+    for usage in (total, a + b, Usage(), a):
+        assert usage.wire() == usage.model_dump(by_alias=True)
+        assert json.loads(json.dumps(usage.wire())) == json.loads(usage.model_dump_json(by_alias=True))
+
+
 async def test_a_registration_prices_its_models_and_unknown_models_cost_nothing() -> None:
     model = ScriptedModel([ScriptedTurn(text="a", prompt_tokens=1_000_000, completion_tokens=2_000_000),
                            reply("b")])

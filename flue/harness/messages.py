@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flue.events import IMAGE_DATA_OMITTED, now_ms
-from flue.usage import Usage
+from flue.usage import NO_USAGE, Usage
 
 # OpenAI finish reasons -> Flue's stop reasons.
 STOP_REASONS = {"stop": "stop", "end_turn": "stop", "length": "length", "max_tokens": "length",
@@ -153,7 +153,7 @@ def agent_message(
     out = llm_message(message, tool_names=tool_names, errors=errors) or {"role": message.get("role"), "content": []}
     if out["role"] == "assistant" and model is not None:
         out.update(api=model.api, provider=model.provider, model=model.id,
-                   usage=(usage or Usage()).wire(), stopReason=stop or "stop")
+                   usage=(usage or NO_USAGE).wire(), stopReason=stop or "stop")
     out["timestamp"] = now_ms()
     return out
 
