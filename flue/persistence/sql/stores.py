@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from flue.persistence.base import (
     OFFSET_BEFORE_START,
@@ -298,17 +298,20 @@ _CLOSE_BUMP = (
 
 
 def append_rows(
-    d: Dialect, path: str, texts: list[str], *, create: bool = False, close: bool = False
+    d: Dialect, path: str, texts: list[str], *, create: bool | Literal["first"] = False, close: bool = False
 ) -> Op[int]:
     """Append JSON texts to a stream inside the caller's transaction; return the new length.
 
     The stream row is the allocator: it is bumped first (``UPDATE ... RETURNING``, which holds
     the row till the commit), so concurrent appenders get consecutive seqs.
-    ``create``: make the stream if it is missing (lifecycle events of submissions).
+    ``create``: make the stream if it is missing (lifecycle events of submissions): after the
+    bump finds no row, or first when the caller expects a new stream (``create="first"``: an
+    instance's first admission), so an existing stream costs no insert.
     ``close``: close the stream after these (its last) events.
     """
-    if create:
+    if create == "first" or (create and not texts and not close):
         yield Stmt(d.sql(_CREATE_STREAM), (path, utc_now_iso()))
+        create = False
     if not texts and not close:
         row = yield Stmt(d.sql("SELECT length, closed FROM {p}flue_streams WHERE path = ?"), (path,), "one")
         if row is None:
@@ -316,7 +319,11 @@ def append_rows(
         if row[1]:
             raise StreamClosed(f"stream {path!r} is closed")
         return int(row[0])
-    bumped = yield Stmt(d.sql(_CLOSE_BUMP if close else _BUMP), (len(texts), path), "one")
+    bump = d.sql(_CLOSE_BUMP if close else _BUMP)
+    bumped = yield Stmt(bump, (len(texts), path), "one")
+    if bumped is None and create:
+        yield Stmt(d.sql(_CREATE_STREAM), (path, utc_now_iso()))
+        bumped = yield Stmt(bump, (len(texts), path), "one")
     if bumped is None:  # missing or closed: say which
         row = yield Stmt(d.sql("SELECT closed FROM {p}flue_streams WHERE path = ?"), (path,), "one")
         if row is None:

@@ -132,14 +132,15 @@ class SQLSubmissionStore:
         ), (instance, instance), "one")
         return row is not None and row[0] is not None
 
-    def _record(self, sub: Submission, events: list[dict[str, Any]]) -> Op[int | None]:
-        """Append lifecycle events to the instance's stream in the current transaction."""
-        return (yield from self._record_texts(sub, [dumps(e) for e in events]))
+    def _record(self, sub: Submission, events: list[dict[str, Any]], *, new: bool = False) -> Op[int | None]:
+        """Append lifecycle events to the instance's stream in the current transaction (``new``:
+        the instance's first submission, whose stream most likely does not exist yet)."""
+        return (yield from self._record_texts(sub, [dumps(e) for e in events], new=new))
 
-    def _record_texts(self, sub: Submission, texts: list[str]) -> Op[int | None]:
+    def _record_texts(self, sub: Submission, texts: list[str], *, new: bool = False) -> Op[int | None]:
         """Append encoded events to the instance's stream; its new length (None: it is closed)."""
         try:
-            return (yield from append_rows(self._d, sub.instance, texts, create=True))
+            return (yield from append_rows(self._d, sub.instance, texts, create="first" if new else True))
         except StreamClosed:
             return None  # a closed stream takes no more events; the state change still stands
 
@@ -207,7 +208,7 @@ class SQLSubmissionStore:
         if not claimed:
             yield Notify("q", plan.instance)
         sub = self._decode(inserted)
-        length = yield from self._record(sub, [admission_event(sub)])
+        length = yield from self._record(sub, [admission_event(sub)], new=seq == 1)
         return sub, True, None if length is None else length - 1
 
     async def count_unsettled(self) -> int:
@@ -312,18 +313,22 @@ class SQLSubmissionStore:
         t = now_ms(now)
         texts = [dumps(e) for e in events or ()]
 
+        fenced, params = ("", ()) if attempt is None else (" AND attempts = ?", (attempt,))
+
         def op() -> Op[tuple[bool, Submission | None, bool]]:
-            row = yield Stmt(d.sql(
-                "SELECT status, lease_owner, attempts FROM {p}flue_submissions WHERE submission_id = ?{lock}"
-            ), (submission_id,), "one")
-            if row is None or row[1] != owner or (attempt is not None and row[2] != attempt):
-                return False, None, False
-            if row[0] != "running":
-                return row[0] == status, None, False  # a replayed settle by the same owner
+            # the running submission of this owner (and attempt) settles; anything else is read below
             row = yield Stmt(d.sql(
                 "UPDATE {p}flue_submissions SET status = ?, result = ?, error = ?, settled_ms = ?, "
-                f"lease_expires_ms = NULL WHERE submission_id = ? RETURNING {_COLS}"
-            ), (status, result_doc, error_doc, t, submission_id), "one")
+                "lease_expires_ms = NULL WHERE submission_id = ? AND status = 'running' AND lease_owner = ?"
+                f"{fenced} RETURNING {_COLS}"
+            ), (status, result_doc, error_doc, t, submission_id, owner, *params), "one")
+            if row is None:
+                row = yield Stmt(d.sql(
+                    "SELECT status, lease_owner, attempts FROM {p}flue_submissions WHERE submission_id = ?"
+                ), (submission_id,), "one")
+                if row is None or row[1] != owner or (attempt is not None and row[2] != attempt) or row[0] == "running":
+                    return False, None, False  # not this owner's (or attempt's): fenced off
+                return row[0] == status, None, False  # a replayed settle by the same owner
             settled = self._decode(row)
             next_head = yield from self._advance_head(settled.instance)
             lifecycle = [dumps(e) for e in settlement_events(settled, event_index=event_index)]
