@@ -75,6 +75,9 @@ def _float(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_int=_int, parse_float=_float)  # json.loads makes one per call
+
+
 def loads(data: str | bytes | bytearray | memoryview, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse JSON text (``bytes`` must be UTF-8) under the boundary rules."""
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -85,7 +88,7 @@ def loads(data: str | bytes | bytearray | memoryview, *, max_depth: int = MAX_DE
     else:
         text = data
     try:
-        value = json.loads(text, parse_constant=_constant, parse_int=_int, parse_float=_float)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise JsonRuleError(f"{exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except RecursionError:

@@ -169,8 +169,11 @@ def render_instructions(agent: Any, cwd: str, *, instance: Any = None) -> str:
     from flue.authoring.templates import TemplateFailure, render
     from flue.harness.errors import InstructionsTemplateError
 
+    source = agent.instructions or ""
+    if "{" not in source:  # nothing to render (most instructions): skip building the variables
+        return source
     try:
-        return render(agent.instructions or "", instruction_variables(agent, cwd, instance))
+        return render(source, instruction_variables(agent, cwd, instance))
     except TemplateFailure as exc:
         raise InstructionsTemplateError(agent.name, exc.problem) from None
 
