@@ -87,6 +87,8 @@ def loads(data: str | bytes | bytearray | memoryview, *, max_depth: int = MAX_DE
             raise JsonRuleError(f"the text is not valid UTF-8 (at byte {exc.start})") from None
     else:
         text = data
+    if text.startswith("\ufeff"):  # json.loads' check, which the decoder itself does not make
+        raise JsonRuleError("Unexpected UTF-8 BOM (decode using utf-8-sig) at line 1, column 1")
     try:
         value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:

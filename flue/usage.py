@@ -73,7 +73,8 @@ class Usage(BaseModel):
                          "cacheWrite": c.cache_write, "total": c.total}}
 
 
-#: No usage (a message without any): shared, so never change it in place (nothing changes usage in place).
+#: No usage, for wire forms of messages without any (``NO_USAGE.wire()``: fresh dicts). Shared: never
+#: hand it on as a value someone may keep or change (make a ``Usage()`` for that).
 NO_USAGE = Usage()
 
 

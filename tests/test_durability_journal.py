@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fixtures.durability import scripted_project
 
-from flue.persistence.base import parse_offset
+from flue.persistence.base import SessionData, parse_offset
 from flue.project import load_project
 from flue.runtime.instances import Coordinator, instance_path, prompt_input
 from flue.runtime.runtime import Runtime
@@ -260,8 +260,8 @@ async def test_the_last_turns_entry_and_the_session_are_stored_together_and_fenc
     from flue.runtime.deletion import write_deletion
 
     async with ScriptedModelServer() as model:
-        model.add(reply("the answer"), reply("deleted meanwhile", hang=True, hang_timeout=1.0),
-                  reply("too late", hang=True, hang_timeout=1.0))
+        model.add(reply("the answer"), reply("deleted meanwhile", hang=True, hang_timeout=2.0),
+                  reply("too late", hang=True, hang_timeout=2.0))
         project = make_project(tmp_path / "proj", model.url)
         runtime = await Runtime.open(load_project(project))
         store = runtime.stores.submissions
@@ -279,12 +279,9 @@ async def test_the_last_turns_entry_and_the_session_are_stored_together_and_fenc
 
             gone, _ = await a.admit("worker", "job-4", prompt_input("answer me"))
             await wait_for(lambda: len(model.requests) == 2, what="the second model call")
-            other = await Runtime.open(load_project(project))  # another replica deletes the session
-            try:
-                await write_deletion(other.stores, instance_path("worker", "job-4"),
-                                     f"{instance_path('worker', 'job-4')}/default/default")
-            finally:
-                await other.close()
+            # the deletion marker alone, as another replica writes it (no session here is told)
+            await write_deletion(runtime.stores, instance_path("worker", "job-4"),
+                                 f"{instance_path('worker', 'job-4')}/default/default")
             gone = await a.wait(gone.submission_id, timeout=20)
             assert gone.status == "failed" and gone.error["type"] == "session_deleted", gone.error
             assert await store.journal(gone.submission_id) == []  # the entry went down with the save
@@ -305,3 +302,30 @@ async def test_the_last_turns_entry_and_the_session_are_stored_together_and_fenc
             assert fenced.status == "running" and fenced.lease_owner == "coord-b"  # and settled nothing
         finally:
             await runtime.close()
+
+
+async def test_only_the_prompts_own_session_save_takes_the_last_entry(tmp_path: Path, test_dir: Path) -> None:
+    """Another session's save (a task's child session, say) leaves the waiting entry alone;
+    an entry no save took is stored by flush()."""
+    from flue.runtime.deletion import guard_sessions
+    from flue.runtime.instances import SubmissionJournal
+
+    project = make_project(tmp_path / "proj", "http://127.0.0.1:9/v1")
+    runtime = await Runtime.open(load_project(project))
+    try:
+        store = runtime.stores.submissions
+        sub, _ = await store.admit("agents/worker/job-5", prompt_input("x"))
+        sub = await store.claim_next("me", lease_s=30)
+        own = "agents/worker/job-5/default/default"
+        sessions = guard_sessions(runtime, sub)
+        journal = SubmissionJournal(runtime, sub, [], None, None, session_key=own)
+        sessions.journal = journal
+        entry = {"type": "turn", "index": 0, "done": True}
+        await journal.record(entry)
+        assert journal.waits_for(own) and await store.journal(sub.submission_id) == []
+        await sessions.save("agents/worker/job-5/default/child", SessionData())
+        assert journal.waits_for(own) and await store.journal(sub.submission_id) == []
+        await journal.flush()
+        assert not journal.waits_for(own) and await store.journal(sub.submission_id) == [entry]
+    finally:
+        await runtime.close()

@@ -35,7 +35,7 @@ from flue.harness.errors import FlueHarnessError, ModelCallError
 from flue.harness.messages import ModelRef, stop_reason
 from flue.ids import new_id
 from flue.models.base import ModelProvider, ModelRequest, StreamAccumulator, aclose_stream
-from flue.usage import NO_USAGE, ModelPrices, Usage
+from flue.usage import ModelPrices, Usage
 
 SUMMARY_SYSTEM = (
     "You compress conversations. Summarize the conversation you are given so that it can continue "
@@ -162,7 +162,7 @@ async def _summarize(
         raise ModelCallError(f"{model.provider}/{model.id}", exc, provider=model.provider) from exc
     finally:
         await aclose_stream(stream)
-    return acc.text.strip() or "(the earlier conversation could not be summarized)", acc.usage or NO_USAGE, acc.finish_reason
+    return acc.text.strip() or "(the earlier conversation could not be summarized)", acc.usage or Usage(), acc.finish_reason
 
 
 def _render(message: dict[str, Any]) -> str:

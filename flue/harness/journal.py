@@ -19,7 +19,9 @@ tool calls without a recorded result run. A journal whose last turn ended the
 loop finishes the operation without any call at all.
 
 **What may run twice after a crash:** the model call that was streaming when
-the process died (its answer had not been recorded), and tool calls that had
+the process died or whose answer's entry was not committed yet (the entry of
+the turn that ends the loop is committed with the session save that follows
+it, see ``flue.runtime.instances.SubmissionJournal``), and tool calls that had
 started but not finished. Everything recorded is replayed, never repeated.
 Tools with outside effects should therefore be idempotent, or check before
 acting. The journal's writer decides what else to keep consistent with it

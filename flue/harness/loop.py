@@ -77,7 +77,7 @@ from flue.harness.results import REMINDER, RESULT_TOOL_NAME, ResultInvalid, Resu
 from flue.ids import new_id
 from flue.models.base import AssembledToolCall, ModelProvider, ModelRequest, StreamAccumulator, aclose_stream
 from flue.tools import Tool, ToolContext, ToolError
-from flue.usage import NO_USAGE, ModelPrices, Usage
+from flue.usage import ModelPrices, Usage
 
 
 @dataclass
@@ -381,7 +381,7 @@ async def _stream_turn(settings: LoopSettings, request: ModelRequest, sink: Even
         await aclose_stream(stream)
     if not started:  # an empty answer still is a message
         await sink.emit(MessageStart(message=agent_message({"role": "assistant", "content": None}, model=settings.ref)))
-    return _TurnOutput(acc.message(), acc.text, acc.usage or NO_USAGE, acc.finish_reason, acc.tool_calls)
+    return _TurnOutput(acc.message(), acc.text, acc.usage or Usage(), acc.finish_reason, acc.tool_calls)
 
 
 async def _run_tools(

@@ -115,7 +115,7 @@ class GuardedSessions:
         self._sub = sub
         self._seen: dict[str, str | None] = {}  # key -> the marker id it was opened under
         self._own: set[str] = set()  # markers this submission wrote (it may reopen what it deleted)
-        #: The submission's journal (a SubmissionJournal), whose waiting entry the next save takes.
+        #: The submission's journal (a SubmissionJournal), whose waiting entry its prompt's session save takes.
         self.journal: Any = None
 
     def _name(self, key: str) -> str:
@@ -155,7 +155,7 @@ class GuardedSessions:
             def make(marker_data: SessionData | None) -> SessionData:
                 return self._guarded(key, data, _marker_in(marker_data))
 
-            if self.journal is not None and self.journal.pending:
+            if self.journal is not None and self.journal.waits_for(key):
                 await self.journal.save_session(key, marker_key(key), make)
             else:
                 await checked(key, marker_key(key), make)

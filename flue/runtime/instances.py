@@ -18,7 +18,7 @@ claims them again (attempts are bounded, and a deadline fails them).
 
 Recovery is journaled (:class:`SubmissionJournal`): every model answer, tool
 result and finished turn of the running prompt is recorded in the
-submission's journal (fenced by the attempt number, so a coordinator that
+submission's journal (the last turn's together with the session's save) (fenced by the attempt number, so a coordinator that
 lost its lease cannot write into its successor's), and the virtual
 sandbox's snapshot is saved before each tool result and turn is recorded.
 A recovering attempt restores that snapshot and replays the journal, so
@@ -115,9 +115,11 @@ class SubmissionJournal:
     attempt like every entry, in one commit instead of two."""
 
     def __init__(
-        self, runtime: Runtime, sub: Submission, entries: list[dict[str, Any]], env: Any, saved: bytes | None
+        self, runtime: Runtime, sub: Submission, entries: list[dict[str, Any]], env: Any, saved: bytes | None,
+        *, session_key: str | None = None,
     ):
         self.key = sub.submission_id
+        self.session_key = session_key  # the prompt's session: only its save takes the last entry
         self.entries = entries
         self._runtime = runtime
         self._sub = sub
@@ -127,8 +129,10 @@ class SubmissionJournal:
         self._pending: dict[str, Any] | None = None  # the last turn's entry, waiting for the session save
         stores = runtime.stores
         step = getattr(stores.submissions, "journal_step", None)
-        self._joins_save = (step is not None and getattr(stores.sessions, "save_checked", None) is not None
-                            and getattr(stores.sessions, "database", None) is getattr(stores.submissions, "database", 0))
+        database = getattr(stores.submissions, "database", None)
+        self._joins_save = (session_key is not None and step is not None and database is not None
+                            and getattr(stores.sessions, "save_checked", None) is not None
+                            and getattr(stores.sessions, "database", None) is database)
 
     async def save_snapshot(self) -> None:
         """Store the sandbox's state when it changed since it was last stored. An instance with no
@@ -153,10 +157,9 @@ class SubmissionJournal:
         if not await self._runtime.stores.submissions.append_journal(self._sub.submission_id, self._sub.attempts, entry):
             raise LeaseLost(self._sub.submission_id)
 
-    @property
-    def pending(self) -> bool:
-        """Whether an entry waits for the next session save."""
-        return self._pending is not None
+    def waits_for(self, key: str) -> bool:
+        """Whether an entry waits for the save of session ``key`` (the prompt's own)."""
+        return self._pending is not None and key == self.session_key
 
     async def save_session(self, key: str, other: str, make: Callable[[Any], Any]) -> None:
         """The session store's ``save_checked(key, other, make)`` with the waiting entry first, in
@@ -310,45 +313,52 @@ class Coordinator:
         # the store appends submission_admitted to the instance's stream in the admission's transaction
         admit_at = getattr(self.store, "admit_at", None)  # optional: admission and stream length at once
         before: int | None = None
+        # with room here, a submission to an idle instance is claimed by its admission (one transaction
+        # less, and no claim loop round); a queued one waits for the claim loop
+        held = admit_at is not None and (bool(self._tasks) and not self._stopping  # started: a runtime that only admits runs nothing
+                                         and len(self._running) + self._reserved < self.max_concurrency)
+        self._reserved += held  # a place among max_concurrency, from the admission until its submission runs
         try:
-            if admit_at is not None:
-                # with room here, a submission to an idle instance is claimed by its admission (one
-                # transaction less, and no claim loop round); a queued one waits for the claim loop
-                room = (bool(self._tasks) and not self._stopping  # started: a runtime that only admits runs nothing
-                        and len(self._running) + self._reserved < self.max_concurrency)
-                self._reserved += room  # a place among max_concurrency while the admission is in flight
-                try:
+            try:
+                if admit_at is not None:
                     sub, created, before = await admit_at(
                         path, input, kind=kind, dispatch_id=dispatch_id, max_queued=bounds.max_queued_per_instance,
-                        claim_for=(self.owner, self.lease_s) if room else None, **options,
+                        claim_for=(self.owner, self.lease_s) if held else None, **options,
                     )
-                finally:
-                    self._reserved -= room
-                    if room:
-                        self._freed()
+                else:
+                    if offset:
+                        meta = await self.runtime.stores.streams.get_stream_meta(path)
+                        before = meta.length if meta is not None else 0
+                    sub, created = await self.store.admit(
+                        path, input, kind=kind, dispatch_id=dispatch_id, max_queued=bounds.max_queued_per_instance,
+                        **options,
+                    )
+            except QueueFull:
+                raise InstanceQueueFull(
+                    f"agent instance {agent}/{instance_id} already holds {bounds.max_queued_per_instance} unsettled "
+                    "submissions (coordinator.max_queued_per_instance); retry once some have settled"
+                ) from None
+            claimed = created and sub.status == "running" and sub.lease_owner == self.owner
+            if held and not claimed:
+                self._reserved -= 1
+                held = False
+                self._freed()
+            if created:
+                remember_for(sub.submission_id, sub.seconds_left())  # configure_provider() of this request (issue 16)
+                self._backlog += 1
+                await self._observe(sub, "submission_admitted",
+                                    lambda: SubmissionAdmitted(input=redact_images(input), event_index=0))
+            if claimed:  # (only a held place claims)
+                self._reserved -= 1  # the place goes to the running submission
+                held = False
+                self._start(sub)  # claimed with its admission
             else:
-                if offset:
-                    meta = await self.runtime.stores.streams.get_stream_meta(path)
-                    before = meta.length if meta is not None else 0
-                sub, created = await self.store.admit(
-                    path, input, kind=kind, dispatch_id=dispatch_id, max_queued=bounds.max_queued_per_instance,
-                    **options,
-                )
-        except QueueFull:
-            raise InstanceQueueFull(
-                f"agent instance {agent}/{instance_id} already holds {bounds.max_queued_per_instance} unsettled "
-                "submissions (coordinator.max_queued_per_instance); retry once some have settled"
-            ) from None
-        if created:
-            remember_for(sub.submission_id, sub.seconds_left())  # configure_provider() of this request (issue 16)
-            self._backlog += 1
-            await self._observe(sub, "submission_admitted",
-                                lambda: SubmissionAdmitted(input=redact_images(input), event_index=0))
-        if created and sub.status == "running" and sub.lease_owner == self.owner:
-            self._start(sub)  # claimed with its admission
-        else:
-            self._wake.set()
-        return sub, created, before
+                self._wake.set()
+            return sub, created, before
+        finally:
+            if held:  # the admission failed, or was cancelled while its observers ran
+                self._reserved -= 1
+                self._freed()
 
     async def _over_backlog(self, limit: int, dispatch_id: str | None) -> bool:
         """Whether the store's backlog is at ``limit``. The count is read at most every BACKLOG_TTL_S
@@ -431,6 +441,7 @@ class Coordinator:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
+            self._wake.clear()  # before the claim: a wake that comes during it is not lost
             claimed = False
             if len(self._running) + self._reserved < self.max_concurrency:
                 try:
@@ -448,7 +459,6 @@ class Coordinator:
                     else:
                         self._start(sub)
             if not claimed:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_interval):
                         await self._wake.wait()
@@ -527,7 +537,8 @@ class Coordinator:
                 result = finished.get("result")  # it finished before the crash; only settling was lost
             else:
                 entries = await self.store.journal(sub.submission_id) if sub.attempts > 1 else []
-                journal = SubmissionJournal(runtime, sub, entries, harness.env, snapshot)
+                journal = SubmissionJournal(runtime, sub, entries, harness.env, snapshot,
+                                            session_key=session.key)
                 sessions.journal = journal  # its last entry goes with the session's save
                 try:  # the coordinator enforces the deadline (wait_for: the operation raises its own cancel error)
                     outcome = await asyncio.wait_for(

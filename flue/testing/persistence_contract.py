@@ -618,9 +618,10 @@ class PersistenceContract:
         unsubscribe = sub.subscribe(seen.append)
         s, _ = await sub.admit("agents/a/1", "x", now=at(0))
         await asyncio.sleep(0)
-        assert seen == ["agents/a/1"]  # a runnable head
+        assert "agents/a/1" in seen  # a runnable head
         await sub.admit("agents/a/1", "y", now=at(0))
         await sub.claim_next("c1", now=at(0))
+        await asyncio.sleep(0)  # what the admissions sent is in before the settlement's
         seen.clear()
         await sub.settle(s.submission_id, "c1", status="completed", now=at(1))
         await asyncio.sleep(0)
@@ -631,6 +632,33 @@ class PersistenceContract:
         await sub.admit("agents/b/1", "z", now=at(2))
         await asyncio.sleep(0)
         assert seen == []
+
+    # -- a journal entry with a session save (optional: the SQL core's stores, flue.runtime.instances) --
+
+    async def test_a_journal_step_goes_into_a_session_save_s_transaction(self, stores: Any) -> None:
+        sub, sessions = stores.submissions, stores.sessions
+        if not hasattr(sub, "journal_step") or not hasattr(sessions, "save_checked"):
+            pytest.skip("the adapter has no journal_step / save_checked (a prompt's last entry is a commit of its own)")
+        s, _ = await sub.admit("agents/j/1", "x", now=at(0))
+        await sub.claim_next("c1", lease_s=30, now=at(0))
+        first = SessionData(messages=[{"role": "user", "content": "hi"}])
+        assert await sessions.save_checked("k", "k#marker", lambda _marker: first,
+                                           first=sub.journal_step(s.submission_id, 1, {"type": "turn", "n": 1}))
+        assert await sub.journal(s.submission_id) == [{"type": "turn", "n": 1}]
+        assert (await sessions.load("k")).messages == first.messages
+
+        def refuse(_marker: Any) -> SessionData:
+            raise RuntimeError("the session was deleted meanwhile")
+
+        with pytest.raises(RuntimeError):  # the save refused: the entry went down with it
+            await sessions.save_checked("k", "k#marker", refuse,
+                                        first=sub.journal_step(s.submission_id, 1, {"type": "turn", "n": 2}))
+        await sub.claim_next("c2", lease_s=30, now=at(31))  # a takeover: attempt 1 is fenced off
+        later = SessionData(messages=[*first.messages, {"role": "assistant", "content": "late"}])
+        assert not await sessions.save_checked("k", "k#marker", lambda _marker: later,
+                                               first=sub.journal_step(s.submission_id, 1, {"type": "turn", "n": 3}))
+        assert await sub.journal(s.submission_id) == [{"type": "turn", "n": 1}]
+        assert (await sessions.load("k")).messages == first.messages  # the fenced attempt saved nothing
 
     # -- fast recovery (optional methods: flue.runtime.replica) ---------------------------
 
