@@ -49,6 +49,7 @@ from flue.runtime.current import current_runtime
 from flue.stream_paths import instance_path
 
 if TYPE_CHECKING:
+    from flue.runtime.instances import SubmissionJournal
     from flue.runtime.runtime import Runtime
 
 MARKER_SUFFIX = "#deletion"
@@ -115,8 +116,8 @@ class GuardedSessions:
         self._sub = sub
         self._seen: dict[str, str | None] = {}  # key -> the marker id it was opened under
         self._own: set[str] = set()  # markers this submission wrote (it may reopen what it deleted)
-        #: The submission's journal (a SubmissionJournal), whose waiting entry its prompt's session save takes.
-        self.journal: Any = None
+        #: The submission's journal, whose waiting entry its prompt's session save takes.
+        self.journal: SubmissionJournal | None = None
 
     def _name(self, key: str) -> str:
         return key[len(self._sub.instance) + len(HARNESS) + 2:] if key.startswith(self._sub.instance) else key

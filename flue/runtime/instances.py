@@ -18,8 +18,9 @@ claims them again (attempts are bounded, and a deadline fails them).
 
 Recovery is journaled (:class:`SubmissionJournal`): every model answer, tool
 result and finished turn of the running prompt is recorded in the
-submission's journal (the last turn's together with the session's save) (fenced by the attempt number, so a coordinator that
-lost its lease cannot write into its successor's), and the virtual
+submission's journal, the last turn's with the session's save (fenced by the
+attempt number, so a coordinator that lost its lease cannot write into its
+successor's), and the virtual
 sandbox's snapshot is saved before each tool result and turn is recorded.
 A recovering attempt restores that snapshot and replays the journal, so
 completed turns and tool calls are not repeated. What may run twice after a
@@ -128,10 +129,9 @@ class SubmissionJournal:
         self.saved = saved  # the instance's snapshot as last stored
         self._pending: dict[str, Any] | None = None  # the last turn's entry, waiting for the session save
         stores = runtime.stores
-        step = getattr(stores.submissions, "journal_step", None)
         database = getattr(stores.submissions, "database", None)
-        self._joins_save = (session_key is not None and step is not None and database is not None
-                            and getattr(stores.sessions, "save_checked", None) is not None
+        self._joins_save = (session_key is not None and database is not None
+                            and hasattr(stores.submissions, "journal_step") and hasattr(stores.sessions, "save_checked")
                             and getattr(stores.sessions, "database", None) is database)
 
     async def save_snapshot(self) -> None:

@@ -326,7 +326,7 @@ class SQLSubmissionStore:
                 row = yield Stmt(d.sql(
                     "SELECT status, lease_owner, attempts FROM {p}flue_submissions WHERE submission_id = ?"
                 ), (submission_id,), "one")
-                if row is None or row[1] != owner or (attempt is not None and row[2] != attempt) or row[0] == "running":
+                if row is None or row[1] != owner or (attempt is not None and row[2] != attempt):
                     return False, None, False  # not this owner's (or attempt's): fenced off
                 return row[0] == status, None, False  # a replayed settle by the same owner
             settled = self._decode(row)
